@@ -1,0 +1,70 @@
+-- Helpers shared by the API functions.
+--
+-- Error codes (stable SQLSTATEs, documented in docs/sql-api.md):
+--   BC001  invalid argument (bad phone, option, status, empty list …): nothing was changed
+--   BC002  not found (unknown id, or another tenant's)
+--   BC003  transition not allowed by the state machine
+--   BC004  the claim is gone (lease lost or entry no longer running): hang up, don't retry
+--
+-- Lock order, kept by every function so that concurrent callers cannot deadlock:
+--   tenant (claim only) -> batches in id order -> entries -> call logs.
+-- Entry and call triggers update their batch's counters, so a function locks the batch rows it
+-- will touch before it changes an entry.
+
+-- The reason recorded in events for the transitions the current statement makes.
+CREATE OR REPLACE FUNCTION batchctl.set_reason(p_reason text)
+RETURNS void LANGUAGE sql VOLATILE
+SET search_path = batchctl, pg_catalog
+AS $$ SELECT set_config('batchctl.reason', coalesce(p_reason, ''), true) $$;
+
+CREATE OR REPLACE FUNCTION batchctl.current_reason()
+RETURNS text LANGUAGE sql STABLE
+SET search_path = batchctl, pg_catalog
+AS $$ SELECT coalesce(nullif(current_setting('batchctl.reason', true), ''), 'direct update') $$;
+
+CREATE OR REPLACE FUNCTION batchctl.lock_batches(p_batch_ids uuid[])
+RETURNS void LANGUAGE sql VOLATILE
+SET search_path = batchctl, pg_catalog
+AS $$
+    SELECT count(*) FROM (
+        SELECT 1 FROM batchctl.batches WHERE id = ANY (p_batch_ids) ORDER BY id FOR NO KEY UPDATE
+    ) locked
+$$;
+
+-- A tenant-role session carries its tenant in the `batchctl.tenant_id` setting; a function
+-- called with another tenant's id answers "not found", as RLS would.
+CREATE OR REPLACE FUNCTION batchctl.check_tenant(p_tenant_id uuid)
+RETURNS void LANGUAGE plpgsql STABLE
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_session_tenant text := nullif(current_setting('batchctl.tenant_id', true), '');
+BEGIN
+    IF p_tenant_id IS NULL THEN
+        RAISE EXCEPTION 'p_tenant_id must not be null' USING ERRCODE = 'BC001';
+    END IF;
+    IF (v_session_tenant IS NOT NULL AND v_session_tenant <> p_tenant_id::text)
+       OR NOT EXISTS (SELECT 1 FROM batchctl.tenants WHERE id = p_tenant_id) THEN
+        RAISE EXCEPTION 'tenant % not found', p_tenant_id USING ERRCODE = 'BC002';
+    END IF;
+END
+$$;
+
+-- The tenant's batch, locked; "not found" for a missing id or another tenant's batch.
+CREATE OR REPLACE FUNCTION batchctl.lock_tenant_batch(p_tenant_id uuid, p_batch_id uuid)
+RETURNS batchctl.batches LANGUAGE plpgsql VOLATILE
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_batch batchctl.batches;
+BEGIN
+    PERFORM batchctl.check_tenant(p_tenant_id);
+    SELECT * INTO v_batch FROM batchctl.batches
+     WHERE id = p_batch_id AND tenant_id = p_tenant_id
+       FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'batch % not found', p_batch_id USING ERRCODE = 'BC002';
+    END IF;
+    RETURN v_batch;
+END
+$$;

@@ -1,0 +1,296 @@
+-- Input validation: options, phone numbers, time zones, call windows.
+-- Every error names what is wrong and the allowed values, and is raised before anything is
+-- written (BC001).
+
+CREATE OR REPLACE FUNCTION batchctl.is_e164(p_phone text)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = batchctl, pg_catalog
+AS $$ SELECT p_phone ~ '^\+[1-9][0-9]{6,14}$' $$;
+
+CREATE OR REPLACE FUNCTION batchctl.is_valid_timezone(p_tz text)
+RETURNS boolean LANGUAGE plpgsql STABLE
+SET search_path = batchctl, pg_catalog
+AS $$
+BEGIN
+    PERFORM now() AT TIME ZONE p_tz;
+    RETURN p_tz IS NOT NULL;
+EXCEPTION WHEN invalid_parameter_value THEN
+    RETURN false;
+END
+$$;
+
+-- The call statuses a retry may be asked for: outcomes where another try can succeed.
+CREATE OR REPLACE FUNCTION batchctl.retryable_outcomes()
+RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = batchctl, pg_catalog
+AS $$
+    SELECT ARRAY['failed', 'error', 'not_reachable', 'declined', 'rejected', 'no_answer', 'busy',
+                 'voicemail']
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.default_options()
+RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = batchctl, pg_catalog
+AS $$
+    SELECT jsonb_build_object(
+        'agent_name', NULL,
+        'wave_size', 15,
+        'dispatch_mode', 'window',
+        'max_retries', 2,
+        'pickup_timeout_s', 1200,
+        'ringing_timeout_s', 1200,
+        'ongoing_timeout_s', 900,
+        'retry_on', '[]'::jsonb,
+        'max_attempts', 1,
+        'retry_delay_s', 3600,
+        'retry_policy', '{}'::jsonb,
+        'call_window', NULL,
+        'start_at', NULL,
+        'end_at', NULL,
+        'report_to', '[]'::jsonb,
+        'report_delay_s', 15,
+        'autostart', true,
+        'metadata', '{}'::jsonb)
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.require_int(
+    p_key text, p_value jsonb, p_min integer, p_max integer)
+RETURNS void LANGUAGE plpgsql IMMUTABLE
+SET search_path = batchctl, pg_catalog
+AS $$
+BEGIN
+    IF jsonb_typeof(p_value) <> 'number' OR p_value::text !~ '^-?[0-9]+$'
+       OR p_value::numeric NOT BETWEEN p_min AND p_max THEN
+        RAISE EXCEPTION 'option %: expected an integer from % to %, got %', p_key, p_min, p_max, p_value
+            USING ERRCODE = 'BC001';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.require_outcomes(p_key text, p_value jsonb)
+RETURNS void LANGUAGE plpgsql IMMUTABLE
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_bad text;
+BEGIN
+    IF jsonb_typeof(p_value) <> 'array' THEN
+        RAISE EXCEPTION 'option %: expected an array of call outcomes, got %', p_key, p_value
+            USING ERRCODE = 'BC001';
+    END IF;
+    SELECT string_agg(v::text, ', ') INTO v_bad
+      FROM jsonb_array_elements(p_value) v
+     WHERE jsonb_typeof(v) <> 'string' OR NOT (v #>> '{}') = ANY (retryable_outcomes());
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'option %: % not a retryable outcome (allowed: %)',
+            p_key, v_bad, array_to_string(retryable_outcomes(), ', ') USING ERRCODE = 'BC001';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.parse_timestamptz(p_key text, p_value jsonb)
+RETURNS timestamptz LANGUAGE plpgsql STABLE
+SET search_path = batchctl, pg_catalog
+AS $$
+BEGIN
+    IF p_value IS NULL OR p_value = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_value) <> 'string' THEN
+        RAISE EXCEPTION 'option %: expected an ISO 8601 timestamp string, got %', p_key, p_value
+            USING ERRCODE = 'BC001';
+    END IF;
+    RETURN (p_value #>> '{}')::timestamptz;
+EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+    RAISE EXCEPTION 'option %: % is not a timestamp (use ISO 8601, e.g. 2026-11-23T09:00:00Z)',
+        p_key, p_value USING ERRCODE = 'BC001';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.validate_call_window(p_window jsonb)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_days constant text[] := ARRAY['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+    v_key text;
+    v_bad text;
+BEGIN
+    IF p_window IS NULL OR p_window = 'null' THEN
+        RETURN 'null';
+    END IF;
+    IF jsonb_typeof(p_window) <> 'object' THEN
+        RAISE EXCEPTION 'option call_window: expected null or {"start": "09:00", "end": "20:00", "days": ["mon", …]}, got %',
+            p_window USING ERRCODE = 'BC001';
+    END IF;
+    SELECT k INTO v_key FROM jsonb_object_keys(p_window) k WHERE k NOT IN ('start', 'end', 'days') LIMIT 1;
+    IF v_key IS NOT NULL THEN
+        RAISE EXCEPTION 'option call_window: unknown key "%" (allowed: start, end, days)', v_key
+            USING ERRCODE = 'BC001';
+    END IF;
+    FOREACH v_key IN ARRAY ARRAY['start', 'end'] LOOP
+        IF jsonb_typeof(p_window -> v_key) IS DISTINCT FROM 'string'
+           OR (p_window ->> v_key) !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$' THEN
+            RAISE EXCEPTION 'option call_window.%: expected a time "HH:MM" (00:00 to 23:59), got %',
+                v_key, coalesce((p_window -> v_key)::text, 'nothing') USING ERRCODE = 'BC001';
+        END IF;
+    END LOOP;
+    IF (p_window ->> 'start')::time >= (p_window ->> 'end')::time THEN
+        RAISE EXCEPTION 'option call_window: start % must be before end %',
+            p_window ->> 'start', p_window ->> 'end' USING ERRCODE = 'BC001';
+    END IF;
+    IF p_window ? 'days' THEN
+        IF jsonb_typeof(p_window -> 'days') <> 'array' OR jsonb_array_length(p_window -> 'days') = 0 THEN
+            RAISE EXCEPTION 'option call_window.days: expected a non-empty array of %, got %',
+                array_to_string(v_days, ', '), p_window -> 'days' USING ERRCODE = 'BC001';
+        END IF;
+        SELECT string_agg(d::text, ', ') INTO v_bad FROM jsonb_array_elements(p_window -> 'days') d
+         WHERE jsonb_typeof(d) <> 'string' OR NOT lower(d #>> '{}') = ANY (v_days);
+        IF v_bad IS NOT NULL THEN
+            RAISE EXCEPTION 'option call_window.days: % not a day (allowed: %)', v_bad,
+                array_to_string(v_days, ', ') USING ERRCODE = 'BC001';
+        END IF;
+        RETURN p_window || jsonb_build_object('days',
+            (SELECT jsonb_agg(DISTINCT lower(d #>> '{}')) FROM jsonb_array_elements(p_window -> 'days') d));
+    END IF;
+    RETURN p_window || jsonb_build_object('days', to_jsonb(v_days));
+END
+$$;
+
+-- Options merged over the defaults, every key checked. Unknown keys and ill-typed values raise
+-- BC001 naming the key.
+CREATE OR REPLACE FUNCTION batchctl.normalize_options(p_options jsonb)
+RETURNS jsonb LANGUAGE plpgsql STABLE
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_defaults constant jsonb := default_options();
+    v jsonb;
+    v_key text;
+    v_policy record;
+    v_start timestamptz;
+    v_end timestamptz;
+BEGIN
+    IF p_options IS NULL OR p_options = 'null' THEN
+        p_options := '{}';
+    END IF;
+    IF jsonb_typeof(p_options) <> 'object' THEN
+        RAISE EXCEPTION 'options: expected a JSON object, got %', jsonb_typeof(p_options)
+            USING ERRCODE = 'BC001';
+    END IF;
+    SELECT string_agg(format('"%s"', k), ', ') INTO v_key
+      FROM jsonb_object_keys(p_options) k WHERE NOT v_defaults ? k;
+    IF v_key IS NOT NULL THEN
+        RAISE EXCEPTION 'options: unknown key % (allowed: %)', v_key,
+            (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(v_defaults) k)
+            USING ERRCODE = 'BC001';
+    END IF;
+    v := v_defaults || jsonb_strip_nulls(p_options);
+
+    IF v -> 'agent_name' <> 'null' AND (jsonb_typeof(v -> 'agent_name') <> 'string'
+                                       OR length(v ->> 'agent_name') = 0) THEN
+        RAISE EXCEPTION 'option agent_name: expected a non-empty string, got %', v -> 'agent_name'
+            USING ERRCODE = 'BC001';
+    END IF;
+    PERFORM require_int('wave_size', v -> 'wave_size', 1, 1000);
+    IF jsonb_typeof(v -> 'dispatch_mode') <> 'string'
+       OR v ->> 'dispatch_mode' NOT IN ('wave', 'window') THEN
+        RAISE EXCEPTION 'option dispatch_mode: expected "wave" or "window", got %', v -> 'dispatch_mode'
+            USING ERRCODE = 'BC001';
+    END IF;
+    PERFORM require_int('max_retries', v -> 'max_retries', 0, 100);
+    PERFORM require_int('pickup_timeout_s', v -> 'pickup_timeout_s', 1, 604800);
+    PERFORM require_int('ringing_timeout_s', v -> 'ringing_timeout_s', 1, 604800);
+    PERFORM require_int('ongoing_timeout_s', v -> 'ongoing_timeout_s', 1, 604800);
+    PERFORM require_outcomes('retry_on', v -> 'retry_on');
+    PERFORM require_int('max_attempts', v -> 'max_attempts', 1, 100);
+    PERFORM require_int('retry_delay_s', v -> 'retry_delay_s', 0, 2592000);
+    IF jsonb_typeof(v -> 'retry_policy') <> 'object' THEN
+        RAISE EXCEPTION 'option retry_policy: expected {outcome: {max_attempts, delay_s}}, got %',
+            v -> 'retry_policy' USING ERRCODE = 'BC001';
+    END IF;
+    FOR v_policy IN SELECT key, value FROM jsonb_each(v -> 'retry_policy') LOOP
+        PERFORM require_outcomes('retry_policy', jsonb_build_array(v_policy.key));
+        IF jsonb_typeof(v_policy.value) <> 'object'
+           OR EXISTS (SELECT 1 FROM jsonb_object_keys(v_policy.value) k
+                       WHERE k NOT IN ('max_attempts', 'delay_s')) THEN
+            RAISE EXCEPTION 'option retry_policy.%: expected {"max_attempts": n, "delay_s": n}, got %',
+                v_policy.key, v_policy.value USING ERRCODE = 'BC001';
+        END IF;
+        IF v_policy.value ? 'max_attempts' THEN
+            PERFORM require_int('retry_policy.' || v_policy.key || '.max_attempts',
+                                v_policy.value -> 'max_attempts', 1, 100);
+        END IF;
+        IF v_policy.value ? 'delay_s' THEN
+            PERFORM require_int('retry_policy.' || v_policy.key || '.delay_s',
+                                v_policy.value -> 'delay_s', 0, 2592000);
+        END IF;
+    END LOOP;
+    v := jsonb_set(v, '{call_window}', validate_call_window(v -> 'call_window'));
+    v_start := parse_timestamptz('start_at', v -> 'start_at');
+    v_end := parse_timestamptz('end_at', v -> 'end_at');
+    IF v_start IS NOT NULL AND v_end IS NOT NULL AND v_end <= v_start THEN
+        RAISE EXCEPTION 'option end_at: % must be after start_at %', v_end, v_start
+            USING ERRCODE = 'BC001';
+    END IF;
+    v := v || jsonb_build_object('start_at', v_start, 'end_at', v_end);
+    IF jsonb_typeof(v -> 'report_to') <> 'array' THEN
+        RAISE EXCEPTION 'option report_to: expected an array of e-mail addresses, got %', v -> 'report_to'
+            USING ERRCODE = 'BC001';
+    END IF;
+    SELECT string_agg(a::text, ', ') INTO v_key FROM jsonb_array_elements(v -> 'report_to') a
+     WHERE jsonb_typeof(a) <> 'string' OR (a #>> '{}') !~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$';
+    IF v_key IS NOT NULL THEN
+        RAISE EXCEPTION 'option report_to: % not an e-mail address', v_key USING ERRCODE = 'BC001';
+    END IF;
+    PERFORM require_int('report_delay_s', v -> 'report_delay_s', 0, 86400);
+    IF jsonb_typeof(v -> 'autostart') <> 'boolean' THEN
+        RAISE EXCEPTION 'option autostart: expected true or false, got %', v -> 'autostart'
+            USING ERRCODE = 'BC001';
+    END IF;
+    IF jsonb_typeof(v -> 'metadata') <> 'object' THEN
+        RAISE EXCEPTION 'option metadata: expected a JSON object, got %', v -> 'metadata'
+            USING ERRCODE = 'BC001';
+    END IF;
+    RETURN v;
+END
+$$;
+
+-- The first moment at or after p_now inside the call window, in the recipient's local time
+-- (DST-correct: local wall-clock times are converted through the zone on each day).
+-- NULL window: any time, so p_now.
+CREATE OR REPLACE FUNCTION batchctl.next_window_open(p_window jsonb, p_tz text, p_now timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql STABLE
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_local timestamp := p_now AT TIME ZONE p_tz;
+    v_start time;
+    v_end time;
+    v_day date;
+    v_open timestamptz;
+BEGIN
+    IF p_window IS NULL OR p_window = 'null' THEN
+        RETURN p_now;
+    END IF;
+    v_start := (p_window ->> 'start')::time;
+    v_end := (p_window ->> 'end')::time;
+    FOR i IN 0..7 LOOP
+        v_day := v_local::date + i;
+        CONTINUE WHEN NOT (p_window -> 'days') ? lower(to_char(v_day, 'Dy'));
+        v_open := (v_day + v_start) AT TIME ZONE p_tz;
+        IF p_now < v_open THEN
+            RETURN v_open;
+        END IF;
+        IF p_now < (v_day + v_end) AT TIME ZONE p_tz THEN
+            RETURN p_now;  -- inside today's window
+        END IF;
+    END LOOP;
+    RETURN NULL;  -- unreachable: a validated window has at least one day
+END
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.in_call_window(p_window jsonb, p_tz text, p_now timestamptz)
+RETURNS boolean LANGUAGE sql STABLE
+SET search_path = batchctl, pg_catalog
+AS $$ SELECT next_window_open(p_window, p_tz, p_now) = p_now $$;

@@ -1,0 +1,99 @@
+-- Batch row triggers: transition guard, automatic completion, finish-once, report outbox.
+-- Completion is decided here, on the batch row under its row lock, from the counters the entry
+-- triggers keep: concurrent final reports serialise on this row, and exactly one of them sees
+-- the last pending entry go.
+
+CREATE OR REPLACE FUNCTION batchctl.batches_before_update()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_pending integer := NEW.queued_count + NEW.running_count + NEW.dispatched_count;
+BEGIN
+    IF OLD.finished_at IS NOT NULL THEN
+        RAISE EXCEPTION 'batch % finished at % and cannot change', OLD.id, OLD.finished_at
+            USING ERRCODE = 'BC003';
+    END IF;
+    IF NEW.status <> OLD.status AND NOT batch_transition_allowed(OLD.status, NEW.status) THEN
+        RAISE EXCEPTION 'batch %: cannot go from % to %', OLD.id, OLD.status, NEW.status
+            USING ERRCODE = 'BC003';
+    END IF;
+    IF NEW.status IN ('running', 'paused') AND v_pending = 0 THEN
+        NEW.status := 'completed';
+    END IF;
+    IF NEW.status = 'running' AND NEW.started_at IS NULL THEN
+        NEW.started_at := now();
+    END IF;
+    IF is_terminal(NEW.status) AND v_pending = 0 THEN
+        NEW.finished_at := now();
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.batches_after_insert()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+BEGIN
+    INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason)
+    VALUES (NEW.tenant_id, NEW.id, 'batch', NEW.id, NULL, NEW.status, current_reason());
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.batches_after_update()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_report_to text[];
+BEGIN
+    IF NEW.status <> OLD.status THEN
+        INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason)
+        VALUES (NEW.tenant_id, NEW.id, 'batch', NEW.id, OLD.status, NEW.status,
+                CASE WHEN NEW.status = 'completed' AND OLD.status IN ('running', 'paused', 'pending')
+                     THEN 'every entry is terminal' ELSE current_reason() END);
+        IF NEW.status = 'running' THEN
+            PERFORM pg_notify('batchctl_dispatch',
+                json_build_object('tenant_id', NEW.tenant_id, 'batch_id', NEW.id)::text);
+        END IF;
+    END IF;
+    IF OLD.finished_at IS NULL AND NEW.finished_at IS NOT NULL THEN
+        -- Exactly once: finished_at is set once (the BEFORE trigger refuses changes after it)
+        -- and reports.batch_id is the primary key.
+        SELECT array_agg(a #>> '{}') INTO v_report_to FROM jsonb_array_elements(NEW.options -> 'report_to') a;
+        INSERT INTO reports (batch_id, tenant_id, status, recipients, next_attempt_at)
+        VALUES (NEW.id, NEW.tenant_id,
+                CASE WHEN v_report_to IS NULL THEN 'skipped' ELSE 'pending' END::report_status,
+                coalesce(v_report_to, '{}'),
+                now() + make_interval(secs => (NEW.options ->> 'report_delay_s')::integer));
+        IF v_report_to IS NOT NULL THEN
+            PERFORM pg_notify('batchctl_report', NEW.id::text);
+        END IF;
+    END IF;
+    PERFORM pg_notify('batchctl_progress', NEW.id::text);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER batches_before_update BEFORE UPDATE ON batchctl.batches
+    FOR EACH ROW EXECUTE FUNCTION batchctl.batches_before_update();
+CREATE OR REPLACE TRIGGER batches_after_insert AFTER INSERT ON batchctl.batches
+    FOR EACH ROW EXECUTE FUNCTION batchctl.batches_after_insert();
+CREATE OR REPLACE TRIGGER batches_after_update AFTER UPDATE ON batchctl.batches
+    FOR EACH ROW EXECUTE FUNCTION batchctl.batches_after_update();
+
+-- events is an append-only audit.
+CREATE OR REPLACE FUNCTION batchctl.events_append_only()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+BEGIN
+    RAISE EXCEPTION 'events is append-only: % is not allowed', TG_OP USING ERRCODE = 'BC003';
+END
+$$;
+
+CREATE OR REPLACE TRIGGER events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON batchctl.events
+    FOR EACH STATEMENT EXECUTE FUNCTION batchctl.events_append_only();

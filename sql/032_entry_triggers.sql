@@ -1,0 +1,114 @@
+-- Entry statement triggers: one pass per statement over the transition tables, so a claim of 50
+-- entries costs one guard query, one event insert, one counter update per batch and one NOTIFY
+-- per batch, not 50 of each.
+
+CREATE OR REPLACE FUNCTION batchctl.entries_after_insert()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+BEGIN
+    UPDATE batches b
+       SET total = b.total + d.n,
+           queued_count = b.queued_count + d.queued,
+           running_count = b.running_count + d.running,
+           dispatched_count = b.dispatched_count + d.dispatched,
+           completed_count = b.completed_count + d.completed,
+           failed_count = b.failed_count + d.failed,
+           declined_count = b.declined_count + d.declined,
+           cancelled_count = b.cancelled_count + d.cancelled
+      FROM (SELECT batch_id, count(*) AS n,
+                   count(*) FILTER (WHERE status = 'queued') AS queued,
+                   count(*) FILTER (WHERE status = 'running') AS running,
+                   count(*) FILTER (WHERE status = 'dispatched') AS dispatched,
+                   count(*) FILTER (WHERE status = 'completed') AS completed,
+                   count(*) FILTER (WHERE status = 'failed') AS failed,
+                   count(*) FILTER (WHERE status = 'declined') AS declined,
+                   count(*) FILTER (WHERE status = 'cancelled') AS cancelled
+              FROM new_entries GROUP BY batch_id) d
+     WHERE b.id = d.batch_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.entries_after_update()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_bad record;
+BEGIN
+    -- The guard: only transitions of the state machine, and a terminal entry never changes.
+    SELECT o.id, o.status AS from_status, n.status AS to_status INTO v_bad
+      FROM old_entries o JOIN new_entries n USING (id)
+     WHERE (o.status <> n.status AND NOT entry_transition_allowed(o.status, n.status))
+        OR (o.status = n.status AND is_terminal(o.status) AND o IS DISTINCT FROM n)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'entry %: cannot go from % to %', v_bad.id, v_bad.from_status, v_bad.to_status
+            USING ERRCODE = 'BC003',
+                  HINT = CASE WHEN is_terminal(v_bad.from_status)
+                              THEN 'a terminal entry never changes' END;
+    END IF;
+
+    INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason)
+    SELECT n.tenant_id, n.batch_id, 'entry', n.id, o.status, n.status,
+           concat_ws(': ', current_reason(),
+                     CASE WHEN n.last_error IS DISTINCT FROM o.last_error THEN n.last_error END)
+      FROM old_entries o JOIN new_entries n USING (id)
+     WHERE o.status <> n.status;
+
+    UPDATE batches b
+       SET queued_count = b.queued_count + d.queued,
+           running_count = b.running_count + d.running,
+           dispatched_count = b.dispatched_count + d.dispatched,
+           completed_count = b.completed_count + d.completed,
+           failed_count = b.failed_count + d.failed,
+           declined_count = b.declined_count + d.declined,
+           cancelled_count = b.cancelled_count + d.cancelled
+      FROM (SELECT n.batch_id,
+                   count(*) FILTER (WHERE n.status = 'queued') - count(*) FILTER (WHERE o.status = 'queued') AS queued,
+                   count(*) FILTER (WHERE n.status = 'running') - count(*) FILTER (WHERE o.status = 'running') AS running,
+                   count(*) FILTER (WHERE n.status = 'dispatched') - count(*) FILTER (WHERE o.status = 'dispatched') AS dispatched,
+                   count(*) FILTER (WHERE n.status = 'completed') AS completed,
+                   count(*) FILTER (WHERE n.status = 'failed') AS failed,
+                   count(*) FILTER (WHERE n.status = 'declined') AS declined,
+                   count(*) FILTER (WHERE n.status = 'cancelled') AS cancelled
+              FROM old_entries o JOIN new_entries n USING (id)
+             WHERE o.status <> n.status
+             GROUP BY n.batch_id) d
+     WHERE b.id = d.batch_id;
+
+    -- Wake the dispatcher where work became claimable or a call slot was freed.
+    PERFORM pg_notify('batchctl_dispatch',
+                      json_build_object('tenant_id', x.tenant_id, 'batch_id', x.batch_id)::text)
+       FROM (SELECT DISTINCT n.tenant_id, n.batch_id
+               FROM old_entries o JOIN new_entries n USING (id)
+              WHERE o.status <> n.status
+                AND (n.status = 'queued' OR o.status IN ('running', 'dispatched'))
+                AND n.status NOT IN ('running', 'dispatched')) x;
+    RETURN NULL;
+END
+$$;
+
+-- Entries leave only with their batch (ON DELETE CASCADE, which runs at trigger depth > 1):
+-- deleting one alone would break "counters = real counts".
+CREATE OR REPLACE FUNCTION batchctl.entries_before_delete()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+BEGIN
+    IF pg_trigger_depth() = 1 THEN
+        RAISE EXCEPTION 'batch entries are deleted only with their batch' USING ERRCODE = 'BC003';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER entries_after_insert AFTER INSERT ON batchctl.batch_entries
+    REFERENCING NEW TABLE AS new_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION batchctl.entries_after_insert();
+CREATE OR REPLACE TRIGGER entries_after_update AFTER UPDATE ON batchctl.batch_entries
+    REFERENCING OLD TABLE AS old_entries NEW TABLE AS new_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION batchctl.entries_after_update();
+CREATE OR REPLACE TRIGGER entries_before_delete BEFORE DELETE ON batchctl.batch_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION batchctl.entries_before_delete();

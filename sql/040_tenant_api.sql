@@ -1,0 +1,296 @@
+-- The tenant-facing API. Each function takes p_tenant_id first and answers "not found" (BC002)
+-- for another tenant's objects. SECURITY DEFINER: callers need EXECUTE only, not table rights.
+
+CREATE OR REPLACE FUNCTION batchctl.create_tenant(
+    p_name text, p_max_concurrent_calls integer DEFAULT 3, p_timezone text DEFAULT 'UTC')
+RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    IF p_name IS NULL OR length(btrim(p_name)) = 0 THEN
+        RAISE EXCEPTION 'p_name: a tenant needs a non-empty name' USING ERRCODE = 'BC001';
+    END IF;
+    IF p_max_concurrent_calls IS NULL OR p_max_concurrent_calls < 1 THEN
+        RAISE EXCEPTION 'p_max_concurrent_calls: expected an integer of at least 1, got %',
+            coalesce(p_max_concurrent_calls::text, 'null') USING ERRCODE = 'BC001';
+    END IF;
+    IF NOT is_valid_timezone(p_timezone) THEN
+        RAISE EXCEPTION 'p_timezone: unknown time zone "%" (use an IANA name such as Europe/Berlin)',
+            p_timezone USING ERRCODE = 'BC001';
+    END IF;
+    INSERT INTO tenants (name, max_concurrent_calls, timezone)
+    VALUES (btrim(p_name), p_max_concurrent_calls, p_timezone)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$$;
+
+-- Adds a number to the do-not-call list and cancels its entries that are not yet dialling.
+-- A call already live is left to end (hang it up with cancel_entry if needed).
+CREATE OR REPLACE FUNCTION batchctl.add_dnc(p_tenant_id uuid, p_phone text)
+RETURNS void LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_batch_ids uuid[];
+BEGIN
+    PERFORM check_tenant(p_tenant_id);
+    IF NOT coalesce(is_e164(p_phone), false) THEN
+        RAISE EXCEPTION 'p_phone: % is not an E.164 number (+ country code and number, e.g. +14155550123)',
+            coalesce(quote_literal(p_phone), 'null') USING ERRCODE = 'BC001';
+    END IF;
+    INSERT INTO dnc_numbers (tenant_id, phone) VALUES (p_tenant_id, p_phone) ON CONFLICT DO NOTHING;
+
+    SELECT array_agg(DISTINCT batch_id) INTO v_batch_ids FROM batch_entries
+     WHERE tenant_id = p_tenant_id AND to_phone = p_phone AND status IN ('queued', 'running');
+    IF v_batch_ids IS NOT NULL THEN
+        PERFORM lock_batches(v_batch_ids);
+        PERFORM set_reason('add_dnc');
+        UPDATE batch_entries
+           SET status = 'cancelled', last_error = 'dnc', claimed_by = NULL, lease_expires_at = NULL,
+               updated_at = now()
+         WHERE tenant_id = p_tenant_id AND to_phone = p_phone AND batch_id = ANY (v_batch_ids)
+           AND status IN ('queued', 'running');
+    END IF;
+END
+$$;
+
+-- Validates everything before writing anything: an invalid entry or option raises BC001 naming
+-- each offending entry (entries[i], 0-based) and creates nothing. Duplicate numbers keep their
+-- first entry; do-not-call numbers are skipped; both are counted in batch_status.
+CREATE OR REPLACE FUNCTION batchctl.create_batch(
+    p_tenant_id uuid, p_entries jsonb, p_options jsonb DEFAULT '{}', p_created_by uuid DEFAULT NULL)
+RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_options jsonb;
+    v_batch_id uuid;
+    v_errors text[];
+    v_rows integer;
+    v_distinct integer;
+    v_inserted integer;
+BEGIN
+    PERFORM check_tenant(p_tenant_id);
+    v_options := normalize_options(p_options);
+    IF p_entries IS NULL OR jsonb_typeof(p_entries) <> 'array' THEN
+        RAISE EXCEPTION 'p_entries: expected a JSON array of {to_phone, lead_name?, lead_id?, context?, timezone?}, got %',
+            coalesce(jsonb_typeof(p_entries), 'null') USING ERRCODE = 'BC001';
+    END IF;
+    v_rows := jsonb_array_length(p_entries);
+    IF v_rows = 0 THEN
+        RAISE EXCEPTION 'p_entries: the list is empty; a batch needs at least one entry'
+            USING ERRCODE = 'BC001';
+    END IF;
+
+    WITH input AS (
+        SELECT ord - 1 AS idx, e FROM jsonb_array_elements(p_entries) WITH ORDINALITY AS x (e, ord)
+    ), problems AS (
+        SELECT idx, CASE
+            WHEN jsonb_typeof(e) <> 'object'
+                THEN 'expected an object {to_phone, lead_name?, lead_id?, context?, timezone?}'
+            WHEN k.unknown IS NOT NULL
+                THEN format('unknown key "%s" (allowed: to_phone, lead_name, lead_id, context, timezone)', k.unknown)
+            WHEN jsonb_typeof(e -> 'to_phone') IS DISTINCT FROM 'string'
+                THEN 'to_phone is missing or not a string'
+            WHEN NOT is_e164(e ->> 'to_phone')
+                THEN format('to_phone %s is not an E.164 number (+ country code and number, e.g. +14155550123)', e -> 'to_phone')
+            WHEN coalesce(jsonb_typeof(e -> 'lead_name'), 'null') NOT IN ('string', 'null')
+                THEN 'lead_name must be a string'
+            WHEN coalesce(jsonb_typeof(e -> 'lead_id'), 'null') NOT IN ('string', 'number', 'null')
+                THEN 'lead_id must be a string or a number'
+            WHEN coalesce(jsonb_typeof(e -> 'context'), 'null') NOT IN ('object', 'null')
+                THEN 'context must be a JSON object'
+            WHEN coalesce(jsonb_typeof(e -> 'timezone'), 'null') NOT IN ('string', 'null')
+                THEN 'timezone must be a string such as "Europe/Berlin"'
+            WHEN e ->> 'timezone' IS NOT NULL AND NOT tz.valid
+                THEN format('unknown timezone %s (use an IANA name such as Europe/Berlin)', e -> 'timezone')
+            END AS problem
+          FROM input
+          LEFT JOIN LATERAL (
+              SELECT min(key) AS unknown FROM jsonb_object_keys(CASE WHEN jsonb_typeof(e) = 'object' THEN e ELSE '{}' END) key
+               WHERE key NOT IN ('to_phone', 'lead_name', 'lead_id', 'context', 'timezone')
+          ) k ON true
+          -- Each distinct zone is checked once, not once per row.
+          LEFT JOIN (
+              SELECT z.tz, is_valid_timezone(z.tz) AS valid
+                FROM (SELECT DISTINCT e ->> 'timezone' AS tz FROM input
+                       WHERE jsonb_typeof(e) = 'object' AND jsonb_typeof(e -> 'timezone') = 'string') z
+          ) tz ON jsonb_typeof(e) = 'object' AND tz.tz = e ->> 'timezone'
+    )
+    SELECT array_agg(format('entries[%s]: %s', idx, problem) ORDER BY idx) INTO v_errors
+      FROM problems WHERE problem IS NOT NULL;
+    IF v_errors IS NOT NULL THEN
+        RAISE EXCEPTION '% of % entries are invalid, nothing was created: %', cardinality(v_errors), v_rows,
+            array_to_string(v_errors[1:10], '; ')
+            || CASE WHEN cardinality(v_errors) > 10 THEN format('; … and %s more', cardinality(v_errors) - 10) ELSE '' END
+            USING ERRCODE = 'BC001', DETAIL = array_to_string(v_errors[1:1000], E'\n');
+    END IF;
+
+    PERFORM set_reason('create_batch');
+    INSERT INTO batches (tenant_id, options, created_by, metadata)
+    VALUES (p_tenant_id, v_options, p_created_by, v_options -> 'metadata')
+    RETURNING id INTO v_batch_id;
+
+    WITH input AS (
+        SELECT ord - 1 AS idx, e FROM jsonb_array_elements(p_entries) WITH ORDINALITY AS x (e, ord)
+    ), firsts AS (
+        SELECT DISTINCT ON (e ->> 'to_phone') idx, e FROM input ORDER BY e ->> 'to_phone', idx
+    )
+    INSERT INTO batch_entries (batch_id, tenant_id, entry_index, to_phone, lead_id, lead_name, context, timezone)
+    SELECT v_batch_id, p_tenant_id, idx, e ->> 'to_phone', e ->> 'lead_id', e ->> 'lead_name',
+           coalesce(nullif(e -> 'context', 'null'), '{}'), e ->> 'timezone'
+      FROM firsts f
+     WHERE NOT EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.tenant_id = p_tenant_id AND d.phone = f.e ->> 'to_phone')
+     ORDER BY idx;
+    GET DIAGNOSTICS v_inserted = ROW_COUNT;
+    SELECT count(DISTINCT e ->> 'to_phone') INTO v_distinct FROM jsonb_array_elements(p_entries) e;
+
+    UPDATE batches
+       SET duplicates = v_rows - v_distinct,
+           dnc_skipped = v_distinct - v_inserted,
+           status = CASE WHEN (v_options ->> 'autostart')::boolean THEN 'running' ELSE status END
+     WHERE id = v_batch_id;
+    RETURN v_batch_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.change_batch_status(
+    p_tenant_id uuid, p_batch_id uuid, p_from batchctl.batch_status, p_to batchctl.batch_status,
+    p_action text)
+RETURNS void LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_batch batches := lock_tenant_batch(p_tenant_id, p_batch_id);
+BEGIN
+    IF v_batch.status = p_to THEN
+        RETURN;  -- already there: repeating a start, pause or resume is harmless
+    END IF;
+    IF v_batch.status <> p_from THEN
+        RAISE EXCEPTION 'batch % is %; only a % batch can be %', p_batch_id, v_batch.status, p_from, p_action
+            USING ERRCODE = 'BC003';
+    END IF;
+    PERFORM set_reason(p_action);
+    UPDATE batches SET status = p_to WHERE id = p_batch_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.start_batch(p_tenant_id uuid, p_batch_id uuid)
+RETURNS void LANGUAGE sql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$ SELECT change_batch_status(p_tenant_id, p_batch_id, 'pending', 'running', 'started') $$;
+
+CREATE OR REPLACE FUNCTION batchctl.pause_batch(p_tenant_id uuid, p_batch_id uuid)
+RETURNS void LANGUAGE sql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$ SELECT change_batch_status(p_tenant_id, p_batch_id, 'running', 'paused', 'paused') $$;
+
+CREATE OR REPLACE FUNCTION batchctl.resume_batch(p_tenant_id uuid, p_batch_id uuid)
+RETURNS void LANGUAGE sql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$ SELECT change_batch_status(p_tenant_id, p_batch_id, 'paused', 'running', 'resumed') $$;
+
+-- Stops a batch as cancelled (cancel_batch) or failed (fail_batch): entries not yet dialling are
+-- cancelled now; live calls are announced for hang-up and the batch finishes when they end.
+-- Returns the number of entries cancelled now.
+CREATE OR REPLACE FUNCTION batchctl.stop_batch(
+    p_tenant_id uuid, p_batch_id uuid, p_status batchctl.batch_status, p_reason text)
+RETURNS integer LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_batch batches := lock_tenant_batch(p_tenant_id, p_batch_id);
+    v_cancelled integer;
+BEGIN
+    IF v_batch.status = p_status THEN
+        RETURN 0;
+    END IF;
+    IF is_terminal(v_batch.status) THEN
+        RAISE EXCEPTION 'batch % is already %; only a pending, running or paused batch can be stopped',
+            p_batch_id, v_batch.status USING ERRCODE = 'BC003';
+    END IF;
+    PERFORM set_reason(concat_ws(': ', CASE p_status WHEN 'cancelled' THEN 'cancel_batch' ELSE 'fail_batch' END,
+                                 p_reason));
+    -- The batch leaves running first, so cancelling its last queued entries cannot complete it.
+    UPDATE batches SET status = p_status, cancel_reason = p_reason WHERE id = p_batch_id;
+    UPDATE batch_entries
+       SET status = 'cancelled', last_error = 'batch_' || p_status, claimed_by = NULL,
+           lease_expires_at = NULL, updated_at = now()
+     WHERE batch_id = p_batch_id AND status IN ('queued', 'running');
+    GET DIAGNOSTICS v_cancelled = ROW_COUNT;
+    PERFORM pg_notify('batchctl_hangup', c.room_name)
+       FROM batch_entries e JOIN call_logs c ON c.id = e.call_log_id
+      WHERE e.batch_id = p_batch_id AND e.status = 'dispatched';
+    RETURN v_cancelled;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION batchctl.cancel_batch(p_tenant_id uuid, p_batch_id uuid, p_reason text DEFAULT NULL)
+RETURNS integer LANGUAGE sql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$ SELECT stop_batch(p_tenant_id, p_batch_id, 'cancelled', p_reason) $$;
+
+-- Administrative: any non-terminal batch -> failed. Not granted to the tenant role.
+CREATE OR REPLACE FUNCTION batchctl.fail_batch(p_tenant_id uuid, p_batch_id uuid, p_reason text)
+RETURNS integer LANGUAGE sql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$ SELECT stop_batch(p_tenant_id, p_batch_id, 'failed', p_reason) $$;
+
+-- true when the entry was cancelled now (it was queued or being claimed). A live call is
+-- announced for hang-up instead and the entry ends with the call's outcome: false.
+CREATE OR REPLACE FUNCTION batchctl.cancel_entry(p_tenant_id uuid, p_entry_id uuid)
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_batch_id uuid;
+BEGIN
+    PERFORM check_tenant(p_tenant_id);
+    SELECT batch_id INTO v_batch_id FROM batch_entries WHERE id = p_entry_id AND tenant_id = p_tenant_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'entry % not found', p_entry_id USING ERRCODE = 'BC002';
+    END IF;
+    PERFORM lock_batches(ARRAY[v_batch_id]);
+    PERFORM set_reason('cancel_entry');
+    UPDATE batch_entries
+       SET status = 'cancelled', last_error = 'cancelled', claimed_by = NULL, lease_expires_at = NULL,
+           updated_at = now()
+     WHERE id = p_entry_id AND status IN ('queued', 'running');
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    PERFORM pg_notify('batchctl_hangup', c.room_name)
+       FROM batch_entries e JOIN call_logs c ON c.id = e.call_log_id
+      WHERE e.id = p_entry_id AND e.status = 'dispatched';
+    RETURN false;
+END
+$$;
+
+-- O(1): read from the counters on the batch row.
+CREATE OR REPLACE FUNCTION batchctl.batch_status(p_tenant_id uuid, p_batch_id uuid)
+RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    PERFORM check_tenant(p_tenant_id);
+    SELECT jsonb_build_object(
+               'batch_id', b.id, 'status', b.status, 'total', b.total,
+               'queued', b.queued_count, 'running', b.running_count, 'dispatched', b.dispatched_count,
+               'completed', b.completed_count, 'failed', b.failed_count,
+               'declined', b.declined_count, 'cancelled', b.cancelled_count,
+               'pending', b.queued_count + b.running_count + b.dispatched_count,
+               'duplicates', b.duplicates, 'dnc_skipped', b.dnc_skipped,
+               'created_at', b.created_at, 'started_at', b.started_at, 'finished_at', b.finished_at)
+      INTO v
+      FROM batches b WHERE b.id = p_batch_id AND b.tenant_id = p_tenant_id;
+    IF v IS NULL THEN
+        RAISE EXCEPTION 'batch % not found', p_batch_id USING ERRCODE = 'BC002';
+    END IF;
+    RETURN v;
+END
+$$;

@@ -1,0 +1,28 @@
+-- Who may call what. Functions are SECURITY DEFINER; callers need EXECUTE only.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA batchctl FROM PUBLIC;
+
+GRANT EXECUTE ON FUNCTION
+    batchctl.create_batch(uuid, jsonb, jsonb, uuid),
+    batchctl.start_batch(uuid, uuid),
+    batchctl.pause_batch(uuid, uuid),
+    batchctl.resume_batch(uuid, uuid),
+    batchctl.cancel_batch(uuid, uuid, text),
+    batchctl.cancel_entry(uuid, uuid),
+    batchctl.batch_status(uuid, uuid),
+    batchctl.add_dnc(uuid, text)
+TO batchctl_tenant, batchctl_worker;
+
+GRANT EXECUTE ON FUNCTION
+    batchctl.create_tenant(text, integer, text),
+    batchctl.fail_batch(uuid, uuid, text),
+    batchctl.claim_entries(text, integer, integer),
+    batchctl.mark_dispatched(uuid, text, text),
+    batchctl.mark_dispatch_failed(uuid, text, boolean),
+    batchctl.report_call_status(uuid, text, jsonb),
+    batchctl.sweep(timestamptz),
+    batchctl.claim_report(text),
+    batchctl.report_sent(uuid),
+    batchctl.report_failed(uuid, text)
+TO batchctl_worker;
+
+GRANT SELECT ON batchctl.batch_overview TO batchctl_tenant, batchctl_worker;
