@@ -43,7 +43,7 @@ BEGIN
     IF p_tenant_id IS NULL THEN
         RAISE EXCEPTION 'p_tenant_id must not be null' USING ERRCODE = 'BC001';
     END IF;
-    IF (v_session_tenant IS NOT NULL AND v_session_tenant <> p_tenant_id::text)
+    IF (v_session_tenant IS NOT NULL AND lower(btrim(v_session_tenant)) <> p_tenant_id::text)
        OR NOT EXISTS (SELECT 1 FROM batchctl.tenants WHERE id = p_tenant_id) THEN
         RAISE EXCEPTION 'tenant % not found', p_tenant_id USING ERRCODE = 'BC002';
     END IF;

@@ -185,7 +185,9 @@ BEGIN
             (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(v_defaults) k)
             USING ERRCODE = 'BC001';
     END IF;
-    v := v_defaults || jsonb_strip_nulls(p_options);
+    -- A top-level null means "the default"; nulls inside values (metadata) are kept.
+    v := v_defaults || coalesce((SELECT jsonb_object_agg(key, value) FROM jsonb_each(p_options)
+                                  WHERE value <> 'null'), '{}');
 
     IF v -> 'agent_name' <> 'null' AND (jsonb_typeof(v -> 'agent_name') <> 'string'
                                        OR length(v ->> 'agent_name') = 0) THEN

@@ -37,6 +37,9 @@ AS $$
 DECLARE
     v_bad record;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_entries) THEN
+        RETURN NULL;  -- statement triggers fire for zero-row updates too (an idle sweep)
+    END IF;
     -- The guard: only transitions of the state machine, and a terminal entry never changes.
     SELECT o.id, o.status AS from_status, n.status AS to_status INTO v_bad
       FROM old_entries o JOIN new_entries n USING (id)

@@ -47,6 +47,9 @@ RETURNS trigger LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog
 AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_calls) THEN
+        RETURN NULL;  -- statement triggers fire for zero-row updates too (an idle sweep)
+    END IF;
     INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason)
     SELECT n.tenant_id, n.batch_id, 'call', n.id, o.status, n.status,
            concat_ws(': ', current_reason(), n.detail ->> 'error')

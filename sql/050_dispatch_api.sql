@@ -29,11 +29,18 @@ BEGIN
         RAISE EXCEPTION 'p_lease_seconds: expected at least 1, got %', p_lease_seconds USING ERRCODE = 'BC001';
     END IF;
 
+    -- Lock only tenants that look like they have both due work and a free slot (an unlocked
+    -- read, re-checked below), in random order and no more than the limit can use, so that
+    -- concurrent claimers spread over different tenants instead of coming back empty.
     SELECT array_agg(t.id) INTO v_tenant_ids FROM (
         SELECT t.id FROM tenants t
          WHERE t.id IN (SELECT b.tenant_id FROM batches b
                          WHERE b.status = 'running' AND b.queued_count > 0)
-         ORDER BY t.id
+           AND t.max_concurrent_calls > (SELECT coalesce(sum(b.running_count + b.dispatched_count), 0)
+                                           FROM batches b
+                                          WHERE b.tenant_id = t.id AND b.finished_at IS NULL)
+         ORDER BY random()
+         LIMIT p_limit
            FOR NO KEY UPDATE OF t SKIP LOCKED
     ) t;
     IF v_tenant_ids IS NULL THEN
@@ -71,7 +78,7 @@ BEGIN
                 AND (bf.options -> 'call_window' = 'null'
                      OR in_call_window(bf.options -> 'call_window', coalesce(e.timezone, bf.timezone), now()))
               ORDER BY e.next_attempt_at, e.entry_index
-              LIMIT least(bf.free, bf.tenant_free, p_limit)
+              LIMIT greatest(0, least(bf.free, bf.tenant_free, p_limit))
          ) c
          WHERE bf.free > 0
     ), ranked AS (
@@ -97,9 +104,9 @@ BEGIN
     UPDATE batch_entries e
        SET status = 'running', claimed_by = p_worker,
            lease_expires_at = now() + make_interval(secs => p_lease_seconds), updated_at = now()
-      FROM batches b
-     WHERE e.id = ANY (v_entry_ids) AND e.status = 'queued'
-       AND b.id = e.batch_id AND b.status = 'running'
+      FROM unnest(v_entry_ids) AS chosen (id)
+      JOIN batches b ON b.id = ANY (v_batch_ids) AND b.status = 'running'
+     WHERE e.id = chosen.id AND e.status = 'queued' AND e.batch_id = b.id
     RETURNING e.id, e.batch_id, e.tenant_id, e.to_phone, e.lead_name, e.context, e.attempts + 1,
               batchctl.room_name(e.id, e.attempts + 1), b.options;
 END
@@ -152,7 +159,7 @@ END
 $$;
 
 -- Dispatching failed before any call existed. Retryable failures re-queue the entry with a
--- growing delay (5 s, 10 s, 20 s, 40 s), and the fifth consecutive one fails it; the attempt
+-- growing delay (5 s, 10 s, 20 s, 40 s), and the fifth failure of an entry fails it; the attempt
 -- number does not advance. Returns the entry's status after; a late report for an entry no
 -- longer running changes nothing.
 CREATE OR REPLACE FUNCTION batchctl.mark_dispatch_failed(
