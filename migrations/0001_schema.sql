@@ -87,6 +87,7 @@ CREATE TABLE batchctl.batch_entries (
     attempts          integer NOT NULL DEFAULT 0,
     retry_count       integer NOT NULL DEFAULT 0,
     dispatch_failures integer NOT NULL DEFAULT 0,
+    cancel_requested  boolean NOT NULL DEFAULT false,  -- cancel_entry on a live call: no retry after it
     next_attempt_at   timestamptz NOT NULL DEFAULT '-infinity',
     claimed_by        text,
     lease_expires_at  timestamptz,
@@ -107,8 +108,9 @@ CREATE INDEX entries_leased ON batchctl.batch_entries (lease_expires_at)
     WHERE status = 'running';
 CREATE INDEX entries_in_flight ON batchctl.batch_entries (batch_id)
     WHERE status IN ('running', 'dispatched');
-CREATE INDEX entries_by_tenant_phone_live ON batchctl.batch_entries (tenant_id, to_phone)
-    WHERE status IN ('queued', 'running');
+-- add_dnc's look-up, and the claim's "this number is not already on a call" check.
+CREATE INDEX entries_live_by_phone ON batchctl.batch_entries (tenant_id, to_phone)
+    WHERE status IN ('queued', 'running', 'dispatched');
 
 CREATE TABLE batchctl.call_logs (
     id                uuid NOT NULL DEFAULT gen_random_uuid(),

@@ -93,6 +93,33 @@ BEGIN
 END
 $$;
 
+-- What may never go back to the queue, whichever path re-queues it (lease expiry, dispatch
+-- retry, pickup retry, retry policy): a number now on the do-not-call list, an entry whose
+-- cancel was asked for while its call was live, an entry of a stopped batch. It ends cancelled.
+CREATE OR REPLACE FUNCTION batchctl.entries_before_requeue()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_batch_status batch_status;
+BEGIN
+    SELECT status INTO v_batch_status FROM batches WHERE id = NEW.batch_id;
+    IF is_terminal(v_batch_status) THEN
+        NEW.last_error := 'batch_' || v_batch_status;
+    ELSIF NEW.cancel_requested THEN
+        NEW.last_error := 'cancelled';
+    ELSIF EXISTS (SELECT 1 FROM dnc_numbers WHERE tenant_id = NEW.tenant_id AND phone = NEW.to_phone) THEN
+        NEW.last_error := 'dnc';
+    ELSE
+        RETURN NEW;
+    END IF;
+    NEW.status := 'cancelled';
+    NEW.claimed_by := NULL;
+    NEW.lease_expires_at := NULL;
+    RETURN NEW;
+END
+$$;
+
 -- Entries leave only with their batch (ON DELETE CASCADE, which runs at trigger depth > 1):
 -- deleting one alone would break "counters = real counts".
 CREATE OR REPLACE FUNCTION batchctl.entries_before_delete()
@@ -113,5 +140,8 @@ CREATE OR REPLACE TRIGGER entries_after_insert AFTER INSERT ON batchctl.batch_en
 CREATE OR REPLACE TRIGGER entries_after_update AFTER UPDATE ON batchctl.batch_entries
     REFERENCING OLD TABLE AS old_entries NEW TABLE AS new_entries
     FOR EACH STATEMENT EXECUTE FUNCTION batchctl.entries_after_update();
+CREATE OR REPLACE TRIGGER entries_before_requeue BEFORE UPDATE ON batchctl.batch_entries
+    FOR EACH ROW WHEN (NEW.status = 'queued' AND OLD.status <> 'queued')
+    EXECUTE FUNCTION batchctl.entries_before_requeue();
 CREATE OR REPLACE TRIGGER entries_before_delete BEFORE DELETE ON batchctl.batch_entries
     FOR EACH STATEMENT EXECUTE FUNCTION batchctl.entries_before_delete();

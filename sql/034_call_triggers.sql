@@ -57,8 +57,8 @@ BEGIN
      WHERE o.status <> n.status;
 
     -- The entry follows its current call. A retryable outcome (retry_on / retry_policy) with
-    -- attempts left re-queues it after the delay, unless the batch is stopped or the retry
-    -- would land after end_at. Attempts never picked up (sweep's re-dispatches, retry_count)
+    -- attempts left re-queues it after the delay, unless the batch is stopped, the entry's
+    -- cancel was asked for, or the retry would land after end_at. Attempts never picked up (sweep's re-dispatches, retry_count)
     -- do not count against max_attempts.
     UPDATE batch_entries e
        SET status = CASE WHEN r.retry THEN 'queued' ELSE entry_status_for_call(n.status) END,
@@ -88,6 +88,7 @@ BEGIN
           SELECT d.delay,
                  (b.options -> 'retry_on' ? n.status::text OR p.policy IS NOT NULL)
                  AND cur.attempts - cur.retry_count < d.max_attempts
+                 AND NOT cur.cancel_requested
                  AND b.status IN ('running', 'paused')
                  AND (b.options ->> 'end_at' IS NULL
                       OR now() + d.delay < (b.options ->> 'end_at')::timestamptz) AS retry

@@ -240,7 +240,8 @@ SET search_path = batchctl, pg_catalog
 AS $$ SELECT stop_batch(p_tenant_id, p_batch_id, 'failed', p_reason) $$;
 
 -- true when the entry was cancelled now (it was queued or being claimed). A live call is
--- announced for hang-up instead and the entry ends with the call's outcome: false.
+-- announced for hang-up instead and the entry ends with the call's outcome, never retried:
+-- false.
 CREATE OR REPLACE FUNCTION batchctl.cancel_entry(p_tenant_id uuid, p_entry_id uuid)
 RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog
@@ -262,6 +263,8 @@ BEGIN
     IF FOUND THEN
         RETURN true;
     END IF;
+    UPDATE batch_entries SET cancel_requested = true, updated_at = now()
+     WHERE id = p_entry_id AND status = 'dispatched';
     PERFORM pg_notify('batchctl_hangup', c.room_name)
        FROM batch_entries e JOIN call_logs c ON c.id = e.call_log_id
       WHERE e.id = p_entry_id AND e.status = 'dispatched';

@@ -69,23 +69,32 @@ BEGIN
          WHERE b.status = 'running' AND b.queued_count > 0 AND tf.free > 0
            AND (b.options ->> 'start_at' IS NULL OR (b.options ->> 'start_at')::timestamptz <= now())
     ), candidates AS (
-        SELECT c.id, bf.id AS batch_id, bf.tenant_id, bf.tenant_free, bf.in_flight, bf.created_at, c.rank_in_batch
+        SELECT c.id, c.to_phone, bf.id AS batch_id, bf.tenant_id, bf.tenant_free, bf.in_flight, bf.created_at,
+               c.rank_in_batch
           FROM batch_free bf
          CROSS JOIN LATERAL (
-             SELECT e.id, row_number() OVER (ORDER BY e.next_attempt_at, e.entry_index) AS rank_in_batch
+             SELECT e.id, e.to_phone, row_number() OVER (ORDER BY e.next_attempt_at, e.entry_index) AS rank_in_batch
                FROM batch_entries e
               WHERE e.batch_id = bf.id AND e.status = 'queued' AND e.next_attempt_at <= now()
                 AND (bf.options -> 'call_window' = 'null'
                      OR in_call_window(bf.options -> 'call_window', coalesce(e.timezone, bf.timezone), now()))
+                -- Never two live calls to one number: it may sit in several of the tenant's batches.
+                AND NOT EXISTS (SELECT 1 FROM batch_entries busy
+                                 WHERE busy.tenant_id = e.tenant_id AND busy.to_phone = e.to_phone
+                                   AND busy.status IN ('running', 'dispatched'))
               ORDER BY e.next_attempt_at, e.entry_index
               LIMIT greatest(0, least(bf.free, bf.tenant_free, p_limit))
          ) c
          WHERE bf.free > 0
+    ), one_per_number AS (
+        SELECT DISTINCT ON (c.tenant_id, c.to_phone) c.*
+          FROM candidates c
+         ORDER BY c.tenant_id, c.to_phone, c.rank_in_batch, c.created_at
     ), ranked AS (
         SELECT c.id, c.batch_id, c.tenant_free,
                row_number() OVER (PARTITION BY c.tenant_id
                                   ORDER BY c.rank_in_batch, c.in_flight, c.created_at, c.batch_id) AS rank_in_tenant
-          FROM candidates c
+          FROM one_per_number c
     ), chosen AS (
         SELECT r.id, r.batch_id FROM ranked r
          WHERE r.rank_in_tenant <= r.tenant_free
@@ -178,7 +187,8 @@ BEGIN
     PERFORM lock_batches(ARRAY[v_batch_id]);
     PERFORM set_reason('mark_dispatch_failed');
     UPDATE batch_entries
-       SET status = CASE WHEN coalesce(p_retryable, true) AND dispatch_failures < 4 THEN 'queued' ELSE 'failed' END,
+       SET status = CASE WHEN coalesce(p_retryable, true) AND dispatch_failures < 4 THEN 'queued'
+                         ELSE 'failed' END::entry_status,
            dispatch_failures = dispatch_failures + 1,
            next_attempt_at = now() + make_interval(secs => 5 * 2 ^ dispatch_failures),
            last_error = coalesce(p_error, 'dispatch failed'),

@@ -79,8 +79,9 @@ END
 $$;
 
 -- Dispatched but never picked up: the entry is dispatched again while retry_count <
--- max_retries, else fails ('max_retries_exceeded'); in a stopped batch it is cancelled. The
--- entries move before their calls fail, so the call trigger finds them no longer dispatched.
+-- max_retries, else fails ('max_retries_exceeded'); the re-queue guard cancels it instead in a
+-- stopped batch. The entries move before their calls fail, so the call trigger finds them no
+-- longer dispatched.
 CREATE OR REPLACE FUNCTION batchctl.sweep_unanswered(p_now timestamptz)
 RETURNS jsonb LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog
@@ -99,14 +100,10 @@ BEGIN
     PERFORM lock_batches(v_batch_ids);
     WITH moved AS (
         UPDATE batch_entries e
-           SET status = CASE WHEN is_terminal(b.status) THEN 'cancelled'
-                             WHEN e.retry_count < (b.options ->> 'max_retries')::integer THEN 'queued'
+           SET status = CASE WHEN e.retry_count < (b.options ->> 'max_retries')::integer THEN 'queued'
                              ELSE 'failed' END::entry_status,
-               retry_count = e.retry_count
-                             + (NOT is_terminal(b.status)
-                                AND e.retry_count < (b.options ->> 'max_retries')::integer)::integer,
-               last_error = CASE WHEN is_terminal(b.status) THEN 'batch_' || b.status
-                                 WHEN e.retry_count < (b.options ->> 'max_retries')::integer THEN 'pickup_timeout'
+               retry_count = e.retry_count + (e.retry_count < (b.options ->> 'max_retries')::integer)::integer,
+               last_error = CASE WHEN e.retry_count < (b.options ->> 'max_retries')::integer THEN 'pickup_timeout'
                                  ELSE 'max_retries_exceeded' END,
                next_attempt_at = now(), claimed_by = NULL, updated_at = now()
           FROM call_logs c, batches b
