@@ -56,6 +56,7 @@ CREATE TABLE batchctl.batches (
     created_at       timestamptz NOT NULL DEFAULT now(),
     started_at       timestamptz,
     finished_at      timestamptz,
+    last_claimed_at  timestamptz,  -- fairness: the least recently served batch goes first
     cancel_reason    text,
     metadata         jsonb NOT NULL DEFAULT '{}',
     updated_at       timestamptz NOT NULL DEFAULT now(),

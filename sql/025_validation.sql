@@ -7,13 +7,19 @@ RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = batchctl, pg_catalog
 AS $$ SELECT p_phone ~ '^\+[1-9][0-9]{6,14}$' $$;
 
+-- An IANA zone name (Europe/Berlin, UTC, Etc/GMT+3). The pattern turns away the POSIX
+-- offset strings PostgreSQL would also accept ('UTC+99', 'Foo+3'); the conversion turns away
+-- names that merely look right.
 CREATE OR REPLACE FUNCTION batchctl.is_valid_timezone(p_tz text)
 RETURNS boolean LANGUAGE plpgsql STABLE
 SET search_path = batchctl, pg_catalog
 AS $$
 BEGIN
+    IF p_tz IS NULL OR p_tz !~ '^[A-Za-z][A-Za-z0-9_]*(/[A-Za-z0-9_+-]+)*$' THEN
+        RETURN false;
+    END IF;
     PERFORM now() AT TIME ZONE p_tz;
-    RETURN p_tz IS NOT NULL;
+    RETURN true;
 EXCEPTION WHEN invalid_parameter_value THEN
     RETURN false;
 END

@@ -41,11 +41,11 @@ BEGIN
         RETURN NULL;  -- statement triggers fire for zero-row updates too (an idle sweep)
     END IF;
     -- The guard: only transitions of the state machine, and a terminal entry never changes.
+    -- (No LIMIT: it would steer the planner to a nested loop over both transition tables.)
     SELECT o.id, o.status AS from_status, n.status AS to_status INTO v_bad
       FROM old_entries o JOIN new_entries n USING (id)
      WHERE (o.status <> n.status AND NOT entry_transition_allowed(o.status, n.status))
-        OR (o.status = n.status AND is_terminal(o.status) AND o IS DISTINCT FROM n)
-     LIMIT 1;
+        OR (o.status = n.status AND is_terminal(o.status) AND o IS DISTINCT FROM n);
     IF FOUND THEN
         RAISE EXCEPTION 'entry %: cannot go from % to %', v_bad.id, v_bad.from_status, v_bad.to_status
             USING ERRCODE = 'BC003',
@@ -67,7 +67,9 @@ BEGIN
            completed_count = b.completed_count + d.completed,
            failed_count = b.failed_count + d.failed,
            declined_count = b.declined_count + d.declined,
-           cancelled_count = b.cancelled_count + d.cancelled
+           cancelled_count = b.cancelled_count + d.cancelled,
+           -- Claims raise running: remember when the batch was last served, for fair claims.
+           last_claimed_at = CASE WHEN d.running > 0 THEN clock_timestamp() ELSE b.last_claimed_at END
       FROM (SELECT n.batch_id,
                    count(*) FILTER (WHERE n.status = 'queued') - count(*) FILTER (WHERE o.status = 'queued') AS queued,
                    count(*) FILTER (WHERE n.status = 'running') - count(*) FILTER (WHERE o.status = 'running') AS running,

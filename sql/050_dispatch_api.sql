@@ -6,7 +6,7 @@
 -- Concurrent claimers lock the tenants they serve (SKIP LOCKED), so two of them never fill the
 -- same tenant's free slots; the counters they read are committed by the previous holder.
 -- Fair: each batch contributes its next entries in order, and slots go round-robin (first entry
--- of every batch, then the second …), tenants likewise.
+-- of every batch, then the second …), the least recently served batch first; tenants likewise.
 CREATE OR REPLACE FUNCTION batchctl.claim_entries(
     p_worker text, p_limit integer DEFAULT 50, p_lease_seconds integer DEFAULT 60)
 RETURNS TABLE (entry_id uuid, batch_id uuid, tenant_id uuid, to_phone text, lead_name text,
@@ -59,8 +59,8 @@ BEGIN
           FROM tenants t LEFT JOIN in_flight i ON i.tenant_id = t.id
          WHERE t.id = ANY (v_tenant_ids)
     ), batch_free AS (
-        SELECT b.id, b.tenant_id, b.created_at, b.options, tf.timezone, tf.free AS tenant_free,
-               b.running_count + b.dispatched_count AS in_flight,
+        SELECT b.id, b.tenant_id, b.created_at, b.last_claimed_at, b.options, tf.timezone,
+               tf.free AS tenant_free,
                CASE WHEN b.options ->> 'dispatch_mode' = 'wave' AND b.running_count + b.dispatched_count > 0
                     THEN 0
                     ELSE (b.options ->> 'wave_size')::integer - b.running_count - b.dispatched_count
@@ -68,9 +68,10 @@ BEGIN
           FROM batches b JOIN tenant_free tf ON tf.tenant_id = b.tenant_id
          WHERE b.status = 'running' AND b.queued_count > 0 AND tf.free > 0
            AND (b.options ->> 'start_at' IS NULL OR (b.options ->> 'start_at')::timestamptz <= now())
+           AND (b.options ->> 'end_at' IS NULL OR (b.options ->> 'end_at')::timestamptz > now())
     ), candidates AS (
-        SELECT c.id, c.to_phone, bf.id AS batch_id, bf.tenant_id, bf.tenant_free, bf.in_flight, bf.created_at,
-               c.rank_in_batch
+        SELECT c.id, c.to_phone, bf.id AS batch_id, bf.tenant_id, bf.tenant_free, bf.created_at,
+               bf.last_claimed_at, c.rank_in_batch
           FROM batch_free bf
          CROSS JOIN LATERAL (
              SELECT e.id, e.to_phone, row_number() OVER (ORDER BY e.next_attempt_at, e.entry_index) AS rank_in_batch
@@ -93,7 +94,8 @@ BEGIN
     ), ranked AS (
         SELECT c.id, c.batch_id, c.tenant_free,
                row_number() OVER (PARTITION BY c.tenant_id
-                                  ORDER BY c.rank_in_batch, c.in_flight, c.created_at, c.batch_id) AS rank_in_tenant
+                                  ORDER BY c.rank_in_batch, c.last_claimed_at NULLS FIRST, c.created_at,
+                                           c.batch_id) AS rank_in_tenant
           FROM one_per_number c
     ), chosen AS (
         SELECT r.id, r.batch_id FROM ranked r

@@ -95,7 +95,7 @@ BEGIN
     SELECT array_agg(call_id), array_agg(DISTINCT batch_id) INTO v_call_ids, v_batch_ids
       FROM stuck_calls('in_queue', 'pickup_timeout_s', p_now);
     IF v_call_ids IS NULL THEN
-        RETURN jsonb_build_object('pickup_requeued', 0, 'pickup_failed', 0);
+        RETURN jsonb_build_object('pickup_requeued', 0, 'pickup_failed', 0, 'pickup_timeouts', 0);
     END IF;
     PERFORM lock_batches(v_batch_ids);
     WITH moved AS (
@@ -113,8 +113,8 @@ BEGIN
     )
     SELECT count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status <> 'queued')
       INTO v_requeued, v_ended FROM moved;
-    PERFORM fail_calls(v_call_ids, 'in_queue', 'pickup_timeout');
-    RETURN jsonb_build_object('pickup_requeued', v_requeued, 'pickup_failed', v_ended);
+    RETURN jsonb_build_object('pickup_requeued', v_requeued, 'pickup_failed', v_ended,
+                              'pickup_timeouts', fail_calls(v_call_ids, 'in_queue', 'pickup_timeout'));
 END
 $$;
 

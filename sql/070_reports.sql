@@ -50,7 +50,7 @@ DECLARE
 BEGIN
     UPDATE reports
        SET status = CASE WHEN attempts >= 5 THEN 'failed' ELSE 'pending' END::report_status,
-           next_attempt_at = now() + make_interval(mins => 2 ^ (attempts - 1)),
+           next_attempt_at = now() + make_interval(mins => (2 ^ (attempts - 1))::integer),
            last_error = coalesce(p_error, 'unknown error'), lease_expires_at = NULL
      WHERE batch_id = p_batch_id AND status = 'sending'
     RETURNING status INTO v_status;

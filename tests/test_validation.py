@@ -1,0 +1,531 @@
+"""Validation: bad input raises BC001 (or BC002 for unknown ids) with a message a person can act
+on, and changes nothing; hostile strings are stored verbatim, never executed."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from invariants import assert_invariants
+from sqlapi import SqlApi, phones
+
+TABLES = ("tenants", "dnc_numbers", "batches", "batch_entries", "call_logs", "events", "reports")
+
+
+def snapshot(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in TABLES:
+        row = conn.execute(f"select count(*) as n from batchctl.{t}").fetchone()
+        out[t] = row["n"] if isinstance(row, dict) else row[0]
+    return out
+
+
+def raises_unchanged(
+    conn: psycopg.Connection[Any], call: Callable[[], Any], sqlstate: str = "BC001", *needles: str
+) -> str:
+    """Runs call, expects sqlstate, checks that no table changed; returns the message."""
+    before = snapshot(conn)
+    with pytest.raises(psycopg.Error) as exc:
+        call()
+    message = str(exc.value).splitlines()[0]
+    assert exc.value.sqlstate == sqlstate, (exc.value.sqlstate, message)
+    for needle in needles:
+        assert needle in message, (needle, message)
+    assert snapshot(conn) == before, "a failed call changed the database"
+    return message
+
+
+@pytest.fixture
+def api(conn: psycopg.Connection[Any]) -> SqlApi:
+    return SqlApi(conn)
+
+
+@pytest.fixture
+def tenant(api: SqlApi) -> uuid.UUID:
+    t = api.create_tenant("acme", 3, "Europe/Berlin")
+    # Some history, so "nothing changed" is checked against non-empty tables.
+    api.add_dnc(t, "+14155559999")
+    api.create_batch(t, phones(2))
+    for call in api.dispatch_all():
+        api.finish_call(call)
+    return t
+
+
+# --- entries -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "4155550123",
+        "+0155550123",
+        "+1 415 555 0123",
+        "+1415",
+        "+1234567890123456",
+        "",
+        "+1415555012a",
+        "tel:+14155550123",
+        "+14155550123\n",
+    ],
+)
+def test_invalid_phone_names_the_entry(conn: Any, api: SqlApi, tenant: uuid.UUID, bad: str) -> None:
+    """An invalid phone is BC001 naming entries[i] and the number; nothing is created."""
+    entries = [*phones(2), {"to_phone": bad}, *phones(1, start=50)]
+    msg = raises_unchanged(
+        conn, lambda: api.create_batch(tenant, entries), "BC001", "entries[2]", "E.164"
+    )
+    assert "entries[0]" not in msg and "entries[3]" not in msg
+
+
+def test_several_bad_rows_reported_together(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """Every bad row is named in one error, with its own reason."""
+    entries: list[Any] = [
+        {"to_phone": "+14155550100"},
+        {"to_phone": "12345"},
+        {"phone": "+14155550101"},
+        "not an object",
+        {"to_phone": "+14155550102", "context": "ctx"},
+        {"to_phone": "+14155550103", "timezone": "Mars/Olympus"},
+        {"to_phone": 14155550104},
+        {"to_phone": "+14155550105", "lead_name": 7},
+    ]
+    msg = raises_unchanged(conn, lambda: api.create_batch(tenant, entries), "BC001", "7 of 8")
+    for i in range(1, 8):
+        assert f"entries[{i}]" in msg, (i, msg)
+    assert "entries[0]" not in msg
+    assert "Mars/Olympus" in msg and "context" in msg and '"phone"' in msg
+
+
+def test_many_bad_rows_are_summarised(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """With 25 bad rows the message names the first ten and counts the rest; DETAIL has all."""
+    entries = [{"to_phone": f"bad{i}"} for i in range(25)]
+    before = snapshot(conn)
+    with pytest.raises(psycopg.Error) as exc:
+        api.create_batch(tenant, entries)
+    assert exc.value.sqlstate == "BC001"
+    msg = exc.value.diag.message_primary or ""
+    assert "entries[9]" in msg and "entries[10]" not in msg and "15 more" in msg
+    detail = exc.value.diag.message_detail or ""
+    assert "entries[24]" in detail
+    assert snapshot(conn) == before
+
+
+@pytest.mark.parametrize(
+    ("entries", "needle"),
+    [
+        ([], "empty"),
+        ({"to_phone": "+14155550123"}, "array"),
+        ("+14155550123", "array"),
+        (None, "array"),
+    ],
+    ids=["empty", "object", "string", "null"],
+)
+def test_entries_must_be_a_non_empty_array(
+    conn: Any, api: SqlApi, tenant: uuid.UUID, entries: Any, needle: str
+) -> None:
+    """An empty list or a non-array is BC001 and creates nothing."""
+    raises_unchanged(conn, lambda: api.create_batch(tenant, entries), "BC001", "p_entries", needle)
+
+
+def test_unknown_entry_key(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """'phone' instead of 'to_phone' names the key and lists the allowed ones."""
+    raises_unchanged(
+        conn,
+        lambda: api.create_batch(tenant, [{"phone": "+14155550123"}]),
+        "BC001",
+        "entries[0]",
+        '"phone"',
+        "to_phone, lead_name, lead_id, context, timezone",
+    )
+
+
+def test_bad_entry_timezone(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """An unknown IANA zone on an entry is BC001 naming the entry and the zone."""
+    entries = [{"to_phone": "+14155550123", "timezone": "Europe/Nowhere"}]
+    raises_unchanged(
+        conn, lambda: api.create_batch(tenant, entries), "BC001", "entries[0]", "Europe/Nowhere"
+    )
+
+
+@pytest.mark.parametrize("tz", ["Mars/Base", "", "Europe/Nowhere"])
+def test_bad_tenant_timezone(conn: Any, api: SqlApi, tenant: uuid.UUID, tz: str) -> None:
+    """create_tenant with an unknown zone is BC001 and creates no tenant."""
+    raises_unchanged(conn, lambda: api.create_tenant("x", 3, tz), "BC001", "p_timezone")
+
+
+@pytest.mark.parametrize(
+    ("name", "cap", "needle"),
+    [("", 3, "p_name"), ("   ", 3, "p_name"), ("x", 0, "p_max_concurrent_calls")],
+)
+def test_bad_tenant_arguments(
+    conn: Any, api: SqlApi, tenant: uuid.UUID, name: str, cap: int, needle: str
+) -> None:
+    """create_tenant rejects an empty name and a cap below one."""
+    raises_unchanged(conn, lambda: api.create_tenant(name, cap), "BC001", needle)
+
+
+# --- options -----------------------------------------------------------------------------------
+
+
+def test_unknown_option_key_names_it_and_lists_allowed(
+    conn: Any, api: SqlApi, tenant: uuid.UUID
+) -> None:
+    """An unknown option key is named and the allowed keys are listed."""
+    msg = raises_unchanged(
+        conn, lambda: api.create_batch(tenant, phones(1), {"wave_sise": 5}), "BC001", '"wave_sise"'
+    )
+    for key in ("wave_size", "dispatch_mode", "retry_on", "call_window", "report_to", "end_at"):
+        assert key in msg.split("allowed", 1)[1], (key, msg)
+
+
+BAD_OPTIONS: list[tuple[str, dict[str, Any], str]] = [
+    ("wave_size_string", {"wave_size": "5"}, "wave_size"),
+    ("wave_size_zero", {"wave_size": 0}, "wave_size"),
+    ("wave_size_float", {"wave_size": 2.5}, "wave_size"),
+    ("dispatch_mode_burst", {"dispatch_mode": "burst"}, "dispatch_mode"),
+    ("retry_on_ended", {"retry_on": ["ended"]}, "retry_on"),
+    ("retry_on_string", {"retry_on": "busy"}, "retry_on"),
+    ("retry_policy_outcome", {"retry_policy": {"ended": {"max_attempts": 2}}}, "retry_policy"),
+    ("retry_policy_key", {"retry_policy": {"busy": {"tries": 2}}}, "retry_policy"),
+    (
+        "retry_policy_type",
+        {"retry_policy": {"busy": {"max_attempts": "2"}}},
+        "retry_policy.busy.max_attempts",
+    ),
+    ("max_attempts_zero", {"max_attempts": 0}, "max_attempts"),
+    ("max_retries_negative", {"max_retries": -1}, "max_retries"),
+    ("pickup_timeout_bool", {"pickup_timeout_s": True}, "pickup_timeout_s"),
+    ("window_bad_time", {"call_window": {"start": "9am", "end": "20:00"}}, "call_window.start"),
+    ("window_hour_24", {"call_window": {"start": "09:00", "end": "24:00"}}, "call_window.end"),
+    ("window_missing_end", {"call_window": {"start": "09:00"}}, "call_window.end"),
+    ("window_start_after_end", {"call_window": {"start": "18:00", "end": "09:00"}}, "start"),
+    ("window_start_eq_end", {"call_window": {"start": "09:00", "end": "09:00"}}, "start"),
+    (
+        "window_bad_day",
+        {"call_window": {"start": "09:00", "end": "17:00", "days": ["mon", "funday"]}},
+        "funday",
+    ),
+    (
+        "window_empty_days",
+        {"call_window": {"start": "09:00", "end": "17:00", "days": []}},
+        "call_window.days",
+    ),
+    (
+        "window_days_string",
+        {"call_window": {"start": "09:00", "end": "17:00", "days": "mon"}},
+        "call_window.days",
+    ),
+    (
+        "window_unknown_key",
+        {"call_window": {"start": "09:00", "end": "17:00", "tz": "UTC"}},
+        '"tz"',
+    ),
+    ("window_not_object", {"call_window": "09:00-17:00"}, "call_window"),
+    (
+        "end_before_start",
+        {"start_at": "2030-01-02T00:00:00Z", "end_at": "2030-01-01T00:00:00Z"},
+        "end_at",
+    ),
+    ("start_at_garbage", {"start_at": "tomorrow-ish"}, "start_at"),
+    ("start_at_number", {"start_at": 1700000000}, "start_at"),
+    ("report_to_not_email", {"report_to": ["ops.example.com"]}, "report_to"),
+    ("report_to_string", {"report_to": "ops@example.com"}, "report_to"),
+    ("autostart_string", {"autostart": "yes"}, "autostart"),
+    ("metadata_array", {"metadata": [1, 2]}, "metadata"),
+    ("agent_name_empty", {"agent_name": ""}, "agent_name"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "options", "needle"), BAD_OPTIONS, ids=[c[0] for c in BAD_OPTIONS]
+)
+def test_ill_typed_options_are_named(
+    conn: Any, api: SqlApi, tenant: uuid.UUID, case: str, options: dict[str, Any], needle: str
+) -> None:
+    """An ill-typed option value is BC001 naming the key; nothing is created."""
+    raises_unchanged(conn, lambda: api.create_batch(tenant, phones(1), options), "BC001", needle)
+
+
+def test_options_not_an_object(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """Options that are not a JSON object are BC001."""
+    raises_unchanged(
+        conn,
+        lambda: conn.execute(
+            "select batchctl.create_batch(%s, %s::jsonb, '[1]'::jsonb)",
+            (tenant, json.dumps(phones(1))),
+        ),
+        "BC001",
+        "options",
+    )
+
+
+def test_retry_on_error_lists_retryable_outcomes(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """retry_on ['ended'] names the bad value and lists the allowed outcomes."""
+    msg = raises_unchanged(
+        conn, lambda: api.create_batch(tenant, phones(1), {"retry_on": ["ended"]}), "BC001"
+    )
+    assert '"ended"' in msg and "no_answer" in msg and "busy" in msg
+
+
+# --- call status and unknown ids ---------------------------------------------------------------
+
+
+def test_unknown_call_status_lists_allowed(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """report_call_status with an unknown status is BC001 listing the allowed statuses."""
+    api.create_batch(tenant, phones(1, 10))
+    (call,) = api.dispatch_all()
+    msg = raises_unchanged(conn, lambda: api.report(call, "hung_up"), "BC001", "hung_up")
+    for s in ("in_queue", "ringing", "ongoing", "ended", "no_answer", "voicemail", "cancelled"):
+        assert s in msg
+    raises_unchanged(conn, lambda: api.report(call, "ENDED"), "BC001")
+    raises_unchanged(
+        conn, lambda: conn.execute("select batchctl.report_call_status(%s, null)", (call,)), "BC001"
+    )
+    assert api.finish_call(call) == "completed"
+    assert_invariants(conn)
+
+
+def test_report_detail_must_be_an_object(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """A non-object detail or a non-numeric duration is BC001 and changes nothing."""
+    api.create_batch(tenant, phones(1, 10))
+    (call,) = api.dispatch_all()
+    raises_unchanged(
+        conn,
+        lambda: conn.execute("select batchctl.report_call_status(%s, 'ringing', '[1]')", (call,)),
+        "BC001",
+        "p_detail",
+    )
+    raises_unchanged(
+        conn,
+        lambda: api.report(call, "ended", {"duration_seconds": "12"}),
+        "BC001",
+        "duration_seconds",
+    )
+
+
+UNKNOWN = uuid.UUID("00000000-0000-4000-8000-000000000001")
+
+
+def _id_calls(api: SqlApi, tenant: uuid.UUID) -> list[tuple[str, Callable[[], Any]]]:
+    return [
+        ("add_dnc(tenant)", lambda: api.add_dnc(UNKNOWN, "+14155550123")),
+        ("create_batch(tenant)", lambda: api.create_batch(UNKNOWN, phones(1))),
+        ("start_batch(tenant)", lambda: api.start_batch(UNKNOWN, UNKNOWN)),
+        ("start_batch", lambda: api.start_batch(tenant, UNKNOWN)),
+        ("pause_batch", lambda: api.pause_batch(tenant, UNKNOWN)),
+        ("resume_batch", lambda: api.resume_batch(tenant, UNKNOWN)),
+        ("cancel_batch", lambda: api.cancel_batch(tenant, UNKNOWN)),
+        ("cancel_batch(tenant)", lambda: api.cancel_batch(UNKNOWN, UNKNOWN)),
+        ("fail_batch", lambda: api.fail_batch(tenant, UNKNOWN, "x")),
+        ("cancel_entry", lambda: api.cancel_entry(tenant, UNKNOWN)),
+        ("cancel_entry(tenant)", lambda: api.cancel_entry(UNKNOWN, UNKNOWN)),
+        ("batch_status", lambda: api.batch_status(tenant, UNKNOWN)),
+        ("batch_status(tenant)", lambda: api.batch_status(UNKNOWN, UNKNOWN)),
+        ("mark_dispatched", lambda: api.mark_dispatched(UNKNOWN, "room")),
+        ("mark_dispatch_failed", lambda: api.mark_dispatch_failed(UNKNOWN, "err")),
+        ("report_call_status", lambda: api.report(UNKNOWN, "ended")),
+        ("report_sent", lambda: api.report_sent(UNKNOWN)),
+        ("report_failed", lambda: api.report_failed(UNKNOWN, "err")),
+    ]
+
+
+def test_unknown_ids_raise_bc002(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """Every function taking an id answers BC002 'not found' for an unknown one; no change."""
+    for name, call in _id_calls(api, tenant):
+        before = snapshot(conn)
+        with pytest.raises(psycopg.Error) as exc:
+            call()
+        assert exc.value.sqlstate == "BC002", (name, exc.value.sqlstate, str(exc.value))
+        assert re.search(r"not found|no report", str(exc.value)), (name, str(exc.value))
+        assert snapshot(conn) == before, name
+
+
+def test_null_tenant_id_is_bc001(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """A null tenant id is an invalid argument, not a crash."""
+    raises_unchanged(
+        conn,
+        lambda: conn.execute(
+            "select batchctl.create_batch(null, %s::jsonb)", (json.dumps(phones(1)),)
+        ),
+        "BC001",
+        "p_tenant_id",
+    )
+
+
+@pytest.mark.parametrize("phone", ["4155550123", "", "+1"])
+def test_add_dnc_rejects_bad_phone(conn: Any, api: SqlApi, tenant: uuid.UUID, phone: str) -> None:
+    """add_dnc with a non-E.164 number is BC001 and adds nothing."""
+    raises_unchanged(conn, lambda: api.add_dnc(tenant, phone), "BC001", "p_phone")
+
+
+# --- hostile strings ---------------------------------------------------------------------------
+
+HOSTILE = [
+    "Robert'); DROP TABLE batchctl.batches; --",
+    "'; update batchctl.batch_entries set status = 'completed'; --",
+    "$$; select pg_sleep(10); $$",
+    'He said "hi" \\ and left',
+    "Zoë 山田 Ω ☎️ \u200b right-to-left \u202e text",
+    "%s %(x)s {0} \\x00 ${{lead}}",
+    "x" * 10240,
+]
+
+
+def test_hostile_strings_are_stored_verbatim(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """SQL-looking, quoted, unicode and 10 KB strings in lead_name/context round-trip untouched."""
+    entries = [
+        {
+            "to_phone": f"+1415555{7000 + i:04d}",
+            "lead_name": s,
+            "lead_id": s[:100],
+            "context": {"note": s, s[:50]: [s], "nested": {"q": "'\"`"}},
+        }
+        for i, s in enumerate(HOSTILE)
+    ]
+    batch = api.create_batch(
+        tenant, entries, {"metadata": {"tag": HOSTILE[0]}, "agent_name": HOSTILE[1]}
+    )
+    rows = conn.execute(
+        "select entry_index, lead_name, lead_id, context from batchctl.batch_entries"
+        " where batch_id = %s "
+        "order by entry_index",
+        (batch,),
+    ).fetchall()
+    assert len(rows) == len(HOSTILE)
+    for row, entry in zip(rows, entries, strict=True):
+        assert row["lead_name"] == entry["lead_name"]
+        assert row["lead_id"] == entry["lead_id"]
+        assert row["context"] == entry["context"]
+    claims = api.claim(limit=len(HOSTILE))
+    assert {c.lead_name for c in claims} <= set(HOSTILE) and len(claims) == 3  # tenant cap 3
+    assert all(c.context["note"] == c.lead_name for c in claims)
+    meta = conn.execute(
+        "select metadata, options from batchctl.batches where id = %s", (batch,)
+    ).fetchone()
+    assert meta["metadata"] == {"tag": HOSTILE[0]} and meta["options"]["agent_name"] == HOSTILE[1]
+    # Nothing was executed: every table is still there and nothing was marked completed by hand.
+    assert api.batch_status(tenant, batch)["completed"] == 0
+    assert conn.execute("select count(*) as n from batchctl.batches").fetchone()["n"] == 2
+    assert_invariants(conn)
+
+
+def test_hostile_cancel_reason_and_errors_are_data(
+    conn: Any, api: SqlApi, tenant: uuid.UUID
+) -> None:
+    """A hostile cancel reason or dispatch error is recorded as text."""
+    batch = api.create_batch(tenant, phones(3, 20))
+    (c, *_rest) = api.claim(limit=3)
+    assert api.mark_dispatch_failed(c.entry_id, HOSTILE[1], False) == "failed"
+    api.cancel_batch(tenant, batch, HOSTILE[0])
+    row = conn.execute(
+        "select cancel_reason, status::text as s from batchctl.batches where id = %s", (batch,)
+    ).fetchone()
+    assert row["cancel_reason"] == HOSTILE[0] and row["s"] == "cancelled"
+    err = conn.execute(
+        "select last_error from batchctl.batch_entries where id = %s", (c.entry_id,)
+    ).fetchone()
+    assert err["last_error"] == HOSTILE[1]
+    assert_invariants(conn)
+
+
+# --- normalisation -----------------------------------------------------------------------------
+
+DEFAULTS: dict[str, Any] = {
+    "agent_name": None,
+    "wave_size": 15,
+    "dispatch_mode": "window",
+    "max_retries": 2,
+    "pickup_timeout_s": 1200,
+    "ringing_timeout_s": 1200,
+    "ongoing_timeout_s": 900,
+    "retry_on": [],
+    "max_attempts": 1,
+    "retry_delay_s": 3600,
+    "retry_policy": {},
+    "call_window": None,
+    "start_at": None,
+    "end_at": None,
+    "report_to": [],
+    "report_delay_s": 15,
+    "autostart": True,
+    "metadata": {},
+}
+ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+NORMALISE: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("empty", {}, {}),
+    ("nulls_mean_default", {"wave_size": None, "retry_on": None}, {}),
+    ("wave", {"wave_size": 5, "dispatch_mode": "wave"}, {"wave_size": 5, "dispatch_mode": "wave"}),
+    (
+        "window_days_default",
+        {"call_window": {"start": "09:00", "end": "17:00"}},
+        {"call_window": {"start": "09:00", "end": "17:00", "days": ALL_DAYS}},
+    ),
+    (
+        "window_days_kept",
+        {"call_window": {"start": "09:00", "end": "17:00", "days": ["fri", "mon", "mon"]}},
+        {"call_window": {"start": "09:00", "end": "17:00", "days": ["fri", "mon"]}},
+    ),
+    (
+        "retry",
+        {"retry_on": ["busy"], "retry_policy": {"no_answer": {"max_attempts": 3, "delay_s": 60}}},
+        {"retry_on": ["busy"], "retry_policy": {"no_answer": {"max_attempts": 3, "delay_s": 60}}},
+    ),
+    (
+        "report",
+        {"report_to": ["a@example.com"], "metadata": {"k": None}},
+        {"report_to": ["a@example.com"], "metadata": {"k": None}},
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "given", "changed"), NORMALISE, ids=[c[0] for c in NORMALISE])
+def test_option_normalisation(
+    conn: Any,
+    api: SqlApi,
+    tenant: uuid.UUID,
+    case: str,
+    given: dict[str, Any],
+    changed: dict[str, Any],
+) -> None:
+    """Options are stored merged over the defaults, every key present."""
+    batch = api.create_batch(tenant, phones(1, 30), given)
+    stored = conn.execute(
+        "select options from batchctl.batches where id = %s", (batch,)
+    ).fetchone()["options"]
+    if isinstance(stored["call_window"], dict) and "days" in stored["call_window"]:
+        stored["call_window"]["days"] = sorted(stored["call_window"]["days"], key=ALL_DAYS.index)
+    expected = {**DEFAULTS, **changed}
+    if isinstance(expected["call_window"], dict):
+        expected["call_window"] = {
+            **expected["call_window"],
+            "days": sorted(expected["call_window"]["days"], key=ALL_DAYS.index),
+        }
+    assert stored == expected
+
+
+def test_timestamps_are_normalised(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    """start_at/end_at in any ISO form are stored as timestamps naming the same instant."""
+    batch = api.create_batch(
+        tenant,
+        phones(1, 40),
+        {
+            "start_at": "2030-01-01T10:00:00+02:00",
+            "end_at": "2030-01-01 12:00Z",
+            "autostart": False,
+        },
+    )
+    row = conn.execute(
+        """select (options->>'start_at')::timestamptz = '2030-01-01 08:00Z' as s,
+                  (options->>'end_at')::timestamptz = '2030-01-01 12:00Z' as e,
+                  status::text as status
+             from batchctl.batches where id = %s""",
+        (batch,),
+    ).fetchone()
+    assert row == {"s": True, "e": True, "status": "pending"}
