@@ -72,12 +72,18 @@ def violations(conn: psycopg.Connection) -> list[str]:
             problems.append(f"batch {bid}: {status} with nothing pending")
 
     # Every status an entry, call or batch holds is where its event trail leads.
-    for table, obj in (("batch_entries", "entry"), ("call_logs", "call"), ("batches", "batch")):
+    # (events are indexed by (batch_id, object_id): the look-up names both.)
+    for table, obj, batch_col in (
+        ("batch_entries", "entry", "batch_id"),
+        ("call_logs", "call", "batch_id"),
+        ("batches", "batch", "id"),
+    ):
         for row in rows(
             f"""select x.id, x.status::text, last.to_status
                   from batchctl.{table} x
                   left join lateral (select ev.to_status from batchctl.events ev
-                                      where ev.object = '{obj}' and ev.object_id = x.id and not ev.ignored
+                                      where ev.batch_id = x.{batch_col} and ev.object_id = x.id
+                                        and ev.object = '{obj}' and not ev.ignored
                                       order by ev.id desc limit 1) last on true
                  where coalesce(last.to_status, case when '{obj}' = 'entry' then 'queued' end) is distinct from x.status::text"""
         ):

@@ -1,0 +1,27 @@
+# Nothing is assumed installed beyond python3 and make: `install` builds .venv itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The stamp lives inside .venv, so deleting .venv also forces a reinstall.
+STAMP := $(VENV)/install.stamp
+
+.PHONY: install test lint bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 11))" \
+		|| { echo "batchctl needs python3 >= 3.11 (found $$($(PYTHON) --version))" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(STAMP)
+
+test: install
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check batchctl tests bench
+	$(BIN)/ruff format --check batchctl tests bench
+
+bench: install
+	$(BIN)/python bench/lifecycle.py

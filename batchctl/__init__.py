@@ -1,0 +1,1 @@
+"""batchctl: outbound AI voice-call batches, run from PostgreSQL."""

@@ -1,0 +1,91 @@
+"""Which database batchctl talks to, connecting to it, and helpers for libpq connection strings.
+
+Connection strings are libpq's: a URI (``postgresql://user@host/db``) or ``key=value`` pairs.
+The helpers parse them with libpq itself (via psycopg) rather than by hand, so both forms and
+every libpq parameter work.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ENV_VAR = "BATCHCTL_DATABASE_URL"
+APPLICATION_NAME = "batchctl"
+
+
+def resolve_database_url(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The database to use: ``explicit`` > $BATCHCTL_DATABASE_URL > the embedded server."""
+    if explicit:
+        return explicit
+    from_env = (os.environ if environ is None else environ).get(ENV_VAR)
+    if from_env:
+        return from_env
+    # Imported here: only this path needs the embedded server (and its import cost).
+    from batchctl.embedded import start_embedded
+
+    return start_embedded()
+
+
+def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+    """A connection named ``batchctl`` in pg_stat_activity (so leftovers can be traced)."""
+    return psycopg.connect(url, autocommit=autocommit, application_name=APPLICATION_NAME)
+
+
+def conninfo_params(url: str) -> dict[str, str]:
+    """The libpq parameters of ``url`` (URI or key=value), as strings."""
+    return {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
+
+
+def is_uri(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def to_uri(params: Mapping[str, str], scheme: str = "postgresql") -> str:
+    """A libpq URI for ``params``.
+
+    A plain host name goes into the authority part; a socket directory (``/tmp/x``) or a
+    multi-host list cannot, so it goes into the query string as ``?host=``, which libpq accepts
+    for every parameter.
+    """
+    rest = dict(params)
+    dbname = rest.pop("dbname", "")
+    netloc = ""
+    host = rest.get("host", "")
+    if host and "/" not in host and "," not in host:
+        rest.pop("host")
+        netloc = f"[{host}]" if ":" in host else quote(host, safe="")
+        if "port" in rest:
+            netloc += ":" + rest.pop("port")
+    if "user" in rest:
+        userinfo = quote(rest.pop("user"), safe="")
+        if "password" in rest:
+            userinfo += ":" + quote(rest.pop("password"), safe="")
+        netloc = f"{userinfo}@{netloc}"
+    # quote, not urlencode's default quote_plus: libpq does not read "+" as a space.
+    query = urlencode(rest, quote_via=quote, safe="/")
+    return f"{scheme}://{netloc}/{quote(dbname, safe='')}" + (f"?{query}" if query else "")
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """The same server and credentials, another database; keeps the URI or key=value form."""
+    params = conninfo_params(url)
+    params["dbname"] = dbname
+    return to_uri(params) if is_uri(url) else make_conninfo("", **params)
+
+
+def error_message(exc: BaseException) -> str:
+    """One line for a person: the server's message and detail when there are some (psycopg's
+    str() of an error can span lines: LINE/HINT for SQL errors, one per host for connect errors).
+    """
+    text = str(exc)
+    if isinstance(exc, psycopg.Error) and exc.diag.message_primary:
+        text = exc.diag.message_primary
+        if exc.diag.message_detail:
+            text += f" ({exc.diag.message_detail})"
+    return " ".join(text.split()) or type(exc).__name__
