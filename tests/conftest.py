@@ -3,7 +3,8 @@
 - One server per session: $BATCHCTL_TEST_DATABASE_URL's, else an embedded one in a temp dir.
 - ``template_db``: a database migrated once by batchctl.migrate.upgrade (the code under test).
 - ``db_url`` / ``conn``: a new database cloned from the template for each test (CREATE DATABASE
-  ... TEMPLATE, tens of ms), dropped afterwards, so tests never see each other's rows.
+  ... TEMPLATE, tens of ms), dropped afterwards, so tests never see each other's rows. The
+  invariants (tests/invariants.py) are checked on it after every test.
 
 Database names are unique per process (pid and random part), so parallel sessions, or
 pytest-xdist workers (separate processes) sharing a server, each get their own template.
@@ -29,6 +30,7 @@ from psycopg.rows import dict_row
 
 from batchctl.embedded import start_embedded
 from batchctl.migrate import upgrade
+from invariants import assert_invariants
 from pgtools import create_database, drop_database, url_for, wait_until_unused
 
 TEST_SERVER_ENV = "BATCHCTL_TEST_DATABASE_URL"
@@ -118,7 +120,11 @@ def db_url(
     name = f"test_{secrets.token_hex(6)}"
     create_database(admin_conn, name, template=template_db)
     try:
-        yield url_for(pg_server_url, name)
+        url = url_for(pg_server_url, name)
+        yield url
+        # Whatever the test did, the invariants must hold when it is done.
+        with psycopg.connect(url, autocommit=True) as check:
+            assert_invariants(check)
     finally:
         drop_database(admin_conn, name)
 

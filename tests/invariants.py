@@ -1,5 +1,6 @@
 """The invariants every scenario must leave intact. Checked from outside, with plain SQL over the
-tables, so they do not trust the triggers they are checking."""
+tables, so they do not trust the triggers they are checking. Each query returns one row per
+violation, with a message."""
 
 from __future__ import annotations
 
@@ -9,103 +10,91 @@ import psycopg
 
 ENTRY_STATUSES = ("queued", "running", "dispatched", "completed", "failed", "declined", "cancelled")
 
+_COUNTERS = ", ".join(f"b.{s}_count" for s in ENTRY_STATUSES)
+_REAL_COUNTS = ", ".join(f"count(e.id) filter (where e.status = '{s}')::int" for s in ENTRY_STATUSES)
 
-def violations(conn: psycopg.Connection) -> list[str]:
-    problems: list[str] = []
+CHECKS: dict[str, str] = {
+    "counters equal the real counts and sum to the total": f"""
+        select format('batch %s: counters %s, total %s, but real %s of %s entries',
+                      id, counters, total, real, n)
+          from (select b.id, b.total, array[{_COUNTERS}] as counters,
+                       array[{_REAL_COUNTS}] as real, count(e.id) as n
+                  from batchctl.batches b
+                  left join batchctl.batch_entries e on e.batch_id = b.id
+                 group by b.id) x
+         where counters <> real or total <> n""",
+    "in flight never exceeds the tenant's cap": """
+        select format('tenant %s: %s in flight, cap %s', t.id, count(*), t.max_concurrent_calls)
+          from batchctl.tenants t join batchctl.batch_entries e on e.tenant_id = t.id
+         where e.status in ('running', 'dispatched')
+         group by t.id having count(*) > t.max_concurrent_calls""",
+    "in flight never exceeds the batch's wave size": """
+        select format('batch %s: %s in flight, wave size %s', b.id, count(*),
+                      b.options ->> 'wave_size')
+          from batchctl.batches b join batchctl.batch_entries e on e.batch_id = b.id
+         where e.status in ('running', 'dispatched')
+         group by b.id having count(*) > (b.options ->> 'wave_size')::int""",
+    "no number is on two live calls of one tenant": """
+        select format('number %s has %s live calls', e.to_phone, count(*))
+          from batchctl.call_logs c join batchctl.batch_entries e on e.id = c.entry_id
+         where c.status in ('in_queue', 'ringing', 'ongoing')
+         group by e.tenant_id, e.to_phone having count(*) > 1""",
+    "an entry is dispatched exactly while its current call is live": """
+        select format('entry %s is %s but its current call is %s', e.id, e.status, c.status)
+          from batchctl.batch_entries e join batchctl.call_logs c on c.id = e.call_log_id
+         where (e.status = 'dispatched') <> (c.status in ('in_queue', 'ringing', 'ongoing'))""",
+    "finished exactly when terminal with nothing pending, one report per finished batch": """
+        select format('batch %s: %s, pending %s, finished_at %s, %s report rows',
+                      b.id, b.status, pending, b.finished_at, reports)
+          from batchctl.batches b
+         cross join lateral (
+             select b.queued_count + b.running_count + b.dispatched_count as pending,
+                    (select count(*) from batchctl.reports r where r.batch_id = b.id) as reports
+         ) x
+         where (b.finished_at is not null)
+               <> (b.status in ('completed', 'cancelled', 'failed') and pending = 0)
+            or reports <> (b.finished_at is not null)::int
+            or (b.status in ('running', 'paused') and pending = 0)""",
+    "nothing leaves a terminal status": """
+        select format('%s %s left terminal status %s for %s', object, object_id,
+                      from_status, to_status)
+          from batchctl.events
+         where not ignored
+           and ((object = 'entry' and from_status in ('completed', 'failed', 'declined',
+                                                      'cancelled'))
+             or (object = 'batch' and from_status in ('completed', 'cancelled', 'failed'))
+             or (object = 'call' and from_status not in ('in_queue', 'ringing', 'ongoing')))""",
+}
 
-    def rows(sql: str) -> list[Any]:
-        return conn.execute(sql).fetchall()
-
-    counter_cols = ", ".join(f"b.{s}_count" for s in ENTRY_STATUSES)
-    real_cols = ", ".join(f"count(e.id) filter (where e.status = '{s}')" for s in ENTRY_STATUSES)
-    for row in rows(
-        f"""select b.id, b.total, array[{counter_cols}] as counters,
-                   array[{real_cols}] as real, count(e.id) as n
-              from batchctl.batches b left join batchctl.batch_entries e on e.batch_id = b.id
-             group by b.id"""
-    ):
-        r = _as_tuple(row)
-        if list(r[2]) != list(r[3]) or r[1] != r[4] or sum(r[2]) != r[1]:
-            problems.append(f"batch {r[0]}: counters {r[2]} total {r[1]} but real {r[3]} of {r[4]} entries")
-
-    for row in rows(
-        """select t.id, t.max_concurrent_calls, count(e.id)
-             from batchctl.tenants t join batchctl.batch_entries e on e.tenant_id = t.id
-            where e.status in ('running', 'dispatched')
-            group by t.id having count(e.id) > t.max_concurrent_calls"""
-    ):
-        problems.append(f"tenant {_as_tuple(row)[0]}: {_as_tuple(row)[2]} in flight over cap {_as_tuple(row)[1]}")
-
-    for row in rows(
-        """select b.id, (b.options->>'wave_size')::int, count(e.id)
-             from batchctl.batches b join batchctl.batch_entries e on e.batch_id = b.id
-            where e.status in ('running', 'dispatched')
-            group by b.id having count(e.id) > (b.options->>'wave_size')::int"""
-    ):
-        problems.append(f"batch {_as_tuple(row)[0]}: {_as_tuple(row)[2]} in flight over wave size {_as_tuple(row)[1]}")
-
-    for row in rows(
-        """select to_phone, count(*) from batchctl.call_logs c join batchctl.batch_entries e on e.id = c.entry_id
-            where c.status in ('in_queue', 'ringing', 'ongoing') group by e.tenant_id, to_phone having count(*) > 1"""
-    ):
-        problems.append(f"number {_as_tuple(row)[0]} has {_as_tuple(row)[1]} live calls at once")
-
-    for row in rows(
-        """select e.id, e.status, c.status from batchctl.batch_entries e join batchctl.call_logs c on c.id = e.call_log_id
-            where (e.status = 'dispatched') <> (c.status in ('in_queue', 'ringing', 'ongoing'))"""
-    ):
-        r = _as_tuple(row)
-        problems.append(f"entry {r[0]} is {r[1]} but its current call is {r[2]}")
-
-    for row in rows(
-        """select b.id, b.status, b.finished_at, b.queued_count + b.running_count + b.dispatched_count as pending,
-                  (select count(*) from batchctl.reports r where r.batch_id = b.id) as reports
-             from batchctl.batches b"""
-    ):
-        bid, status, finished_at, pending, reports = _as_tuple(row)
-        terminal = status in ("completed", "cancelled", "failed")
-        if (finished_at is not None) != (terminal and pending == 0):
-            problems.append(f"batch {bid}: status {status}, pending {pending}, finished_at {finished_at}")
-        if reports != (1 if finished_at is not None else 0):
-            problems.append(f"batch {bid}: {reports} report rows, finished_at {finished_at}")
-        if status in ("running", "paused") and pending == 0:
-            problems.append(f"batch {bid}: {status} with nothing pending")
-
-    # Every status an entry, call or batch holds is where its event trail leads.
-    # (events are indexed by (batch_id, object_id): the look-up names both.)
-    for table, obj, batch_col in (
-        ("batch_entries", "entry", "batch_id"),
-        ("call_logs", "call", "batch_id"),
-        ("batches", "batch", "id"),
-    ):
-        for row in rows(
-            f"""select x.id, x.status::text, last.to_status
-                  from batchctl.{table} x
-                  left join lateral (select ev.to_status from batchctl.events ev
-                                      where ev.batch_id = x.{batch_col} and ev.object_id = x.id
-                                        and ev.object = '{obj}' and not ev.ignored
-                                      order by ev.id desc limit 1) last on true
-                 where coalesce(last.to_status, case when '{obj}' = 'entry' then 'queued' end) is distinct from x.status::text"""
-        ):
-            r = _as_tuple(row)
-            problems.append(f"{obj} {r[0]} is {r[1]} but its last event says {r[2]}")
-    # Nothing leaves a terminal status: no recorded transition starts from one.
-    for row in rows(
-        """select object, object_id, from_status, to_status from batchctl.events
-            where not ignored and (
-                  (object = 'entry' and from_status in ('completed', 'failed', 'declined', 'cancelled'))
-               or (object = 'batch' and from_status in ('completed', 'cancelled', 'failed'))
-               or (object = 'call' and from_status not in ('in_queue', 'ringing', 'ongoing')))"""
-    ):
-        r = _as_tuple(row)
-        problems.append(f"{r[0]} {r[1]} left terminal status {r[2]} for {r[3]}")
-    return problems
+# Every status a row holds is where its event trail leads (entries start queued unrecorded).
+# Events are indexed by (batch_id, object_id), so the look-up names both.
+for _table, _object, _batch_col in (
+    ("batch_entries", "entry", "batch_id"),
+    ("call_logs", "call", "batch_id"),
+    ("batches", "batch", "id"),
+):
+    CHECKS[f"every {_object} status change has its event"] = f"""
+        select format('{_object} %s is %s but its last event says %s', x.id, x.status, last.s)
+          from batchctl.{_table} x
+          left join lateral (
+              select ev.to_status as s from batchctl.events ev
+               where ev.batch_id = x.{_batch_col} and ev.object_id = x.id
+                 and ev.object = '{_object}' and not ev.ignored
+               order by ev.id desc limit 1
+          ) last on true
+         where coalesce(last.s, case when '{_object}' = 'entry' then 'queued' end)
+               is distinct from x.status::text"""
 
 
-def assert_invariants(conn: psycopg.Connection) -> None:
+def violations(conn: psycopg.Connection[Any]) -> list[str]:
+    found: list[str] = []
+    for name, query in CHECKS.items():
+        for row in conn.execute(query).fetchall():
+            message = next(iter(row.values())) if isinstance(row, dict) else row[0]
+            found.append(f"{name}: {message}")
+    return found
+
+
+def assert_invariants(conn: psycopg.Connection[Any]) -> None:
     found = violations(conn)
     assert not found, "invariants violated:\n" + "\n".join(found[:50])
-
-
-def _as_tuple(row: Any) -> tuple[Any, ...]:
-    return tuple(row.values()) if isinstance(row, dict) else tuple(row)

@@ -34,8 +34,12 @@ class SqlApi:
         assert row is not None
         return next(iter(row.values())) if isinstance(row, dict) else row[0]
 
-    def create_tenant(self, name: str = "acme", max_concurrent_calls: int = 3, timezone: str = "UTC") -> UUID:
-        return self._one("select batchctl.create_tenant(%s, %s, %s)", name, max_concurrent_calls, timezone)
+    def create_tenant(
+        self, name: str = "acme", max_concurrent_calls: int = 3, timezone: str = "UTC"
+    ) -> UUID:
+        return self._one(
+            "select batchctl.create_tenant(%s, %s, %s)", name, max_concurrent_calls, timezone
+        )
 
     def add_dnc(self, tenant_id: UUID, phone: str) -> None:
         self.conn.execute("select batchctl.add_dnc(%s, %s)", (tenant_id, phone))
@@ -76,17 +80,25 @@ class SqlApi:
     def batch_status(self, tenant_id: UUID, batch_id: UUID) -> dict[str, Any]:
         return self._one("select batchctl.batch_status(%s, %s)", tenant_id, batch_id)
 
-    def claim(self, worker: str = "test-worker", limit: int = 50, lease_seconds: int = 60) -> list[Claim]:
+    def claim(
+        self, worker: str = "test-worker", limit: int = 50, lease_seconds: int = 60
+    ) -> list[Claim]:
         rows = self.conn.execute(
             "select * from batchctl.claim_entries(%s, %s, %s)", (worker, limit, lease_seconds)
         ).fetchall()
         return [Claim(**row) if isinstance(row, dict) else Claim(*row) for row in rows]
 
-    def mark_dispatched(self, entry_id: UUID, room_name: str, dispatch_id: str | None = None) -> UUID:
-        return self._one("select batchctl.mark_dispatched(%s, %s, %s)", entry_id, room_name, dispatch_id)
+    def mark_dispatched(
+        self, entry_id: UUID, room_name: str, dispatch_id: str | None = None
+    ) -> UUID:
+        return self._one(
+            "select batchctl.mark_dispatched(%s, %s, %s)", entry_id, room_name, dispatch_id
+        )
 
     def mark_dispatch_failed(self, entry_id: UUID, error: str, retryable: bool = True) -> str:
-        return self._one("select batchctl.mark_dispatch_failed(%s, %s, %s)", entry_id, error, retryable)
+        return self._one(
+            "select batchctl.mark_dispatch_failed(%s, %s, %s)", entry_id, error, retryable
+        )
 
     def report(self, call_log_id: UUID, status: str, detail: dict[str, Any] | None = None) -> str:
         return self._one(
@@ -115,9 +127,14 @@ class SqlApi:
 
     def dispatch_all(self, worker: str = "test-worker", limit: int = 50) -> list[UUID]:
         """Claim what is claimable and acknowledge every dispatch; returns the call log ids."""
-        return [self.mark_dispatched(c.entry_id, c.room_name, f"dispatch-{c.room_name}") for c in self.claim(worker, limit)]
+        return [
+            self.mark_dispatched(c.entry_id, c.room_name, f"dispatch-{c.room_name}")
+            for c in self.claim(worker, limit)
+        ]
 
-    def finish_call(self, call_log_id: UUID, outcome: str = "ended", detail: dict[str, Any] | None = None) -> str:
+    def finish_call(
+        self, call_log_id: UUID, outcome: str = "ended", detail: dict[str, Any] | None = None
+    ) -> str:
         """ringing -> ongoing -> outcome, as a voice worker reports an answered call."""
         self.report(call_log_id, "ringing")
         if outcome in ("ended", "completed", "failed", "error", "cancelled"):
@@ -127,4 +144,6 @@ class SqlApi:
 
 def phones(n: int, start: int = 0) -> list[dict[str, Any]]:
     """n distinct valid entries: +1415555xxxx numbers."""
-    return [{"to_phone": f"+1415555{i:04d}", "lead_name": f"Lead {i}"} for i in range(start, start + n)]
+    return [
+        {"to_phone": f"+1415555{i:04d}", "lead_name": f"Lead {i}"} for i in range(start, start + n)
+    ]
