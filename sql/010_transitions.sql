@@ -83,3 +83,16 @@ CREATE OR REPLACE FUNCTION batchctl.room_name(p_entry_id uuid, p_attempt integer
 RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = batchctl, pg_catalog
 AS $$ SELECT 'batchctl-' || p_entry_id || '-' || p_attempt $$;
+
+-- The call log of a room: a UUID v3 (RFC 4122, name-based) of the room name, so the daemon can
+-- hand it to the voice agent in the dispatch metadata before the call log exists, and a webhook
+-- maps a room to its call without a look-up. batchctl.identifiers computes the same in Python.
+CREATE OR REPLACE FUNCTION batchctl.call_log_id(p_room_name text)
+RETURNS uuid LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = batchctl, pg_catalog
+AS $$
+    SELECT encode(set_byte(set_byte(h, 6, (get_byte(h, 6) & 15) | 48), 8, (get_byte(h, 8) & 63) | 128),
+                  'hex')::uuid
+      FROM (SELECT decode(md5(decode('4d356a18331856babbebeb86390ccc97', 'hex')
+                              || convert_to(p_room_name, 'UTF8')), 'hex') AS h) name_hash
+$$;

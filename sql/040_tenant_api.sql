@@ -221,8 +221,8 @@ BEGIN
            lease_expires_at = NULL, updated_at = now()
      WHERE batch_id = p_batch_id AND status IN ('queued', 'running');
     GET DIAGNOSTICS v_cancelled = ROW_COUNT;
-    PERFORM pg_notify('batchctl_hangup', c.room_name)
-       FROM batch_entries e JOIN call_logs c ON c.id = e.call_log_id
+    PERFORM request_hangups(array_agg(e.call_log_id), 'batch_' || p_status)
+       FROM batch_entries e
       WHERE e.batch_id = p_batch_id AND e.status = 'dispatched';
     RETURN v_cancelled;
 END
@@ -265,9 +265,8 @@ BEGIN
     END IF;
     UPDATE batch_entries SET cancel_requested = true, updated_at = now()
      WHERE id = p_entry_id AND status = 'dispatched';
-    PERFORM pg_notify('batchctl_hangup', c.room_name)
-       FROM batch_entries e JOIN call_logs c ON c.id = e.call_log_id
-      WHERE e.id = p_entry_id AND e.status = 'dispatched';
+    PERFORM request_hangups(ARRAY[e.call_log_id], 'entry_cancelled')
+       FROM batch_entries e WHERE e.id = p_entry_id AND e.status = 'dispatched';
     RETURN false;
 END
 $$;

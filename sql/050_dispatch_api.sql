@@ -158,8 +158,9 @@ BEGIN
     END IF;
 
     PERFORM set_reason('mark_dispatched');
-    INSERT INTO call_logs (tenant_id, batch_id, entry_id, attempt, room_name, dispatch_id)
-    VALUES (v_entry.tenant_id, v_entry.batch_id, p_entry_id, v_entry.attempts + 1, p_room_name, p_dispatch_id)
+    INSERT INTO call_logs (id, tenant_id, batch_id, entry_id, attempt, room_name, dispatch_id)
+    VALUES (call_log_id(p_room_name), v_entry.tenant_id, v_entry.batch_id, p_entry_id, v_entry.attempts + 1,
+            p_room_name, p_dispatch_id)
     RETURNING id INTO v_call_id;
     UPDATE batch_entries
        SET status = 'dispatched', attempts = attempts + 1, call_log_id = v_call_id,

@@ -40,22 +40,26 @@ AS $$
        AND c.status_changed_at < p_now - make_interval(secs => (b.options ->> p_timeout_key)::integer)
 $$;
 
--- Fails the calls still in p_from with p_error and announces their rooms for hang-up: the call
+-- Fails the calls still in p_from with p_error and queues their rooms for hang-up: the call
 -- may still be live on LiveKit. Returns how many it failed.
 CREATE OR REPLACE FUNCTION batchctl.fail_calls(
     p_call_ids uuid[], p_from batchctl.call_status, p_error text)
-RETURNS integer LANGUAGE sql
+RETURNS integer LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog
 AS $$
+DECLARE
+    v_failed uuid[];
+BEGIN
     WITH failed AS (
-        UPDATE batchctl.call_logs
+        UPDATE call_logs
            SET status = 'failed', detail = detail || jsonb_build_object('error', p_error)
          WHERE id = ANY (p_call_ids) AND status = p_from
-        RETURNING room_name
-    ), announced AS (
-        SELECT pg_notify('batchctl_hangup', room_name) FROM failed
+        RETURNING id
     )
-    SELECT count(*)::integer FROM announced
+    SELECT array_agg(id) INTO v_failed FROM failed;
+    PERFORM request_hangups(v_failed, p_error);
+    RETURN coalesce(cardinality(v_failed), 0);
+END
 $$;
 
 -- Stuck ringing or ongoing: the call fails and its entry follows by trigger.

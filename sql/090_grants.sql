@@ -22,7 +22,11 @@ GRANT EXECUTE ON FUNCTION
     batchctl.sweep(timestamptz),
     batchctl.claim_report(text),
     batchctl.report_sent(uuid),
-    batchctl.report_failed(uuid, text)
+    batchctl.report_failed(uuid, text),
+    batchctl.claim_hangups(text, integer),
+    batchctl.hangup_done(text),
+    batchctl.hangup_failed(text, text),
+    batchctl.call_log_id(text)
 TO batchctl_worker;
 
 GRANT SELECT ON batchctl.batch_overview TO batchctl_tenant, batchctl_worker;

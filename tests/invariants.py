@@ -11,7 +11,9 @@ import psycopg
 ENTRY_STATUSES = ("queued", "running", "dispatched", "completed", "failed", "declined", "cancelled")
 
 _COUNTERS = ", ".join(f"b.{s}_count" for s in ENTRY_STATUSES)
-_REAL_COUNTS = ", ".join(f"count(e.id) filter (where e.status = '{s}')::int" for s in ENTRY_STATUSES)
+_REAL_COUNTS = ", ".join(
+    f"count(e.id) filter (where e.status = '{s}')::int" for s in ENTRY_STATUSES
+)
 
 CHECKS: dict[str, str] = {
     "counters equal the real counts and sum to the total": f"""
@@ -55,6 +57,15 @@ CHECKS: dict[str, str] = {
                <> (b.status in ('completed', 'cancelled', 'failed') and pending = 0)
             or reports <> (b.finished_at is not null)::int
             or (b.status in ('running', 'paused') and pending = 0)""",
+    "a live call of a stopped batch or a cancelled entry has its hang-up queued": """
+        select format('call %s (%s) of a %s batch, cancel requested %s, has no hang-up',
+                      c.id, c.status, b.status, e.cancel_requested)
+          from batchctl.call_logs c
+          join batchctl.batch_entries e on e.id = c.entry_id
+          join batchctl.batches b on b.id = c.batch_id
+         where c.status in ('in_queue', 'ringing', 'ongoing')
+           and (b.status in ('cancelled', 'failed') or e.cancel_requested)
+           and not exists (select 1 from batchctl.hangups h where h.room_name = c.room_name)""",
     "nothing leaves a terminal status": """
         select format('%s %s left terminal status %s for %s', object, object_id,
                       from_status, to_status)
