@@ -38,7 +38,9 @@ def test_mark_dispatched_creates_the_call_log_named_by_its_room(api: SqlApi) -> 
     assert api.mark_dispatched(claim.entry_id, claim.room_name) == call_log_id(claim.room_name)
 
 
-def test_cancel_batch_queues_one_hangup_per_live_call_and_notifies(db_url: str, api: SqlApi) -> None:
+def test_cancel_batch_queues_one_hangup_per_live_call_and_notifies(
+    db_url: str, api: SqlApi
+) -> None:
     tenant = api.create_tenant(max_concurrent_calls=3)
     batch = api.create_batch(tenant, phones(5))
     calls = api.dispatch_all()
