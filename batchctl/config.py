@@ -17,18 +17,30 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class LiveKitSettings:
-    url: str  # http(s)://host:port of the LiveKit server (ws:// and wss:// are accepted too)
+class LiveKitCredentials:
+    """What signs requests to LiveKit and verifies its webhooks."""
+
     api_key: str
     api_secret: str
+
+    def __post_init__(self) -> None:
+        if not self.api_key:
+            raise ConfigError("LiveKit API key is not set (LIVEKIT_API_KEY)")
+        if not self.api_secret:
+            raise ConfigError("LiveKit API secret is not set (LIVEKIT_API_SECRET)")
+
+
+@dataclass(frozen=True)
+class LiveKitSettings:
+    url: str  # http(s)://host:port of the LiveKit server (ws:// and wss:// are accepted too)
+    credentials: LiveKitCredentials
     sip_trunk_id: str | None = None  # outbound trunk: the agent (or, in sip mode, we) dial with it
     agent_name: str | None = None  # the agent to dispatch unless a batch names its own
     mode: DispatchMode = "agent"  # agent: the agent dials; sip: batchctl dials the SIP participant
 
     def __post_init__(self) -> None:
-        for name in ("url", "api_key", "api_secret"):
-            if not getattr(self, name):
-                raise ConfigError(f"LiveKit {name} is not set (LIVEKIT_{name.upper()})")
+        if not self.url:
+            raise ConfigError("LiveKit URL is not set (LIVEKIT_URL)")
         if self.mode not in ("agent", "sip"):
             raise ConfigError(f'dispatch mode: expected "agent" or "sip", got "{self.mode}"')
         if self.mode == "sip" and not self.sip_trunk_id:

@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import AsyncConnectionPool
 
 ENV_VAR = "BATCHCTL_DATABASE_URL"
 APPLICATION_NAME = "batchctl"
@@ -35,6 +36,20 @@ def resolve_database_url(explicit: str | None, environ: Mapping[str, str] | None
 def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
     """A connection named ``batchctl`` in pg_stat_activity (so leftovers can be traced)."""
     return psycopg.connect(url, autocommit=autocommit, application_name=APPLICATION_NAME)
+
+
+def async_pool(url: str, purpose: str, *, max_size: int) -> AsyncConnectionPool:
+    """A pool of autocommit connections named ``batchctl-<purpose>``, not yet open (open it with
+    ``async with`` or ``await pool.open(wait=False)``: a database that is down is then waited
+    for by the callers, not at start-up)."""
+    return AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        kwargs={"autocommit": True, "application_name": f"{APPLICATION_NAME}-{purpose}"},
+        timeout=5.0,
+        open=False,
+    )
 
 
 def conninfo_params(url: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ GRANT EXECUTE ON FUNCTION
     batchctl.claim_hangups(text, integer),
     batchctl.hangup_done(text),
     batchctl.hangup_failed(text, text),
+    batchctl.room_call_over(text, text),
     batchctl.call_log_id(text)
 TO batchctl_worker;
 

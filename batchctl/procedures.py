@@ -1,0 +1,119 @@
+"""The daemon's and the webhook's calls of the SQL API: one method per SQL function.
+
+Every call is one autocommit statement on a pooled connection. A call that loses its
+connection (PostgreSQL restarting, a stale pooled connection) is retried: each of these SQL
+functions is idempotent or guarded by the row's status, so running one twice after an
+ambiguous commit changes nothing the first run did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+log = logging.getLogger(__name__)
+
+# Connection-level failures, worth another try; any other error is the call's answer.
+TRANSIENT: tuple[type[Exception], ...] = (psycopg.OperationalError, PoolTimeout)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One row of batchctl.claim_entries."""
+
+    entry_id: UUID
+    batch_id: UUID
+    tenant_id: UUID
+    to_phone: str
+    lead_name: str | None
+    context: dict[str, Any]
+    attempt: int
+    room_name: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class HangupRequest:
+    """One row of batchctl.claim_hangups."""
+
+    room_name: str
+    call_log_id: UUID
+    reason: str
+    attempt: int
+
+
+class Procedures:
+    def __init__(self, pool: AsyncConnectionPool, *, retry_for: float = 30.0) -> None:
+        self.pool = pool
+        self.retry_for = retry_for  # seconds a call keeps retrying a lost connection
+
+    async def _rows(self, query: str, *params: Any) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_for
+        delay = 0.1
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    cur = conn.cursor(row_factory=dict_row)
+                    await cur.execute(query, params)
+                    return await cur.fetchall() if cur.description else []
+            except TRANSIENT as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.warning("database unavailable (%s), retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _value(self, query: str, *params: Any) -> Any:
+        (row,) = await self._rows(query, *params)
+        return next(iter(row.values()))
+
+    async def claim_entries(self, worker: str, limit: int, lease_seconds: int) -> list[Claim]:
+        rows = await self._rows(
+            "SELECT * FROM batchctl.claim_entries(%s, %s, %s)", worker, limit, lease_seconds
+        )
+        return [Claim(**row) for row in rows]
+
+    async def mark_dispatched(self, entry_id: UUID, room_name: str, dispatch_id: str) -> UUID:
+        return await self._value(
+            "SELECT batchctl.mark_dispatched(%s, %s, %s)", entry_id, room_name, dispatch_id
+        )
+
+    async def mark_dispatch_failed(self, entry_id: UUID, error: str, retryable: bool) -> str:
+        return await self._value(
+            "SELECT batchctl.mark_dispatch_failed(%s, %s, %s)", entry_id, error, retryable
+        )
+
+    async def report_call_status(
+        self, call_log_id: UUID, status: str, detail: dict[str, Any] | None = None
+    ) -> str:
+        return await self._value(
+            "SELECT batchctl.report_call_status(%s, %s, %s::jsonb)",
+            call_log_id,
+            status,
+            json.dumps(detail or {}),
+        )
+
+    async def claim_hangups(self, worker: str, limit: int) -> list[HangupRequest]:
+        rows = await self._rows("SELECT * FROM batchctl.claim_hangups(%s, %s)", worker, limit)
+        return [HangupRequest(**row) for row in rows]
+
+    async def hangup_done(self, room_name: str) -> None:
+        await self._rows("SELECT batchctl.hangup_done(%s)", room_name)
+
+    async def hangup_failed(self, room_name: str, error: str) -> None:
+        await self._rows("SELECT batchctl.hangup_failed(%s, %s)", room_name, error)
+
+    async def room_call_over(self, room_name: str, reason: str) -> str | None:
+        return await self._value("SELECT batchctl.room_call_over(%s, %s)", room_name, reason)
+
+    async def sweep(self) -> dict[str, Any]:
+        return await self._value("SELECT batchctl.sweep()")

@@ -1,0 +1,125 @@
+"""batchctl.webhook: LiveKit's signed webhooks become call reports; anything unsigned is refused
+and writes nothing. Events are built with livekit's own protobuf classes and signed as LiveKit
+signs them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from typing import Any
+
+import aiohttp
+import pytest
+from google.protobuf.json_format import MessageToJson
+from livekit import api
+
+from batchctl.config import LiveKitCredentials
+from batchctl.database import async_pool
+from batchctl.procedures import Procedures
+from batchctl.webhook import PATH, serve
+from ports import free_port
+from sqlapi import SqlApi, phones
+
+CREDENTIALS = LiveKitCredentials("webhook-key", "webhook-secret-of-at-least-32-bytes!")
+
+
+def signed(body: str, credentials: LiveKitCredentials = CREDENTIALS) -> str:
+    digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+    return api.AccessToken(credentials.api_key, credentials.api_secret).with_sha256(digest).to_jwt()
+
+
+def sip_event(event: str, room: str, **participant: Any) -> str:
+    return MessageToJson(
+        api.WebhookEvent(
+            event=event,
+            room=api.Room(name=room),
+            participant=api.ParticipantInfo(
+                identity="callee", kind=api.ParticipantInfo.Kind.SIP, **participant
+            ),
+        )
+    )
+
+
+def room_finished(room: str) -> str:
+    return MessageToJson(api.WebhookEvent(event="room_finished", room=api.Room(name=room)))
+
+
+def post_all(db_url: str, requests: list[tuple[str, str]]) -> list[int]:
+    """Serves the webhook endpoint, POSTs (body, Authorization) pairs in order, returns statuses."""
+
+    async def run() -> list[int]:
+        port = free_port()
+        stopping = asyncio.Event()
+        async with async_pool(db_url, "test-webhook", max_size=2) as pool:
+            server = asyncio.create_task(
+                serve(Procedures(pool), CREDENTIALS, "127.0.0.1", port, stopping)
+            )
+            statuses = []
+            async with aiohttp.ClientSession() as http:
+                for body, auth in requests:
+                    for _ in range(100):  # until the server listens
+                        try:
+                            async with http.post(
+                                f"http://127.0.0.1:{port}{PATH}",
+                                data=body,
+                                headers={"Authorization": auth},
+                            ) as reply:
+                                statuses.append(reply.status)
+                                break
+                        except aiohttp.ClientConnectorError:
+                            await asyncio.sleep(0.02)
+            stopping.set()
+            await server
+        return statuses
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def api_(conn: Any) -> SqlApi:
+    return SqlApi(conn)
+
+
+def live_calls(api_: SqlApi, n: int) -> list[tuple[Any, str]]:
+    tenant = api_.create_tenant(max_concurrent_calls=n)
+    api_.create_batch(tenant, phones(n))
+    claims = api_.claim()
+    return [(api_.mark_dispatched(c.entry_id, c.room_name), c.room_name) for c in claims]
+
+
+def statuses(api_: SqlApi) -> dict[Any, tuple[str, str]]:
+    rows = api_.conn.execute(
+        "select c.id, c.status::text as call, e.status::text as entry"
+        " from batchctl.call_logs c join batchctl.batch_entries e on e.id = c.entry_id"
+    ).fetchall()
+    return {r["id"]: (r["call"], r["entry"]) for r in rows}
+
+
+def test_signed_events_become_call_reports(db_url: str, api_: SqlApi) -> None:
+    (answered, room_a), (rejected, room_r), (unanswered, room_u) = live_calls(api_, 3)
+    events = [
+        sip_event("participant_joined", room_a, attributes={"sip.callStatus": "active"}),
+        sip_event("participant_left", room_r, disconnect_reason=api.DisconnectReason.USER_REJECTED),
+        room_finished(room_a),
+        room_finished(room_u),
+        room_finished("some-other-room"),  # not batchctl's: accepted and ignored
+    ]
+    assert post_all(db_url, [(body, signed(body)) for body in events]) == [200] * 5
+    assert statuses(api_) == {
+        answered: ("ended", "completed"),
+        rejected: ("declined", "declined"),
+        unanswered: ("failed", "failed"),
+    }
+
+
+def test_forged_or_tampered_webhooks_are_refused_and_change_nothing(
+    db_url: str, api_: SqlApi
+) -> None:
+    ((call, room),) = live_calls(api_, 1)
+    body = room_finished(room)
+    forged = signed(body, LiveKitCredentials("webhook-key", "another-secret-of-32-bytes-or-more"))
+    tampered = signed(sip_event("participant_joined", room))
+    before = statuses(api_)
+    assert post_all(db_url, [(body, forged), (body, tampered), (body, "")]) == [401] * 3
+    assert statuses(api_) == before == {call: ("in_queue", "dispatched")}
