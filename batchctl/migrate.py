@@ -22,7 +22,7 @@ from yoyo import get_backend, read_migrations
 from yoyo.exceptions import LockTimeout
 from yoyo.migrations import MigrationList, default_migration_table
 
-from batchctl import schema_files
+from batchctl import resources
 from batchctl.database import connect, conninfo_params, error_message
 
 # pg_advisory_lock key serialising upgrades of one database: "batchctl" in ASCII.
@@ -60,8 +60,8 @@ def upgrade(
 
     ``lock_timeout``: seconds to wait for a concurrent upgrade (or a busy object) before failing.
     """
-    migrations = _read_migrations(migrations_dir or schema_files.migrations_dir())
-    sql_files = _sql_files(sql_dir or schema_files.sql_dir())
+    migrations = _read_migrations(migrations_dir or resources.migrations_dir())
+    sql_files = _sql_files(sql_dir or resources.sql_dir())
 
     # A dedicated session holds the lock for the whole upgrade; closing it releases the lock,
     # also when this process dies (unlike yoyo's lock row).
@@ -83,7 +83,7 @@ def status(url: str, migrations_dir: Path | None = None) -> list[MigrationStatus
 
     Read-only: unlike yoyo's backend it creates nothing in the database.
     """
-    known = [m.id for m in _read_migrations(migrations_dir or schema_files.migrations_dir())]
+    known = [m.id for m in _read_migrations(migrations_dir or resources.migrations_dir())]
     applied: dict[str, datetime] = {}
     with connect(url) as conn:
         table = conn.execute("SELECT to_regclass(%s)", (default_migration_table,)).fetchone()

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from yoyo import read_migrations
 
-from batchctl import schema_files
+from batchctl import resources
 from batchctl.cli import cli
 from batchctl.database import conninfo_params
 from batchctl.migrate import ADVISORY_LOCK_KEY, UpgradeError, status, upgrade
@@ -28,11 +28,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def migration_ids() -> list[str]:
-    return [m.id for m in read_migrations(str(schema_files.migrations_dir()))]
+    return [m.id for m in read_migrations(str(resources.migrations_dir()))]
 
 
 def sql_file_names() -> list[str]:
-    return sorted(p.name for p in schema_files.sql_dir().glob("*.sql"))
+    return sorted(p.name for p in resources.sql_dir().glob("*.sql"))
 
 
 def snapshot(url: str) -> dict[str, dict[str, tuple[Any, ...]]]:

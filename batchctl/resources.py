@@ -1,7 +1,8 @@
-"""Where the SQL that defines the schema lives.
+"""Where the files batchctl ships live: the SQL that defines the schema, and the examples.
 
-A wheel carries it inside the package (batchctl/migrations, batchctl/sql, see pyproject.toml);
-a checkout or editable install keeps it at the top level of the repository.
+A wheel carries them inside the package (batchctl/migrations, batchctl/sql, batchctl/examples,
+see pyproject.toml); a checkout or editable install keeps them at the top level of the
+repository.
 """
 
 from __future__ import annotations
@@ -25,3 +26,8 @@ def migrations_dir() -> Path:
 def sql_dir() -> Path:
     """CREATE OR REPLACE definitions (functions, triggers, views), re-applied on every upgrade."""
     return _locate("sql")
+
+
+def examples_dir() -> Path:
+    """Sample files: leads.csv (the demo's campaign), scenario.json (the LiveKit simulator's)."""
+    return _locate("examples")
