@@ -11,6 +11,15 @@ from uuid import UUID
 
 import psycopg
 
+# SPEC §2: the entry status each terminal call status maps to.
+ENTRY_FOR_CALL = {
+    "ended": "completed", "completed": "completed",
+    "failed": "failed", "error": "failed", "not_reachable": "failed",
+    "declined": "declined", "rejected": "declined", "no_answer": "declined", "busy": "declined",
+    "voicemail": "declined",
+    "cancelled": "cancelled",
+}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Claim:

@@ -45,7 +45,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from invariants import assert_invariants
-from sqlapi import SqlApi
+from sqlapi import ENTRY_FOR_CALL, SqlApi
 
 T = TypeVar("T")
 
@@ -67,13 +67,6 @@ RETRYABLE = (
     "busy",
     "voicemail",
 )
-ENTRY_FOR_CALL = {
-    "ended": "completed", "completed": "completed",
-    "failed": "failed", "error": "failed", "not_reachable": "failed",
-    "declined": "declined", "rejected": "declined", "no_answer": "declined", "busy": "declined",
-    "voicemail": "declined",
-    "cancelled": "cancelled",
-}  # fmt: skip
 ENTRY_STATUSES = ("queued", "running", "dispatched", "completed", "failed", "declined", "cancelled")
 PENDING_ENTRY = ("queued", "running", "dispatched")
 TERMINAL_ENTRY = ("completed", "failed", "declined", "cancelled")
