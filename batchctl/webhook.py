@@ -4,18 +4,25 @@ LiveKit POSTs signed events (a JWT whose sha256 claim covers the body). Only ver
 read; anything else is refused with 401 and writes nothing. Each event about a batchctl room
 becomes one idempotent SQL call, so LiveKit's retries and the agent's own reports can arrive in
 any order.
+
+The voice agent knows more than LiveKit (busy rather than "rejected", the summary and analysis),
+and a hang-up by batchctl is a cancel, not an end; the first final report wins. So an event that
+ends a call is applied only after a grace period: if the agent (or batchctl) reported by then,
+the event changes nothing. The room's progress (ringing, answered) is applied at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 import psycopg
 from aiohttp import web
 from livekit import api
 
 from batchctl.config import LiveKitCredentials
+from batchctl.daemon.loop import wait_for_any
 from batchctl.identifiers import call_log_id
 from batchctl.procedures import Procedures
 
@@ -34,60 +41,85 @@ CALL_STATUS_ATTRIBUTE = "sip.callStatus"
 LIVE_CALL_STATUS = {"dialing": "ringing", "ringing": "ringing", "active": "ongoing"}
 
 
-def build_app(procedures: Procedures, credentials: LiveKitCredentials) -> web.Application:
-    receiver = api.WebhookReceiver(api.TokenVerifier(credentials.api_key, credentials.api_secret))
+class Webhooks:
+    def __init__(
+        self, procedures: Procedures, credentials: LiveKitCredentials, *, grace: float = 15.0
+    ) -> None:
+        self.procedures = procedures
+        self.grace = grace
+        self._receiver = api.WebhookReceiver(
+            api.TokenVerifier(credentials.api_key, credentials.api_secret)
+        )
+        self._closing = asyncio.Event()
+        self._deferred: set[asyncio.Task[None]] = set()
 
-    async def receive(request: web.Request) -> web.Response:
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(PATH, self.receive)
+        return app
+
+    async def receive(self, request: web.Request) -> web.Response:
         body = await request.text()
         try:
-            event = receiver.receive(body, request.headers.get("Authorization", ""))
+            event = self._receiver.receive(body, request.headers.get("Authorization", ""))
         except Exception as exc:  # the verifier raises plain Exceptions and jwt's errors alike
             log.warning("refused a webhook: %s", exc)
             return web.json_response({"error": "invalid signature"}, status=401)
-        await apply(procedures, event)
+        await self.apply(event)
         return web.json_response({"ok": True})
 
-    app = web.Application()
-    app.router.add_post(PATH, receive)
-    return app
-
-
-async def apply(procedures: Procedures, event: api.WebhookEvent) -> None:
-    """Turns one verified event into the call report it implies, if any."""
-    room = event.room.name
-    try:
-        if event.event == "room_finished":
-            await procedures.room_call_over(room, "room_finished")
-            return
+    async def apply(self, event: api.WebhookEvent) -> None:
+        """Turns one verified event into the call report it implies, if any."""
+        room = event.room.name
         participant = event.participant
-        if participant.kind != api.ParticipantInfo.Kind.SIP:
+        if event.event == "room_finished":
+            self._defer(self.procedures.room_call_over(room, "room_finished"))
+        elif participant.kind != api.ParticipantInfo.Kind.SIP:
             return  # the agent's own comings and goings say nothing about the call
-        if event.event == "participant_joined":
+        elif event.event == "participant_joined":
             status = LIVE_CALL_STATUS.get(participant.attributes.get(CALL_STATUS_ATTRIBUTE, ""))
             if status:
-                await procedures.report_call_status(call_log_id(room), status)
+                await _ignoring_other_rooms(
+                    self.procedures.report_call_status(call_log_id(room), status)
+                )
         elif event.event == "participant_left":
             reason = api.DisconnectReason.Name(participant.disconnect_reason)
             outcome = LEFT_BECAUSE.get(participant.disconnect_reason)
-            if outcome:
-                await procedures.report_call_status(call_log_id(room), outcome, {"error": reason})
-            else:
-                await procedures.room_call_over(room, f"callee left: {reason}")
+            self._defer(
+                self.procedures.report_call_status(call_log_id(room), outcome, {"error": reason})
+                if outcome
+                else self.procedures.room_call_over(room, f"callee left: {reason}")
+            )
+
+    async def close(self) -> None:
+        """Applies the deferred events now: a coarser outcome is better than none."""
+        self._closing.set()
+        await asyncio.gather(*self._deferred, return_exceptions=True)
+
+    def _defer(self, report: Awaitable[object]) -> None:
+        task = asyncio.create_task(self._after_grace(report))
+        self._deferred.add(task)
+        task.add_done_callback(self._deferred.discard)
+
+    async def _after_grace(self, report: Awaitable[object]) -> None:
+        await wait_for_any([self._closing], self.grace)
+        try:
+            await _ignoring_other_rooms(report)
+        except Exception:
+            log.exception("a deferred webhook report failed")
+
+
+async def _ignoring_other_rooms(report: Awaitable[object]) -> None:
+    try:
+        await report
     except psycopg.Error as exc:
-        if exc.sqlstate != "BC002":
+        if exc.sqlstate != "BC002":  # a room that is not batchctl's
             raise
-        log.debug("webhook %s for %s: not a batchctl call", event.event, room)
 
 
-async def serve(
-    procedures: Procedures,
-    credentials: LiveKitCredentials,
-    host: str,
-    port: int,
-    stopping: asyncio.Event,
-) -> None:
+async def serve(webhooks: Webhooks, host: str, port: int, stopping: asyncio.Event) -> None:
     """Serves the webhook endpoint on host:port until ``stopping`` is set."""
-    runner = web.AppRunner(build_app(procedures, credentials))
+    runner = web.AppRunner(webhooks.app())
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -96,3 +128,4 @@ async def serve(
         await stopping.wait()
     finally:
         await runner.cleanup()
+        await webhooks.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,7 @@ from livekit import api
 from batchctl.config import LiveKitCredentials
 from batchctl.database import async_pool
 from batchctl.procedures import Procedures
-from batchctl.webhook import PATH, serve
+from batchctl.webhook import PATH, Webhooks, serve
 from ports import free_port
 from sqlapi import SqlApi, phones
 
@@ -45,16 +46,21 @@ def room_finished(room: str) -> str:
     return MessageToJson(api.WebhookEvent(event="room_finished", room=api.Room(name=room)))
 
 
-def post_all(db_url: str, requests: list[tuple[str, str]]) -> list[int]:
-    """Serves the webhook endpoint, POSTs (body, Authorization) pairs in order, returns statuses."""
+def post_all(
+    db_url: str,
+    requests: list[tuple[str, str]],
+    grace: float = 0.0,
+    meanwhile: Callable[[], object] = lambda: None,
+) -> list[int]:
+    """Serves the webhook endpoint, POSTs (body, Authorization) pairs in order, calls
+    ``meanwhile`` (in a thread), and stops the server after ``grace``; returns the statuses."""
 
     async def run() -> list[int]:
         port = free_port()
         stopping = asyncio.Event()
         async with async_pool(db_url, "test-webhook", max_size=2) as pool:
-            server = asyncio.create_task(
-                serve(Procedures(pool), CREDENTIALS, "127.0.0.1", port, stopping)
-            )
+            webhooks = Webhooks(Procedures(pool), CREDENTIALS, grace=grace)
+            server = asyncio.create_task(serve(webhooks, "127.0.0.1", port, stopping))
             statuses = []
             async with aiohttp.ClientSession() as http:
                 for body, auth in requests:
@@ -69,6 +75,8 @@ def post_all(db_url: str, requests: list[tuple[str, str]]) -> list[int]:
                                 break
                         except aiohttp.ClientConnectorError:
                             await asyncio.sleep(0.02)
+            await asyncio.to_thread(meanwhile)
+            await asyncio.sleep(grace)
             stopping.set()
             await server
         return statuses
@@ -123,3 +131,29 @@ def test_forged_or_tampered_webhooks_are_refused_and_change_nothing(
     before = statuses(api_)
     assert post_all(db_url, [(body, forged), (body, tampered), (body, "")]) == [401] * 3
     assert statuses(api_) == before == {call: ("in_queue", "dispatched")}
+
+
+def test_the_agents_own_final_report_within_the_grace_period_wins(
+    db_url: str, api_: SqlApi
+) -> None:
+    """LiveKit reports the callee leaving before the agent reports the call's end and summary:
+    the agent's richer report is the one kept."""
+    ((call, room),) = live_calls(api_, 1)
+    api_.report(call, "ongoing")
+    left = sip_event(
+        "participant_left", room, disconnect_reason=api.DisconnectReason.CLIENT_INITIATED
+    )
+    summary = {"summary": "booked a demo", "analysis": {"interest": "high"}}
+    statuses_ = post_all(
+        db_url,
+        [(left, signed(left))],
+        grace=0.5,
+        meanwhile=lambda: api_.report(call, "ended", summary),
+    )
+    assert statuses_ == [200]
+    row = api_.conn.execute("select status::text, detail from batchctl.call_logs").fetchone()
+    assert (row["status"], row["detail"]["summary"]) == ("ended", "booked a demo")
+    ignored = api_.conn.execute(
+        "select count(*) as n from batchctl.events where ignored"
+    ).fetchone()
+    assert ignored["n"] == 1, "the webhook's late report was recorded as ignored"

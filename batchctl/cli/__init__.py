@@ -7,29 +7,43 @@ with one ``error: ...`` line and exit status 1; usage errors keep click's exit s
 
 from __future__ import annotations
 
-from typing import IO, Any
+import importlib
+from typing import Any
 
 import click
 import psycopg
 
 from batchctl.cli.context import AppContext
-from batchctl.cli.db import db
+from batchctl.cli.errors import UserError
 from batchctl.database import ENV_VAR, error_message
 from batchctl.migrate import UpgradeError
 
 USER_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, UpgradeError)
 
 
-class UserError(click.ClickException):
-    exit_code = 1
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"error: {self.format_message()}", file=file, err=file is None)
+# Each command's module is imported only when that command runs: the daemon's aiohttp and
+# LiveKit client, the report's openpyxl are not paid for by `batchctl batch list`.
+COMMANDS = {
+    "db": "batchctl.cli.db:db",
+    "sim": "batchctl.cli.sim:sim",
+    "webhook": "batchctl.cli.webhook:webhook",
+}
 
 
 class BatchctlGroup(click.Group):
-    """Turns user errors raised anywhere below into UserError. Done in the group, not in
-    main(), so click's test runner sees exactly what a person at the terminal sees."""
+    """Loads commands on demand, and turns user errors raised anywhere below into UserError:
+    done in the group, not in main(), so click's test runner sees exactly what a person at the
+    terminal sees."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -49,9 +63,6 @@ class BatchctlGroup(click.Group):
 def cli(ctx: click.Context, database_url: str | None) -> None:
     """Run outbound AI voice-call batches from PostgreSQL."""
     ctx.obj = AppContext(database_url)
-
-
-cli.add_command(db)
 
 
 def main() -> None:

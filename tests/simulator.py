@@ -1,0 +1,47 @@
+"""The LiveKit simulator for tests (batchctl.sim.threaded with the tests' credentials):
+
+with run_simulator(db_url, Scenario.from_dict({...})) as sim:
+    ... LiveKitAPI(sim.url, sim.api_key, sim.api_secret) ...
+    wait_until(lambda: sim.stats().live_calls == 0)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from batchctl.config import LiveKitCredentials
+from batchctl.sim import Scenario
+from batchctl.sim.threaded import RunningSimulator
+from batchctl.sim.threaded import run_simulator as run_in_thread
+
+API_KEY = "batchctl-test-key"
+API_SECRET = "batchctl-test-secret-0123456789abcdef"  # >= 32 bytes, as LiveKit requires
+
+__all__ = ["API_KEY", "API_SECRET", "RunningSimulator", "run_simulator", "wait_until"]
+
+
+@contextmanager
+def run_simulator(
+    database_url: str,
+    scenario: Scenario | None = None,
+    *,
+    webhook_url: str | None = None,
+    api_key: str = API_KEY,
+    api_secret: str = API_SECRET,
+) -> Iterator[RunningSimulator]:
+    credentials = LiveKitCredentials(api_key, api_secret)
+    with run_in_thread(database_url, scenario, credentials, webhook_url=webhook_url) as sim:
+        yield sim
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01, what: str = ""
+) -> None:
+    """Polls ``predicate`` until it is truthy; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
