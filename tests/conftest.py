@@ -32,6 +32,7 @@ from batchctl.embedded import start_embedded
 from batchctl.migrate import upgrade
 from invariants import assert_invariants
 from pgtools import create_database, drop_database, url_for, wait_until_unused
+from sqlapi import SqlApi
 
 TEST_SERVER_ENV = "BATCHCTL_TEST_DATABASE_URL"
 
@@ -145,3 +146,9 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
     """An autocommit connection to ``db_url`` returning rows as dicts."""
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as c:
         yield c
+
+
+@pytest.fixture
+def api(conn: psycopg.Connection[dict[str, Any]]) -> SqlApi:
+    """The SQL API on ``conn``, called the way the daemon and the voice worker call it."""
+    return SqlApi(conn)

@@ -132,6 +132,14 @@ class SqlApi:
     def report_failed(self, batch_id: UUID, error: str) -> None:
         self.conn.execute("select batchctl.report_failed(%s, %s)", (batch_id, error))
 
+    def claim_hangups(self, worker: str = "test-worker", limit: int = 20) -> list[dict[str, Any]]:
+        return self.conn.execute(
+            "select * from batchctl.claim_hangups(%s, %s)", (worker, limit)
+        ).fetchall()
+
+    def hangup_done(self, room_name: str) -> None:
+        self.conn.execute("select batchctl.hangup_done(%s)", (room_name,))
+
     # Shortcuts for scenarios: the daemon's and the voice worker's usual sequences.
 
     def dispatch_all(self, worker: str = "test-worker", limit: int = 50) -> list[UUID]:
@@ -156,3 +164,13 @@ def phones(n: int, start: int = 0) -> list[dict[str, Any]]:
     return [
         {"to_phone": f"+1415555{i:04d}", "lead_name": f"Lead {i}"} for i in range(start, start + n)
     ]
+
+
+def live_calls(conn: psycopg.Connection[Any], batch_id: UUID | None = None) -> list[UUID]:
+    rows = conn.execute(
+        """select id from batchctl.call_logs
+            where status in ('in_queue', 'ringing', 'ongoing')
+              and (%(b)s::uuid is null or batch_id = %(b)s::uuid) order by id""",
+        {"b": batch_id},
+    ).fetchall()
+    return [r["id"] for r in rows]

@@ -16,38 +16,12 @@ from uuid import UUID
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
+from concurrent_calls import connect, run_threads
 from invariants import assert_invariants
-from sqlapi import Claim, SqlApi, phones
+from sqlapi import Claim, SqlApi, live_calls, phones
 
 LIVE_CALL = ("in_queue", "ringing", "ongoing")
-
-
-def connect(db_url: str) -> psycopg.Connection[dict[str, Any]]:
-    return psycopg.connect(db_url, autocommit=True, row_factory=dict_row)
-
-
-def run_threads(n: int, target: Callable[[int], Any], timeout: float = 60.0) -> list[Any]:
-    """Runs target(i) in n threads started together; returns results, re-raising any error."""
-    results: list[Any] = [None] * n
-    errors: list[BaseException] = []
-
-    def wrap(i: int) -> None:
-        try:
-            results[i] = target(i)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=wrap, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-        assert not t.is_alive(), "a thread hung (lock wait?)"
-    if errors:
-        raise errors[0]
-    return results
 
 
 def in_flight(conn: psycopg.Connection[Any]) -> tuple[dict[UUID, int], dict[UUID, int]]:
@@ -62,16 +36,6 @@ def in_flight(conn: psycopg.Connection[Any]) -> tuple[dict[UUID, int], dict[UUID
         per_tenant[r["tenant_id"]] += r["n"]
         per_batch[r["batch_id"]] = r["n"]
     return dict(per_tenant), per_batch
-
-
-def live_calls(conn: psycopg.Connection[Any], batch_id: UUID | None = None) -> list[UUID]:
-    rows = conn.execute(
-        """select id from batchctl.call_logs
-            where status in ('in_queue', 'ringing', 'ongoing')
-              and (%(b)s::uuid is null or batch_id = %(b)s::uuid) order by id""",
-        {"b": batch_id},
-    ).fetchall()
-    return [r["id"] for r in rows]
 
 
 def test_concurrent_claims_never_duplicate_nor_exceed_caps(db_url: str, conn: Any) -> None:

@@ -12,19 +12,6 @@ from batchctl.identifiers import call_log_id
 from sqlapi import SqlApi, phones
 
 
-@pytest.fixture
-def api(conn: Any) -> SqlApi:
-    return SqlApi(conn)
-
-
-def claim_hangups(conn: Any, limit: int = 20) -> list[dict[str, Any]]:
-    return conn.execute("select * from batchctl.claim_hangups('w', %s)", (limit,)).fetchall()
-
-
-def hangup_done(conn: Any, room: str) -> None:
-    conn.execute("select batchctl.hangup_done(%s)", (room,))
-
-
 @pytest.mark.parametrize("room", ["batchctl-00000000-0000-0000-0000-000000000001-1", "räum ✓", ""])
 def test_call_log_id_is_the_same_in_python_and_sql(conn: Any, room: str) -> None:
     row = conn.execute("select batchctl.call_log_id(%s) as id", (room,)).fetchone()
@@ -48,11 +35,11 @@ def test_cancel_batch_queues_one_hangup_per_live_call_and_notifies(
         listener.execute("listen batchctl_hangup")
         api.cancel_batch(tenant, batch, "withdrawn")
         rooms = {n.payload for n in listener.notifies(timeout=2, stop_after=3)}
-    claimed = claim_hangups(api.conn)
+    claimed = api.claim_hangups()
     assert {h["room_name"] for h in claimed} == rooms
     assert {h["call_log_id"] for h in claimed} == set(calls)
     assert {h["reason"] for h in claimed} == {"batch_cancelled"}
-    assert claim_hangups(api.conn) == [], "a claimed hang-up is invisible for a while"
+    assert api.claim_hangups() == [], "a claimed hang-up is invisible for a while"
 
 
 def test_hangup_done_cancels_the_live_call_and_finishes_the_batch(api: SqlApi) -> None:
@@ -62,9 +49,9 @@ def test_hangup_done_cancels_the_live_call_and_finishes_the_batch(api: SqlApi) -
         api.report(call, "ongoing")
     assert api.cancel_batch(tenant, batch) == 2
     assert api.batch_status(tenant, batch)["finished_at"] is None, "live calls are still up"
-    for h in claim_hangups(api.conn):
-        hangup_done(api.conn, h["room_name"])
-        hangup_done(api.conn, h["room_name"])  # a repeated acknowledgement changes nothing
+    for h in api.claim_hangups():
+        api.hangup_done(h["room_name"])
+        api.hangup_done(h["room_name"])  # a repeated acknowledgement changes nothing
     status = api.batch_status(tenant, batch)
     assert (status["status"], status["cancelled"], status["pending"]) == ("cancelled", 4, 0)
     assert status["finished_at"] is not None
@@ -80,9 +67,9 @@ def test_cancel_entry_on_a_live_call_hangs_it_up_and_never_retries(api: SqlApi) 
     (call,) = api.dispatch_all()
     entry = api.conn.execute("select id from batchctl.batch_entries").fetchone()["id"]
     assert api.cancel_entry(tenant, entry) is False
-    (h,) = claim_hangups(api.conn)
+    (h,) = api.claim_hangups()
     assert (h["call_log_id"], h["reason"]) == (call, "entry_cancelled")
-    hangup_done(api.conn, h["room_name"])
+    api.hangup_done(h["room_name"])
     assert api.batch_status(tenant, batch)["cancelled"] == 1
 
 
@@ -91,7 +78,7 @@ def test_failed_hangup_is_retried_with_backoff(api: SqlApi) -> None:
     batch = api.create_batch(tenant, phones(1))
     api.dispatch_all()
     api.cancel_batch(tenant, batch)
-    (h,) = claim_hangups(api.conn)
+    (h,) = api.claim_hangups()
     api.conn.execute("select batchctl.hangup_failed(%s, 'livekit down')", (h["room_name"],))
     row = api.conn.execute(
         "select attempts, last_error, next_attempt_at - now() as wait from batchctl.hangups"
@@ -99,7 +86,7 @@ def test_failed_hangup_is_retried_with_backoff(api: SqlApi) -> None:
     assert (row["attempts"], row["last_error"]) == (1, "livekit down")
     assert timedelta(seconds=1) < row["wait"] <= timedelta(seconds=2)
     api.conn.execute("update batchctl.hangups set next_attempt_at = now()")
-    (again,) = claim_hangups(api.conn)
+    (again,) = api.claim_hangups()
     assert (again["room_name"], again["attempt"]) == (h["room_name"], 2)
 
 
@@ -110,14 +97,14 @@ def test_sweep_timeouts_queue_hangups_and_done_adds_no_ignored_report(api: SqlAp
     api.report(call, "ringing")
     later = datetime.now(UTC) + timedelta(seconds=120)
     assert api.sweep(later)["ringing_timeouts"] == 1
-    (h,) = claim_hangups(api.conn)
+    (h,) = api.claim_hangups()
     assert (h["call_log_id"], h["reason"]) == (call, "ringing_timeout")
-    hangup_done(api.conn, h["room_name"])
+    api.hangup_done(h["room_name"])
     ignored = api.conn.execute("select count(*) as n from batchctl.events where ignored").fetchone()
     assert ignored["n"] == 0, "the call had already failed: nothing to report"
 
 
 def test_claim_hangups_rejects_a_bad_limit(api: SqlApi) -> None:
     with pytest.raises(psycopg.Error) as info:
-        claim_hangups(api.conn, 0)
+        api.claim_hangups(limit=0)
     assert info.value.sqlstate == "BC001"

@@ -24,9 +24,9 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
+from concurrent_calls import connect, run_threads
 from invariants import ENTRY_STATUSES
-from sqlapi import ENTRY_FOR_CALL, SqlApi, phones
-from test_concurrency import connect, live_calls, run_threads
+from sqlapi import ENTRY_FOR_CALL, SqlApi, live_calls, phones
 
 Conn = psycopg.Connection[dict[str, Any]]
 
@@ -55,11 +55,6 @@ REPORT_TO = {"report_to": ["ops@example.com"]}
 
 
 # --- helpers (also used by the other tests/test_seeds_*.py) ---------------------------------------
-
-
-@pytest.fixture
-def api(conn: Conn) -> SqlApi:
-    return SqlApi(conn)
 
 
 def later(**delta: float) -> datetime:

@@ -12,10 +12,9 @@ from uuid import UUID
 
 import pytest
 
+from concurrent_calls import connect, run_threads
 from invariants import ENTRY_STATUSES
 from sqlapi import ENTRY_FOR_CALL, Claim, SqlApi, phones
-from test_concurrency import connect, run_threads
-from test_hangups import claim_hangups, hangup_done
 from test_seeds import (
     REPORT_TO,
     Conn,
@@ -30,12 +29,6 @@ from test_seeds import (
     report_rows,
     tally,
 )
-
-
-@pytest.fixture
-def api(conn: Conn) -> SqlApi:
-    return SqlApi(conn)
-
 
 # --- bug 7: entry statuses that are call statuses -----------------------------------------------
 
@@ -119,18 +112,18 @@ def test_seed000_bug08_cancel_takes_effect_at_once_and_the_batch_ends_with_its_c
         lambda: api.mark_dispatched(being_dialled.entry_id, being_dialled.room_name),
         f"hang up room {being_dialled.room_name}",
     )
-    queued = claim_hangups(api.conn)
+    queued = api.claim_hangups()
     assert {(h["room_name"], h["reason"]) for h in queued} == {
         (first.room_name, "batch_cancelled"),
         (second.room_name, "batch_cancelled"),
     }
 
-    hangup_done(api.conn, first.room_name)  # the daemon deleted the ringing call's room
+    api.hangup_done(first.room_name)  # the daemon deleted the ringing call's room
     assert call_status(api.conn, ringing) == "cancelled"
     assert api.batch_status(tenant, batch)["finished_at"] is None
     assert report_rows(api.conn, batch) == []
     api.report(ongoing, "ended")  # the other call ended before its room was deleted
-    hangup_done(api.conn, second.room_name)
+    api.hangup_done(second.room_name)
     status = api.batch_status(tenant, batch)
     assert status["status"] == "cancelled" and status["finished_at"] is not None
     assert counts(status) == tally(cancelled=5, completed=1)

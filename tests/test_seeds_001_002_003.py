@@ -15,9 +15,8 @@ from uuid import UUID, uuid4
 import pytest
 
 from batchctl.identifiers import call_log_id
-from sqlapi import Claim, SqlApi, phones
-from test_concurrency import connect, live_calls, run_threads
-from test_hangups import claim_hangups, hangup_done
+from concurrent_calls import connect, run_threads
+from sqlapi import Claim, SqlApi, live_calls, phones
 from test_seeds import (
     REPORT_TO,
     Conn,
@@ -29,12 +28,6 @@ from test_seeds import (
     report_rows,
     tally,
 )
-
-
-@pytest.fixture
-def api(conn: Conn) -> SqlApi:
-    return SqlApi(conn)
-
 
 # --- seed 001 issue 1: "3 calls and stop" -------------------------------------------------------
 
@@ -136,7 +129,7 @@ def test_seed001_no_stop_button_pause_stops_claims_at_once_and_resume_goes_on(
     assert len(api.claim()) == 1
     assert api.cancel_batch(tenant, batch) == 3
     assert counts(api.batch_status(tenant, batch)) == tally(dispatched=1, completed=1, cancelled=3)
-    assert [h["call_log_id"] for h in claim_hangups(api.conn)] == [second]
+    assert [h["call_log_id"] for h in api.claim_hangups()] == [second]
 
 
 # --- seed 001 issue 3: business data leak -------------------------------------------------------
@@ -224,7 +217,7 @@ def test_seed001_tenant_leak_a_do_not_call_entry_stays_within_its_tenant(
         ("+14155559999", "queued", None),
     ]
     assert [e for batch in b_batches for e in entries_of(api.conn, batch)] == b_entries
-    assert claim_hangups(api.conn) == []
+    assert api.claim_hangups() == []
 
 
 # --- seed 001 issue 4: duplicate calls, several workers, crash resume ---------------------------
@@ -472,8 +465,8 @@ def test_seed002_one_identifier_names_the_batch_everywhere(api: SqlApi) -> None:
     calls = dial(api, claims)
     api.report(calls[0], "ended")
     api.cancel_batch(tenant, batch)
-    for h in claim_hangups(api.conn):
-        hangup_done(api.conn, h["room_name"])
+    for h in api.claim_hangups():
+        api.hangup_done(h["room_name"])
     report = api.claim_report("mailer")
 
     assert api.batch_status(tenant, batch)["batch_id"] == str(batch)

@@ -42,11 +42,6 @@ def raises_unchanged(
 
 
 @pytest.fixture
-def api(conn: psycopg.Connection[Any]) -> SqlApi:
-    return SqlApi(conn)
-
-
-@pytest.fixture
 def tenant(api: SqlApi) -> uuid.UUID:
     t = api.create_tenant("acme", 3, "Europe/Berlin")
     # Some history, so "nothing changed" is checked against non-empty tables.

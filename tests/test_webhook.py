@@ -11,9 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import pytest
 from google.protobuf.json_format import MessageToJson
-from livekit import api
+from livekit import api as lk
 
 from batchctl.config import LiveKitCredentials
 from batchctl.database import async_pool
@@ -27,23 +26,23 @@ CREDENTIALS = LiveKitCredentials("webhook-key", "webhook-secret-of-at-least-32-b
 
 def signed(body: str, credentials: LiveKitCredentials = CREDENTIALS) -> str:
     digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
-    return api.AccessToken(credentials.api_key, credentials.api_secret).with_sha256(digest).to_jwt()
+    return lk.AccessToken(credentials.api_key, credentials.api_secret).with_sha256(digest).to_jwt()
 
 
 def sip_event(event: str, room: str, **participant: Any) -> str:
     return MessageToJson(
-        api.WebhookEvent(
+        lk.WebhookEvent(
             event=event,
-            room=api.Room(name=room),
-            participant=api.ParticipantInfo(
-                identity="callee", kind=api.ParticipantInfo.Kind.SIP, **participant
+            room=lk.Room(name=room),
+            participant=lk.ParticipantInfo(
+                identity="callee", kind=lk.ParticipantInfo.Kind.SIP, **participant
             ),
         )
     )
 
 
 def room_finished(room: str) -> str:
-    return MessageToJson(api.WebhookEvent(event="room_finished", room=api.Room(name=room)))
+    return MessageToJson(lk.WebhookEvent(event="room_finished", room=lk.Room(name=room)))
 
 
 def post_all(
@@ -84,37 +83,32 @@ def post_all(
     return asyncio.run(run())
 
 
-@pytest.fixture
-def api_(conn: Any) -> SqlApi:
-    return SqlApi(conn)
+def live_calls(api: SqlApi, n: int) -> list[tuple[Any, str]]:
+    tenant = api.create_tenant(max_concurrent_calls=n)
+    api.create_batch(tenant, phones(n))
+    claims = api.claim()
+    return [(api.mark_dispatched(c.entry_id, c.room_name), c.room_name) for c in claims]
 
 
-def live_calls(api_: SqlApi, n: int) -> list[tuple[Any, str]]:
-    tenant = api_.create_tenant(max_concurrent_calls=n)
-    api_.create_batch(tenant, phones(n))
-    claims = api_.claim()
-    return [(api_.mark_dispatched(c.entry_id, c.room_name), c.room_name) for c in claims]
-
-
-def statuses(api_: SqlApi) -> dict[Any, tuple[str, str]]:
-    rows = api_.conn.execute(
+def statuses(api: SqlApi) -> dict[Any, tuple[str, str]]:
+    rows = api.conn.execute(
         "select c.id, c.status::text as call, e.status::text as entry"
         " from batchctl.call_logs c join batchctl.batch_entries e on e.id = c.entry_id"
     ).fetchall()
     return {r["id"]: (r["call"], r["entry"]) for r in rows}
 
 
-def test_signed_events_become_call_reports(db_url: str, api_: SqlApi) -> None:
-    (answered, room_a), (rejected, room_r), (unanswered, room_u) = live_calls(api_, 3)
+def test_signed_events_become_call_reports(db_url: str, api: SqlApi) -> None:
+    (answered, room_a), (rejected, room_r), (unanswered, room_u) = live_calls(api, 3)
     events = [
         sip_event("participant_joined", room_a, attributes={"sip.callStatus": "active"}),
-        sip_event("participant_left", room_r, disconnect_reason=api.DisconnectReason.USER_REJECTED),
+        sip_event("participant_left", room_r, disconnect_reason=lk.DisconnectReason.USER_REJECTED),
         room_finished(room_a),
         room_finished(room_u),
         room_finished("some-other-room"),  # not batchctl's: accepted and ignored
     ]
     assert post_all(db_url, [(body, signed(body)) for body in events]) == [200] * 5
-    assert statuses(api_) == {
+    assert statuses(api) == {
         answered: ("ended", "completed"),
         rejected: ("declined", "declined"),
         unanswered: ("failed", "failed"),
@@ -122,38 +116,34 @@ def test_signed_events_become_call_reports(db_url: str, api_: SqlApi) -> None:
 
 
 def test_forged_or_tampered_webhooks_are_refused_and_change_nothing(
-    db_url: str, api_: SqlApi
+    db_url: str, api: SqlApi
 ) -> None:
-    ((call, room),) = live_calls(api_, 1)
+    ((call, room),) = live_calls(api, 1)
     body = room_finished(room)
     forged = signed(body, LiveKitCredentials("webhook-key", "another-secret-of-32-bytes-or-more"))
     tampered = signed(sip_event("participant_joined", room))
-    before = statuses(api_)
+    before = statuses(api)
     assert post_all(db_url, [(body, forged), (body, tampered), (body, "")]) == [401] * 3
-    assert statuses(api_) == before == {call: ("in_queue", "dispatched")}
+    assert statuses(api) == before == {call: ("in_queue", "dispatched")}
 
 
-def test_the_agents_own_final_report_within_the_grace_period_wins(
-    db_url: str, api_: SqlApi
-) -> None:
+def test_the_agents_own_final_report_within_the_grace_period_wins(db_url: str, api: SqlApi) -> None:
     """LiveKit reports the callee leaving before the agent reports the call's end and summary:
     the agent's richer report is the one kept."""
-    ((call, room),) = live_calls(api_, 1)
-    api_.report(call, "ongoing")
+    ((call, room),) = live_calls(api, 1)
+    api.report(call, "ongoing")
     left = sip_event(
-        "participant_left", room, disconnect_reason=api.DisconnectReason.CLIENT_INITIATED
+        "participant_left", room, disconnect_reason=lk.DisconnectReason.CLIENT_INITIATED
     )
     summary = {"summary": "booked a demo", "analysis": {"interest": "high"}}
     statuses_ = post_all(
         db_url,
         [(left, signed(left))],
         grace=0.5,
-        meanwhile=lambda: api_.report(call, "ended", summary),
+        meanwhile=lambda: api.report(call, "ended", summary),
     )
     assert statuses_ == [200]
-    row = api_.conn.execute("select status::text, detail from batchctl.call_logs").fetchone()
+    row = api.conn.execute("select status::text, detail from batchctl.call_logs").fetchone()
     assert (row["status"], row["detail"]["summary"]) == ("ended", "booked a demo")
-    ignored = api_.conn.execute(
-        "select count(*) as n from batchctl.events where ignored"
-    ).fetchone()
+    ignored = api.conn.execute("select count(*) as n from batchctl.events where ignored").fetchone()
     assert ignored["n"] == 1, "the webhook's late report was recorded as ignored"
