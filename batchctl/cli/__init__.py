@@ -24,8 +24,12 @@ USER_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, UpgradeError)
 # Each command's module is imported only when that command runs: the daemon's aiohttp and
 # LiveKit client, the report's openpyxl are not paid for by `batchctl batch list`.
 COMMANDS = {
+    "batch": "batchctl.cli.batch:batch",
     "db": "batchctl.cli.db:db",
+    "dnc": "batchctl.cli.dnc:dnc",
     "sim": "batchctl.cli.sim:sim",
+    "sweep": "batchctl.cli.sweep:sweep",
+    "tenant": "batchctl.cli.tenant:tenant",
     "webhook": "batchctl.cli.webhook:webhook",
 }
 

@@ -1,0 +1,87 @@
+"""``batchctl batch show``: one batch's counts, timings, report and latest errors."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import click
+import psycopg
+from psycopg.rows import dict_row
+
+from batchctl.cli.batch_common import batch_id_argument, batch_not_found, print_counts
+from batchctl.cli.context import AppContext
+from batchctl.cli.output import json_option, print_fields, print_json, print_table
+from batchctl.database import connect
+
+LATEST_ERRORS = 10
+
+
+def _details(conn: psycopg.Connection[Any], batch_id: UUID) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        overview = cur.execute(
+            """SELECT o.*, coalesce(o.finished_at, now()) - o.started_at AS elapsed
+                 FROM batchctl.batch_overview o WHERE o.batch_id = %s""",
+            (batch_id,),
+        ).fetchone()
+        if overview is None:
+            raise batch_not_found(batch_id)
+        error_counts = cur.execute(
+            """SELECT last_error AS error, count(*) AS entries FROM batchctl.batch_entries
+                WHERE batch_id = %s AND last_error IS NOT NULL
+                GROUP BY last_error ORDER BY count(*) DESC, last_error""",
+            (batch_id,),
+        ).fetchall()
+        latest_errors = cur.execute(
+            """SELECT updated_at, to_phone, lead_name, status, attempts, last_error
+                 FROM batchctl.batch_entries
+                WHERE batch_id = %s AND last_error IS NOT NULL
+                ORDER BY updated_at DESC, entry_index LIMIT %s""",
+            (batch_id, LATEST_ERRORS),
+        ).fetchall()
+    return {"batch": overview, "error_counts": error_counts, "latest_errors": latest_errors}
+
+
+@click.command()
+@batch_id_argument
+@json_option
+@click.pass_obj
+def show(app: AppContext, batch_id: UUID, as_json: bool) -> None:
+    """Show a batch: counts per status, timings, its report, and the latest errors."""
+    with connect(app.database_url()) as conn:
+        details = _details(conn, batch_id)
+    if as_json:
+        print_json(details)
+        return
+    b = details["batch"]
+    print_fields(
+        [
+            ("batch", b["batch_id"]),
+            ("tenant", f"{b['tenant_name']} ({b['tenant_id']})"),
+            ("status", b["status"] + (f" ({b['cancel_reason']})" if b["cancel_reason"] else "")),
+            ("created (UTC)", b["created_at"]),
+            ("started (UTC)", b["started_at"]),
+            ("finished (UTC)", b["finished_at"]),
+            ("elapsed", b["elapsed"]),
+            ("report", b["report_status"] or "when the batch finishes"),
+        ]
+    )
+    click.echo()
+    print_counts(b)
+    click.echo()
+    click.echo("errors:")
+    print_table(details["error_counts"], [("entries", "ENTRIES"), ("error", "ERROR")])
+    if details["latest_errors"]:
+        click.echo()
+        click.echo(f"latest errors (up to {LATEST_ERRORS}):")
+        print_table(
+            details["latest_errors"],
+            [
+                ("updated_at", "AT (UTC)"),
+                ("to_phone", "PHONE"),
+                ("lead_name", "NAME"),
+                ("status", "STATUS"),
+                ("attempts", "ATTEMPTS"),
+                ("last_error", "ERROR"),
+            ],
+        )

@@ -1,0 +1,117 @@
+"""A lead file -> a batch, through ``batchctl.create_batch``.
+
+The leads are streamed with COPY into a temporary table while the file is read, and the
+``p_entries`` array is assembled from it on the server: no giant JSON string in Python, and
+the database itself judges the time zones (with the same function create_batch uses), so a
+bad zone is reported by its CSV line instead of by its array index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from batchctl.leads.csvfile import Problem
+from batchctl.leads.rows import Lead
+
+STAGE = "pg_temp.batchctl_csv_leads"
+
+
+class InvalidRows(ValueError):
+    """Rows were bad and skipping them was not asked for: nothing was created."""
+
+    def __init__(self, problems: list[Problem], rows: int) -> None:
+        super().__init__(f"{len(problems)} of {rows} rows are invalid")
+        self.problems = problems
+        self.rows = rows
+
+
+@dataclass
+class Staged:
+    rows: int = 0  # data rows read, valid or not
+    problems: list[Problem] = field(default_factory=list)
+
+
+def stage_leads(conn: psycopg.Connection[Any], leads: Iterable[Lead | Problem]) -> Staged:
+    """Copies the valid leads into a temporary table (dropped at commit or rollback: call this
+    inside a transaction) and collects the problems, the database's time-zone verdicts
+    included, in line order."""
+    conn.execute(
+        f"CREATE TEMP TABLE {STAGE} (line integer NOT NULL,"
+        " to_phone text NOT NULL, lead_name text, lead_id text, context jsonb NOT NULL,"
+        " timezone text, number_timezone text) ON COMMIT DROP"
+    )
+    staged = Staged()
+    columns = "line, to_phone, lead_name, lead_id, context, timezone, number_timezone"
+    with conn.cursor().copy(f"COPY {STAGE} ({columns}) FROM STDIN") as copy:
+        for item in leads:
+            staged.rows += 1
+            if isinstance(item, Problem):
+                staged.problems.append(item)
+            else:
+                copy.write_row(item.copy_row())
+    # MATERIALIZED: each distinct zone is checked once, not once per row.
+    bad_zones = conn.execute(
+        f"""WITH zones AS MATERIALIZED (SELECT DISTINCT timezone AS tz FROM {STAGE})
+            SELECT s.line, s.timezone FROM {STAGE} s
+             WHERE s.timezone IN (SELECT tz FROM zones WHERE NOT batchctl.is_valid_timezone(tz))"""
+    ).fetchall()
+    staged.problems += [
+        Problem(line, "timezone", f'unknown time zone "{tz}" (an IANA name such as Europe/Berlin)')
+        for line, tz in bad_zones
+    ]
+    staged.problems.sort(key=lambda p: p.line)
+    return staged
+
+
+def drop_staged(conn: psycopg.Connection[Any], problems: list[Problem]) -> None:
+    """Leaves the rows with problems out of the batch (--skip-invalid)."""
+    # IN (unnest) is a hash semi-join; "= ANY(array)" would scan the array once per row.
+    lines = [p.line for p in problems]
+    conn.execute(f"DELETE FROM {STAGE} WHERE line IN (SELECT unnest(%s::int[]))", (lines,))
+
+
+def create_batch_from_stage(
+    conn: psycopg.Connection[Any], tenant_id: UUID, options: Mapping[str, Any]
+) -> UUID:
+    """``create_batch`` with the staged leads in line order. A row without a zone of its own
+    gets its number's, when the database knows that zone; else the tenant's applies."""
+    row = conn.execute(
+        f"""WITH zones AS MATERIALIZED (SELECT DISTINCT number_timezone AS tz FROM {STAGE})
+            SELECT batchctl.create_batch(%s, (
+                SELECT coalesce(jsonb_agg(jsonb_build_object(
+                           'to_phone', s.to_phone, 'lead_name', s.lead_name,
+                           'lead_id', s.lead_id, 'context', s.context,
+                           'timezone', coalesce(s.timezone, z.tz)) ORDER BY s.line), '[]')
+                  FROM {STAGE} s
+                  LEFT JOIN (SELECT tz FROM zones WHERE batchctl.is_valid_timezone(tz)) z
+                         ON z.tz = s.number_timezone
+            ), %s::jsonb)""",
+        (tenant_id, json.dumps(options)),
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def import_batch(
+    conn: psycopg.Connection[Any],
+    tenant_id: UUID,
+    leads: Iterable[Lead | Problem],
+    options: Mapping[str, Any],
+    *,
+    skip_invalid: bool = False,
+) -> tuple[UUID, list[Problem]]:
+    """Creates a batch from ``leads`` in one transaction; returns its id and the rows skipped.
+    Raises InvalidRows (creating nothing) when rows are bad and ``skip_invalid`` is false."""
+    with conn.transaction():
+        staged = stage_leads(conn, leads)
+        if staged.problems:
+            if not skip_invalid:
+                raise InvalidRows(staged.problems, staged.rows)
+            drop_staged(conn, staged.problems)
+        return create_batch_from_stage(conn, tenant_id, options), staged.problems

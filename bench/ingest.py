@@ -1,0 +1,133 @@
+"""Ingest benchmark: how fast a lead CSV file becomes a running batch.
+
+    python bench/ingest.py [--rows 100000]
+
+Writes a CSV of distinct North American numbers (half E.164, half national, a few with their
+own time zone, three context columns), then measures, each on a fresh batch:
+
+  parse     reading the file and normalising the numbers (batchctl.leads.rows), no database
+  import    batchctl.leads.staging.import_batch: the code path of `batchctl batch create`
+            (parse + COPY into a temporary table + zone check + create_batch), with its two
+            steps timed separately in a second run: stage (parse + COPY + zone check) and
+            create (p_entries assembled server-side + batchctl.create_batch)
+  cli       `batchctl batch create` as a subprocess (adds interpreter start-up)
+
+The target (issue 6) is 50,000 rows/s for the whole path. It prints figures and asserts
+nothing. It runs on a fresh embedded PostgreSQL (temp data directory, deleted afterwards), or
+on the server named by BATCHCTL_DATABASE_URL, where it creates a scratch database and drops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from benchlib import machine, scratch_database, server
+
+from batchctl.leads.rows import read_leads
+from batchctl.leads.staging import create_batch_from_stage, import_batch, stage_leads
+
+T = TypeVar("T")
+
+BENCH_DB = "batchctl_bench_ingest"
+TARGET = 50_000
+# Area codes in several zones; exchanges 200-999 and any line number are valid NANP numbers.
+AREA_CODES = ("212", "305", "312", "415", "503", "512", "602", "617", "702", "713", "808")
+ZONES = ("America/New_York", "America/Chicago", "Europe/London")
+
+
+def write_csv(path: Path, rows: int) -> None:
+    rng = random.Random(6)
+    numbers = rng.sample(range(len(AREA_CODES) * 800 * 10_000), rows)
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["phone", "name", "lead_id", "timezone", "company", "plan", "notes"])
+        for i, n in enumerate(numbers):
+            area, rest = divmod(n, 800 * 10_000)
+            exchange, line = divmod(rest, 10_000)
+            digits = f"{AREA_CODES[area]}{exchange + 200}{line:04d}"
+            phone = f"+1{digits}" if i % 2 else f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
+            zone = ZONES[i % 3] if i % 10 == 0 else ""
+            writer.writerow([phone, f"Lead {i}", f"L-{i}", zone, f"Company {i % 997}",
+                             ("starter", "pro", "enterprise")[i % 3], "renewal due"])  # fmt: skip
+
+
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def report(label: str, seconds: float, rows: int) -> None:
+    print(f"  {label:<34} {seconds:7.2f} s  {rows / seconds:>9,.0f} rows/s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    rows: int = args.rows
+    work = Path(tempfile.mkdtemp(prefix="batchctl-bench-csv-"))
+    try:
+        path = work / "leads.csv"
+        write_csv(path, rows)
+        print(f"{rows:,} rows, {path.stat().st_size / 1e6:.1f} MB; target {TARGET:,} rows/s")
+
+        def parse() -> int:
+            with path.open(newline="", encoding="utf-8-sig") as stream:
+                return sum(1 for _ in read_leads(stream, "US"))
+
+        with (
+            server() as admin_url,
+            scratch_database(admin_url, BENCH_DB) as url,
+            psycopg.connect(url, autocommit=True) as conn,
+        ):
+            print(machine(conn))
+            report("parse (no database)", timed(parse)[0], rows)
+            run(conn, url, path, rows)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(conn: psycopg.Connection[Any], url: str, path: Path, rows: int) -> None:
+    row = conn.execute("SELECT batchctl.create_tenant('bench', 10)").fetchone()
+    assert row is not None
+    tenant = row[0]
+
+    def whole() -> Any:
+        with path.open(newline="", encoding="utf-8-sig") as stream:
+            return import_batch(conn, tenant, read_leads(stream, "US"), {})
+
+    seconds, (batch, skipped) = timed(whole)
+    assert not skipped
+    report("import (batch create's path)", seconds, rows)
+
+    with conn.transaction(), path.open(newline="", encoding="utf-8-sig") as stream:
+        stage_s, staged = timed(lambda: stage_leads(conn, read_leads(stream, "US")))
+        create_s, _ = timed(lambda: create_batch_from_stage(conn, tenant, {}))
+    assert not staged.problems
+    report("  stage: parse + COPY + zone check", stage_s, rows)
+    report("  create: entries + create_batch", create_s, rows)
+
+    command = [sys.executable, "-m", "batchctl", "--database-url", url, "batch", "create",
+               str(tenant), "--csv", str(path), "--default-region", "US"]  # fmt: skip
+    seconds, done = timed(lambda: subprocess.run(command, capture_output=True, text=True))
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    report("cli (batchctl batch create)", seconds, rows)
+    status = conn.execute("SELECT batchctl.batch_status(%s, %s)", (tenant, batch)).fetchone()
+    assert status is not None and status[0]["total"] == rows, status
+
+
+if __name__ == "__main__":
+    main()
