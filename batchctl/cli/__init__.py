@@ -27,6 +27,7 @@ COMMANDS = {
     "batch": "batchctl.cli.batch:batch",
     "db": "batchctl.cli.db:db",
     "dnc": "batchctl.cli.dnc:dnc",
+    "report": "batchctl.cli.report:report",
     "sim": "batchctl.cli.sim:sim",
     "sweep": "batchctl.cli.sweep:sweep",
     "tenant": "batchctl.cli.tenant:tenant",

@@ -1,0 +1,50 @@
+"""Building a batch's report: the data read in one snapshot, streamed into the workbook.
+
+Reading is async (a pooled connection); openpyxl's work runs in a worker thread one chunk at a
+time, so the event loop stays free and at most one chunk of rows is in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from batchctl.report.data import BatchSummary, read_summary, stream_calls, stream_entries
+from batchctl.report.workbook import ReportWorkbook
+
+
+@dataclass(frozen=True)
+class BuiltReport:
+    summary: BatchSummary
+    xlsx: bytes
+
+    @property
+    def filename(self) -> str:
+        return f"batch-{self.summary.batch_id}.xlsx"
+
+
+async def build_report(conn: psycopg.AsyncConnection[Any], batch_id: UUID) -> BuiltReport:
+    """The report of any batch the connection can see, finished or not (the Summary sheet says
+    which). Raises BC002 (psycopg error) for an unknown batch."""
+    book: ReportWorkbook | None = None
+    try:
+        async with conn.transaction():
+            # One snapshot: the figures and the sheets agree even while the batch runs.
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            summary = await read_summary(conn, batch_id)
+            book = await asyncio.to_thread(ReportWorkbook, summary)
+            async for entries in stream_entries(conn, batch_id):
+                await asyncio.to_thread(book.add_entries, entries)
+            async for calls in stream_calls(conn, batch_id):
+                await asyncio.to_thread(book.add_calls, calls)
+        return BuiltReport(summary, await asyncio.to_thread(book.to_bytes))
+    except Exception:
+        # Not on cancellation: a worker thread may still be writing to the book then (its
+        # temporary files go when the process exits, which is what cancellation precedes).
+        if book is not None:
+            book.discard()
+        raise

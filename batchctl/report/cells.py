@@ -1,0 +1,79 @@
+"""Turning database values into safe cells of a write-only worksheet.
+
+Lead names, context and the agent's analysis are data from outside: a string is always a text
+cell, never a formula or an error value, whatever it starts with, and the ones a spreadsheet
+would read as a formula or an error when typed (= + - @, tab, CR; #N/A ...) also carry Excel's
+quote prefix, so that editing the cell keeps it text. The value itself is kept as it is (no
+apostrophe added).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE, Cell
+from openpyxl.styles import Font
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+SECONDS_FORMAT = "0.0"
+PERCENT_FORMAT = "0.0%"
+DURATION_FORMAT = "[h]:mm:ss"
+BOLD = Font(bold=True)
+
+
+def text(ws: WriteOnlyWorksheet, value: str) -> str | Cell:
+    """A text cell for ``value``. Control characters XML cannot hold become U+FFFD rather than
+    failing the whole report."""
+    value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    if not value.startswith(FORMULA_PREFIXES) and value not in ERROR_CODES:
+        return value  # openpyxl stores any other string as text
+    result = WriteOnlyCell(ws, value)
+    result.data_type = "s"  # openpyxl took "=..." for a formula and "#N/A" for an error
+    result.quotePrefix = True
+    return result
+
+
+def formatted(ws: WriteOnlyWorksheet, value: Any, number_format: str) -> Cell:
+    result = WriteOnlyCell(ws, float(value) if isinstance(value, Decimal) else value)
+    result.number_format = number_format
+    return result
+
+
+def heading(ws: WriteOnlyWorksheet, title: str) -> Cell:
+    """A bold text cell (a header may come from data too: the agent's analysis keys)."""
+    result = text(ws, title)
+    if isinstance(result, str):
+        result = WriteOnlyCell(ws, result)
+    result.font = BOLD
+    return result
+
+
+def naive_utc(value: datetime) -> datetime:
+    """Excel has no time zones: every time in the workbook is UTC, and its header says so."""
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def cell(ws: WriteOnlyWorksheet, value: Any) -> Any:
+    """A cell value for anything the report reads: numbers stay numbers, times become UTC
+    datetimes, JSON objects and arrays their JSON text, everything else safe text."""
+    match value:
+        case None | bool() | int() | float() | Cell():
+            return value
+        case Decimal():
+            return float(value)
+        case str():
+            return text(ws, value)
+        case datetime():
+            return formatted(ws, naive_utc(value), DATETIME_FORMAT)
+        case timedelta():
+            return formatted(ws, value, DURATION_FORMAT)
+        case dict() | list():
+            return text(ws, json.dumps(value, ensure_ascii=False, sort_keys=True))
+        case _:
+            return text(ws, str(value))

@@ -1,0 +1,136 @@
+-- What the batch report reads (batchctl/report/), usable from psql too. The views and
+-- report_summary run with the caller's rights (security_invoker / SECURITY INVOKER), so a
+-- tenant session sees only its own rows through row-level security.
+
+-- One row per entry with its last call: the report's Calls sheet.
+-- `analysis` is always an object or null: an agent that sent a bare value gets {"analysis": v}.
+CREATE OR REPLACE VIEW batchctl.report_entries WITH (security_invoker = true) AS
+SELECT e.batch_id, e.tenant_id, e.id AS entry_id, e.entry_index, e.to_phone, e.lead_name,
+       e.lead_id, e.context, e.status::text AS status, e.outcome::text AS outcome, e.attempts,
+       e.retry_count, e.last_error, c.id AS last_call_id, c.ended_at AS last_call_ended_at,
+       c.duration_seconds, c.detail ->> 'summary' AS summary,
+       CASE coalesce(jsonb_typeof(c.detail -> 'analysis'), 'null')
+           WHEN 'object' THEN c.detail -> 'analysis'
+           WHEN 'null' THEN NULL
+           ELSE jsonb_build_object('analysis', c.detail -> 'analysis')
+       END AS analysis
+  FROM batchctl.batch_entries e
+  LEFT JOIN batchctl.call_logs c ON c.tenant_id = e.tenant_id AND c.id = e.call_log_id;
+
+-- One row per call log (dial attempt): the report's Attempts sheet.
+CREATE OR REPLACE VIEW batchctl.report_calls WITH (security_invoker = true) AS
+SELECT c.batch_id, c.tenant_id, c.entry_id, e.entry_index, e.to_phone, e.lead_name,
+       c.id AS call_log_id, c.attempt, c.status::text AS status, c.room_name, c.dispatch_id,
+       c.started_at, c.answered_at, c.ended_at, c.duration_seconds,
+       c.detail ->> 'error' AS error, c.detail ->> 'summary' AS summary, c.detail
+  FROM batchctl.call_logs c
+  JOIN batchctl.batch_entries e ON e.tenant_id = c.tenant_id AND e.id = c.entry_id;
+
+-- The figures of a batch's report in one row, read in the same snapshot as the sheets:
+-- counters (as batch_status), entries per last call status (`outcomes`, "none" = never called),
+-- call logs per attempt number, call durations (of calls that have one), and the analysis keys
+-- of the entries' last calls (the Calls sheet's columns). BC002 when the caller cannot see it.
+CREATE OR REPLACE FUNCTION batchctl.report_summary(p_batch_id uuid)
+RETURNS TABLE (
+    batch_id uuid, tenant_id uuid, tenant_name text, status text, options jsonb,
+    cancel_reason text, created_at timestamptz, started_at timestamptz, finished_at timestamptz,
+    as_of timestamptz, total integer, queued integer, running integer, dispatched integer,
+    completed integer, failed integer, declined integer, cancelled integer, duplicates integer,
+    dnc_skipped integer, outcomes jsonb, calls integer, calls_per_attempt jsonb,
+    median_duration_s double precision, p90_duration_s double precision,
+    total_duration_s numeric, analysis_keys text[])
+LANGUAGE plpgsql STABLE SECURITY INVOKER
+SET search_path = batchctl, pg_catalog
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT b.id, b.tenant_id, t.name, b.status::text, b.options, b.cancel_reason, b.created_at,
+           b.started_at, b.finished_at, now(), b.total, b.queued_count, b.running_count,
+           b.dispatched_count, b.completed_count, b.failed_count, b.declined_count,
+           b.cancelled_count, b.duplicates, b.dnc_skipped,
+           coalesce((SELECT jsonb_object_agg(o.outcome, o.n)
+                       FROM (SELECT coalesce(e.outcome::text, 'none') AS outcome, count(*) AS n
+                               FROM batchctl.batch_entries e
+                              WHERE e.batch_id = b.id GROUP BY 1) o), '{}'),
+           cs.calls,
+           coalesce((SELECT jsonb_object_agg(a.attempt, a.n ORDER BY a.attempt)
+                       FROM (SELECT c.attempt, count(*) AS n FROM batchctl.call_logs c
+                              WHERE c.batch_id = b.id GROUP BY c.attempt) a), '{}'),
+           cs.median, cs.p90, cs.total_duration,
+           coalesce((SELECT array_agg(DISTINCT k ORDER BY k)
+                       FROM batchctl.report_entries re, jsonb_object_keys(re.analysis) k
+                      WHERE re.batch_id = b.id), '{}')
+      FROM batchctl.batches b
+      JOIN batchctl.tenants t ON t.id = b.tenant_id
+     CROSS JOIN LATERAL (
+         SELECT count(*)::integer AS calls,
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY c.duration_seconds) AS median,
+                percentile_cont(0.9) WITHIN GROUP (ORDER BY c.duration_seconds) AS p90,
+                sum(c.duration_seconds) AS total_duration
+           FROM batchctl.call_logs c WHERE c.batch_id = b.id
+     ) cs
+     WHERE b.id = p_batch_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'batch % not found', p_batch_id USING ERRCODE = 'BC002';
+    END IF;
+END
+$$;
+
+-- Claims one finished batch's report for an immediate (re)send by `batchctl report --send`,
+-- whatever its status (pending, sent, failed, skipped), so that the daemon's claim_report, which
+-- takes pending rows only, cannot send it at the same moment. p_recipients, when given,
+-- replaces the stored recipients (a batch without report_to needs them). Like claim_report it
+-- counts an attempt and leases the row for 10 minutes; finish with report_sent / report_failed.
+CREATE OR REPLACE FUNCTION batchctl.claim_report_now(
+    p_batch_id uuid, p_worker text, p_recipients text[] DEFAULT NULL)
+RETURNS TABLE (batch_id uuid, tenant_id uuid, recipients text[], attempt integer)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_report reports;
+    v_batch_status batch_status;
+    v_bad text;
+BEGIN
+    IF p_recipients IS NOT NULL THEN
+        SELECT string_agg(format('"%s"', a), ', ') INTO v_bad FROM unnest(p_recipients) a
+         WHERE a IS NULL OR a !~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$';
+        IF v_bad IS NOT NULL OR cardinality(p_recipients) = 0 THEN
+            RAISE EXCEPTION 'p_recipients: % not an e-mail address',
+                coalesce(v_bad, 'an empty list is') USING ERRCODE = 'BC001';
+        END IF;
+    END IF;
+    SELECT * INTO v_report FROM reports r WHERE r.batch_id = p_batch_id FOR UPDATE;
+    IF NOT FOUND THEN
+        SELECT b.status INTO v_batch_status FROM batches b WHERE b.id = p_batch_id;
+        IF v_batch_status IS NULL THEN
+            RAISE EXCEPTION 'batch % not found', p_batch_id USING ERRCODE = 'BC002';
+        END IF;
+        RAISE EXCEPTION 'batch % is %, not finished: its report is queued when it finishes',
+            p_batch_id, v_batch_status USING ERRCODE = 'BC003';
+    END IF;
+    IF v_report.status = 'sending' AND v_report.lease_expires_at > now() THEN
+        RAISE EXCEPTION 'the report of batch % is being sent by % right now', p_batch_id,
+            v_report.claimed_by USING ERRCODE = 'BC003';
+    END IF;
+    IF cardinality(coalesce(p_recipients, v_report.recipients)) = 0 THEN
+        RAISE EXCEPTION 'batch % has no report_to: name the recipients', p_batch_id
+            USING ERRCODE = 'BC001';
+    END IF;
+    RETURN QUERY
+    UPDATE reports r
+       SET status = 'sending', claimed_by = p_worker, attempts = r.attempts + 1,
+           lease_expires_at = now() + interval '10 minutes',
+           recipients = coalesce(p_recipients, r.recipients)
+     WHERE r.batch_id = p_batch_id
+    RETURNING r.batch_id, r.tenant_id, r.recipients, r.attempts;
+END
+$$;
+
+GRANT SELECT ON batchctl.report_entries, batchctl.report_calls
+    TO batchctl_tenant, batchctl_worker;
+-- 090_grants.sql revokes PUBLIC's EXECUTE on every function afterwards; these grants stay.
+GRANT EXECUTE ON FUNCTION batchctl.report_summary(uuid) TO batchctl_tenant, batchctl_worker;
+GRANT EXECUTE ON FUNCTION batchctl.claim_report_now(uuid, text, text[]) TO batchctl_worker;

@@ -1,0 +1,62 @@
+"""What the report reads from SQL (sql/085_report_views.sql), as other services see it: the
+views and report_summary run with the caller's rights, so a tenant sees its own rows only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import errors, sql
+
+from report_helpers import drive
+from sqlapi import SqlApi, phones
+
+
+def test_a_tenant_reads_only_its_own_report_rows(conn: psycopg.Connection[Any]) -> None:
+    api = SqlApi(conn)
+    mine, theirs = api.create_tenant("mine"), api.create_tenant("theirs")
+    my_batch = api.create_batch(mine, phones(2))
+    their_batch = api.create_batch(theirs, phones(2, 10))
+    drive(api, {})
+    conn.execute("set role batchctl_tenant")
+    conn.execute(sql.SQL("set batchctl.tenant_id = {}").format(sql.Literal(str(mine))))
+    try:
+        for view in ("report_entries", "report_calls"):
+            query = sql.SQL("select distinct batch_id from batchctl.{}").format(
+                sql.Identifier(view)
+            )
+            assert [r["batch_id"] for r in conn.execute(query).fetchall()] == [my_batch], view
+        summary = conn.execute("select * from batchctl.report_summary(%s)", (my_batch,)).fetchone()
+        assert summary is not None and (summary["total"], summary["calls"]) == (2, 2)
+        with pytest.raises(psycopg.Error) as raised:
+            conn.execute("select * from batchctl.report_summary(%s)", (their_batch,))
+        assert raised.value.sqlstate == "BC002"
+        with pytest.raises(errors.InsufficientPrivilege):
+            conn.execute("select * from batchctl.claim_report_now(%s, 'me')", (my_batch,))
+    finally:
+        conn.execute("reset role")
+        conn.execute("reset batchctl.tenant_id")
+
+
+def test_the_summary_counts_calls_per_attempt_and_the_analysis_keys(
+    conn: psycopg.Connection[Any],
+) -> None:
+    api = SqlApi(conn)
+    tenant = api.create_tenant()
+    batch = api.create_batch(
+        tenant, phones(3), {"retry_on": ["busy"], "max_attempts": 2, "retry_delay_s": 0}
+    )
+    drive(
+        api,
+        {
+            "+14155550000": [("busy", {}), ("ended", {"analysis": {"b": 1, "a": 2}})],
+            "+14155550001": [("ended", {"analysis": "a bare value"})],
+            "+14155550002": [("ended", {"analysis": None})],
+        },
+    )
+    row = conn.execute("select * from batchctl.report_summary(%s)", (batch,)).fetchone()
+    assert row is not None
+    assert row["calls_per_attempt"] == {"1": 3, "2": 1} and row["calls"] == 4
+    assert row["outcomes"] == {"ended": 3}
+    assert row["analysis_keys"] == ["a", "analysis", "b"]
