@@ -19,6 +19,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from batchctl.database import error_message
+
 log = logging.getLogger(__name__)
 
 # Connection-level failures, worth another try; any other error is the call's answer.
@@ -68,7 +70,9 @@ class Procedures:
             except TRANSIENT as exc:
                 if loop.time() + delay > deadline:
                     raise
-                log.warning("database unavailable (%s), retrying in %.1f s", exc, delay)
+                log.warning(
+                    "database unavailable (%s), retrying in %.1f s", error_message(exc), delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 

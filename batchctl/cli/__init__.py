@@ -25,6 +25,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, UpgradeError)
 # LiveKit client, the report's openpyxl are not paid for by `batchctl batch list`.
 COMMANDS = {
     "batch": "batchctl.cli.batch:batch",
+    "daemon": "batchctl.cli.daemon:daemon",
     "db": "batchctl.cli.db:db",
     "dnc": "batchctl.cli.dnc:dnc",
     "report": "batchctl.cli.report:report",

@@ -1,0 +1,155 @@
+"""The dispatch loop: claim entries, dispatch each to LiveKit, acknowledge in the database.
+
+Each claimed entry becomes a task: LiveKit dispatch (adopting an existing one for a repeated
+attempt) -> mark_dispatched, or mark_dispatch_failed with whether a retry can help. In sip mode
+the task then dials the callee and reports ringing, the answer or the SIP failure.
+The database decides everything else: caps, fairness, retries, what a failure means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from livekit import api
+
+from batchctl.identifiers import call_log_id
+from batchctl.livekit import (
+    LIVEKIT_ERRORS,
+    LiveKitGateway,
+    describe,
+    is_retryable,
+    sip_outcome,
+)
+from batchctl.procedures import Claim, Procedures
+
+log = logging.getLogger(__name__)
+
+
+def dispatch_metadata(claim: Claim, sip_trunk_id: str | None) -> dict[str, Any]:
+    """What the voice agent receives (docs/agent-contract.md): whom to call, about what, and the
+    call log to report to with batchctl.report_call_status."""
+    return {
+        "call_log_id": str(call_log_id(claim.room_name)),
+        "entry_id": str(claim.entry_id),
+        "batch_id": str(claim.batch_id),
+        "tenant_id": str(claim.tenant_id),
+        "attempt": claim.attempt,
+        "to_phone": claim.to_phone,
+        "lead_name": claim.lead_name,
+        "context": claim.context,
+        "options": claim.options,
+        "sip_trunk_id": sip_trunk_id,
+    }
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        procedures: Procedures,
+        gateway: LiveKitGateway,
+        wake: asyncio.Event,
+        *,
+        worker: str,
+        default_agent: str,
+        claim_limit: int = 50,
+        lease_seconds: int = 60,
+        max_in_flight: int = 500,
+    ) -> None:
+        self.procedures = procedures
+        self.gateway = gateway
+        self.wake = wake
+        self.worker = worker
+        self.default_agent = default_agent
+        self.claim_limit = claim_limit
+        self.lease_seconds = lease_seconds
+        self.max_in_flight = max_in_flight
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def step(self) -> float | None:
+        free = self.max_in_flight - len(self._tasks)
+        if free <= 0:
+            return None  # a finishing task wakes us
+        limit = min(self.claim_limit, free)
+        claims = await self.procedures.claim_entries(self.worker, limit, self.lease_seconds)
+        for claim in claims:
+            self._spawn(self.dispatch(claim), claim)
+        return 0 if len(claims) == limit else None
+
+    async def drain(self, timeout: float) -> None:
+        """Waits for the entries in hand (a sip dial: until answered or failed), then gives up
+        on the rest: their leases return them, their calls are resolved by the voice agent,
+        webhooks or the sweep."""
+        if self._tasks:
+            log.info("waiting up to %.0f s for %d dispatches in hand", timeout, len(self._tasks))
+            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], claim: Claim) -> None:
+        task = asyncio.create_task(coro, name=f"dispatch {claim.room_name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        was_full = len(self._tasks) >= self.max_in_flight
+        self._tasks.discard(task)
+        if was_full:
+            self.wake.set()
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The entry stays claimed; its lease brings it back and the next claim adopts
+            # whatever LiveKit already has.
+            log.error("%s failed", task.get_name(), exc_info=exc)
+
+    async def dispatch(self, claim: Claim) -> None:
+        room = claim.room_name
+        agent = claim.options.get("agent_name") or self.default_agent
+        metadata = dispatch_metadata(claim, self.gateway.settings.sip_trunk_id)
+        try:
+            dispatched = await self.gateway.dispatch(room, agent, metadata)
+        except LIVEKIT_ERRORS as exc:
+            status = await self.procedures.mark_dispatch_failed(
+                claim.entry_id, describe(exc), is_retryable(exc)
+            )
+            log.warning("dispatch of %s failed (%s): entry %s", room, describe(exc), status)
+            return
+        try:
+            call = await self.procedures.mark_dispatched(
+                claim.entry_id, room, dispatched.dispatch_id
+            )
+        except psycopg.Error as exc:
+            if exc.sqlstate != "BC004":
+                raise
+            # Cancelled, or re-queued after our lease ran out: nobody will follow this call.
+            log.info("claim of %s is gone (%s): hanging up", room, exc.diag.message_primary)
+            await self._hang_up_orphan(room)
+            return
+        log.debug("dispatched %s (%s)", room, "adopted" if dispatched.adopted else "new")
+        if self.gateway.settings.mode == "sip" and not (
+            dispatched.adopted and await self.gateway.has_sip_participant(room)
+        ):
+            await self._dial(claim, call)
+
+    async def _dial(self, claim: Claim, call: UUID) -> None:
+        await self.procedures.report_call_status(call, "ringing")
+        try:
+            await self.gateway.dial(claim.room_name, claim.to_phone)
+        except api.SipCallError as exc:
+            detail = {"error": str(exc), "sip_status_code": exc.sip_status_code}
+            await self.procedures.report_call_status(call, sip_outcome(exc), detail)
+        except LIVEKIT_ERRORS as exc:
+            await self.procedures.report_call_status(call, "failed", {"error": describe(exc)})
+        else:
+            await self.procedures.report_call_status(call, "ongoing")
+
+    async def _hang_up_orphan(self, room: str) -> None:
+        try:
+            await self.gateway.hang_up(room)
+        except LIVEKIT_ERRORS as exc:
+            # No call log exists for it, so no outbox row: the agent gives up on its own.
+            log.warning("could not hang up orphaned room %s: %s", room, describe(exc))
