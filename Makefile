@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The stamp lives inside .venv, so deleting .venv also forces a reinstall.
 STAMP := $(VENV)/install.stamp
 
-.PHONY: install test lint bench
+.PHONY: install test lint bench demo
 
 install: $(STAMP)
 
@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 11))" \
 		|| { echo "batchctl needs python3 >= 3.11 (found $$($(PYTHON) --version))" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m pip install -e ".[test,demo]"
 	touch $(STAMP)
+
+demo: install
+	$(BIN)/batchctl demo
 
 test: install
 	$(BIN)/pytest

@@ -27,6 +27,7 @@ COMMANDS = {
     "batch": "batchctl.cli.batch:batch",
     "daemon": "batchctl.cli.daemon:daemon",
     "db": "batchctl.cli.db:db",
+    "demo": "batchctl.cli.demo:demo",
     "dnc": "batchctl.cli.dnc:dnc",
     "report": "batchctl.cli.report:report",
     "sim": "batchctl.cli.sim:sim",

@@ -1,0 +1,146 @@
+"""``batchctl demo``: a whole campaign on this machine, with nothing outside it.
+
+An embedded PostgreSQL in a temporary directory, the LiveKit SIMULATOR (not LiveKit: its voice
+agents report scripted outcomes), a local mail server and a real ``batchctl daemon`` process.
+The campaign is created and followed with the same commands a person would type, shown as they
+run; the report the daemon e-mails is saved next to the caller. Everything it started is
+stopped and deleted at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from batchctl.config import LiveKitCredentials
+from batchctl.demo.mailbox import Mailbox
+from batchctl.embedded import start_embedded
+from batchctl.migrate import upgrade
+from batchctl.resources import examples_dir
+from batchctl.sim import Scenario
+from batchctl.sim.threaded import RunningSimulator, run_simulator
+
+CREDENTIALS = LiveKitCredentials("demo-key", "demo-secret-of-at-least-thirty-two-bytes")
+# Calls of a few seconds: long enough to watch, short enough for a campaign in under a minute.
+SCENARIO = {
+    "seed": 2026,
+    "mode": "agent",
+    "join_delay_s": [0.1, 0.4],
+    "ring_time_s": [0.4, 2.0],
+    "call_length_s": [1.0, 3.5],
+}
+TENANT = "Demo Dental"
+REPORT_TO = "ops@demo.example"
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    batch_status: str
+    report: Path | None  # the workbook the daemon e-mailed, saved; None if none arrived
+
+
+def run_demo(leads: int, report_path: Path, echo: Echo) -> DemoResult:
+    with tempfile.TemporaryDirectory(prefix="batchctl-demo-") as scratch:
+        workdir = Path(scratch)
+        database = start_embedded(workdir / "pgdata", dbname="batchctl", cleanup_mode="delete")
+        try:
+            upgrade(database)
+            scenario = Scenario.from_dict(SCENARIO)
+            with run_simulator(database, scenario, CREDENTIALS) as sim, Mailbox() as mailbox:
+                echo(f"e-mail: a local mail server on 127.0.0.1:{mailbox.port}")
+                with daemon(database, sim, mailbox, workdir / "daemon.log", echo):
+                    status = campaign(database, sample_leads(leads, workdir), echo)
+                    message = mailbox.wait_for_message(timeout=30)
+        finally:
+            database.cleanup()
+        if message is None:
+            echo("no report arrived (see the daemon's log above)")
+            return DemoResult(status, None)
+        attachment = next(message.iter_attachments())
+        report_path.write_bytes(attachment.get_content())
+        echo(f"\nthe e-mail the mail server received: to {message['To']}, "
+             f'"{message["Subject"]}", attachment {attachment.get_filename()}')  # fmt: skip
+        echo(f"the report: {report_path.resolve()}")
+        return DemoResult(status, report_path)
+
+
+def sample_leads(count: int, workdir: Path) -> Path:
+    """examples/leads.csv, or its first ``count`` leads."""
+    source = examples_dir() / "leads.csv"
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    if count >= len(lines) - 1:
+        return source
+    sample = workdir / "leads.csv"
+    sample.write_text("".join(lines[: count + 1]), encoding="utf-8")
+    return sample
+
+
+@contextmanager
+def daemon(
+    database: str, sim: RunningSimulator, mailbox: Mailbox, log: Path, echo: Echo
+) -> Iterator[None]:
+    command = batchctl_command(
+        "daemon", "--livekit-url", sim.url, "--livekit-api-key", CREDENTIALS.api_key,
+        "--livekit-api-secret", CREDENTIALS.api_secret, "--agent-name", "demo-agent",
+        "--smtp-host", "127.0.0.1", "--smtp-port", str(mailbox.port),
+        "--smtp-from", "batchctl-demo@localhost", "--sweep-every", "1", "--poll-interval", "0.5",
+    )  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=environment(database)
+        )
+    echo(f"daemon: batchctl daemon (pid {process.pid})")
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        if process.wait(60) != 0:
+            echo(f"the daemon exited with status {process.returncode}; its log:")
+            echo(log.read_text(errors="replace"))
+
+
+def campaign(database: str, leads: Path, echo: Echo) -> str:
+    """Creates the tenant and the batch and follows it to the end; returns its final status."""
+    run(echo, database, "tenant", "create", TENANT, "--max-concurrent", "25",
+        "--timezone", "America/New_York")  # fmt: skip
+    run(echo, database, "batch", "create", TENANT, "--csv", str(leads), "--default-region", "US",
+        "--wave-size", "25", "--retry-on", "no_answer,busy", "--max-attempts", "2",
+        "--retry-delay", "3", "--report-to", REPORT_TO, "--report-delay", "1")  # fmt: skip
+    with psycopg.connect(database) as conn:
+        row = conn.execute("SELECT id FROM batchctl.batches ORDER BY created_at DESC").fetchone()
+        assert row is not None
+        batch_id = str(row[0])
+    run(echo, database, "batch", "watch", batch_id)
+    with psycopg.connect(database) as conn:
+        row = conn.execute("SELECT status FROM batchctl.batches WHERE id = %s", (batch_id,))
+        return str(row.fetchone()[0])  # type: ignore[index]
+
+
+def run(echo: Echo, database: str, *args: str) -> None:
+    """Runs a batchctl command as a person would, showing it and its output."""
+    echo("\n$ batchctl " + " ".join(_quoted(a) for a in args))
+    sys.stdout.flush()
+    subprocess.run(batchctl_command(*args), env=environment(database), check=True)
+
+
+def batchctl_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "batchctl", *args]
+
+
+def environment(database: str) -> dict[str, str]:
+    return {**os.environ, "BATCHCTL_DATABASE_URL": database}
+
+
+def _quoted(arg: str) -> str:
+    return f'"{arg}"' if " " in arg else arg
