@@ -7,6 +7,12 @@ RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = batchctl, pg_catalog
 AS $$ SELECT p_phone ~ '^\+[1-9][0-9]{6,14}$' $$;
 
+-- Good enough to catch a typo in a report recipient; the SMTP server has the last word.
+CREATE OR REPLACE FUNCTION batchctl.is_email(p_address text)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = batchctl, pg_catalog
+AS $$ SELECT p_address ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' $$;
+
 -- An IANA zone name (Europe/Berlin, UTC, Etc/GMT+3). The pattern turns away the POSIX
 -- offset strings PostgreSQL would also accept ('UTC+99', 'Foo+3'); the conversion turns away
 -- names that merely look right.
@@ -247,7 +253,7 @@ BEGIN
             USING ERRCODE = 'BC001';
     END IF;
     SELECT string_agg(a::text, ', ') INTO v_key FROM jsonb_array_elements(v -> 'report_to') a
-     WHERE jsonb_typeof(a) <> 'string' OR (a #>> '{}') !~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$';
+     WHERE jsonb_typeof(a) <> 'string' OR NOT is_email(a #>> '{}');
     IF v_key IS NOT NULL THEN
         RAISE EXCEPTION 'option report_to: % not an e-mail address', v_key USING ERRCODE = 'BC001';
     END IF;

@@ -63,3 +63,55 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Claims one finished batch's report for an immediate (re)send by `batchctl report --send`,
+-- whatever its status (pending, sent, failed, skipped), so that the daemon's claim_report, which
+-- takes pending rows only, cannot send it at the same moment. p_recipients, when given,
+-- replaces the stored recipients (a batch without report_to needs them). Like claim_report it
+-- counts an attempt and leases the row for 10 minutes; finish with report_sent / report_failed.
+CREATE OR REPLACE FUNCTION batchctl.claim_report_now(
+    p_batch_id uuid, p_worker text, p_recipients text[] DEFAULT NULL)
+RETURNS TABLE (batch_id uuid, tenant_id uuid, recipients text[], attempt integer)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_report reports;
+    v_batch_status batch_status;
+    v_bad text;
+BEGIN
+    IF p_recipients IS NOT NULL THEN
+        SELECT string_agg(format('"%s"', a), ', ') INTO v_bad FROM unnest(p_recipients) a
+         WHERE a IS NULL OR NOT is_email(a);
+        IF v_bad IS NOT NULL OR cardinality(p_recipients) = 0 THEN
+            RAISE EXCEPTION 'p_recipients: % not an e-mail address',
+                coalesce(v_bad, 'an empty list is') USING ERRCODE = 'BC001';
+        END IF;
+    END IF;
+    SELECT * INTO v_report FROM reports r WHERE r.batch_id = p_batch_id FOR UPDATE;
+    IF NOT FOUND THEN
+        SELECT b.status INTO v_batch_status FROM batches b WHERE b.id = p_batch_id;
+        IF v_batch_status IS NULL THEN
+            RAISE EXCEPTION 'batch % not found', p_batch_id USING ERRCODE = 'BC002';
+        END IF;
+        RAISE EXCEPTION 'batch % is %, not finished: its report is queued when it finishes',
+            p_batch_id, v_batch_status USING ERRCODE = 'BC003';
+    END IF;
+    IF v_report.status = 'sending' AND v_report.lease_expires_at > now() THEN
+        RAISE EXCEPTION 'the report of batch % is being sent by % right now', p_batch_id,
+            v_report.claimed_by USING ERRCODE = 'BC003';
+    END IF;
+    IF cardinality(coalesce(p_recipients, v_report.recipients)) = 0 THEN
+        RAISE EXCEPTION 'batch % has no report_to: name the recipients', p_batch_id
+            USING ERRCODE = 'BC001';
+    END IF;
+    RETURN QUERY
+    UPDATE reports r
+       SET status = 'sending', claimed_by = p_worker, attempts = r.attempts + 1,
+           lease_expires_at = now() + interval '10 minutes',
+           recipients = coalesce(p_recipients, r.recipients)
+     WHERE r.batch_id = p_batch_id
+    RETURNING r.batch_id, r.tenant_id, r.recipients, r.attempts;
+END
+$$;

@@ -9,7 +9,8 @@ GRANT EXECUTE ON FUNCTION
     batchctl.cancel_batch(uuid, uuid, text),
     batchctl.cancel_entry(uuid, uuid),
     batchctl.batch_status(uuid, uuid),
-    batchctl.add_dnc(uuid, text)
+    batchctl.add_dnc(uuid, text),
+    batchctl.report_summary(uuid)
 TO batchctl_tenant, batchctl_worker;
 
 GRANT EXECUTE ON FUNCTION
@@ -23,6 +24,7 @@ GRANT EXECUTE ON FUNCTION
     batchctl.claim_report(text),
     batchctl.report_sent(uuid),
     batchctl.report_failed(uuid, text),
+    batchctl.claim_report_now(uuid, text, text[]),
     batchctl.claim_hangups(text, integer),
     batchctl.hangup_done(text),
     batchctl.hangup_failed(text, text),
@@ -30,4 +32,5 @@ GRANT EXECUTE ON FUNCTION
     batchctl.call_log_id(text)
 TO batchctl_worker;
 
-GRANT SELECT ON batchctl.batch_overview TO batchctl_tenant, batchctl_worker;
+GRANT SELECT ON batchctl.batch_overview, batchctl.report_entries, batchctl.report_calls
+    TO batchctl_tenant, batchctl_worker;
