@@ -339,7 +339,10 @@ def test_the_daemon_rides_out_a_postgresql_restart(tmp_path: Path) -> None:
             tenant = api.create_tenant("acme", 4)
             batch = api.create_batch(tenant, phones(60))
         with run_simulator(url, scenario) as sim:
-            daemon = Service(daemon_command(url, sim), tmp_path / "daemon.log")
+            # Leases outlast the outage: a claim whose lease ran out while its daemon could not
+            # reach the database is handed out again, and its call may be over by then.
+            command = daemon_command(url, sim, "--lease", "15")
+            daemon = Service(command, tmp_path / "daemon.log")
             with running(daemon):
                 wait_until(lambda: len(sim.stats().reports) > 30, timeout=20, what="calls")
                 postmaster = url.server.get_postmaster_info().process
