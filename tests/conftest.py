@@ -32,6 +32,7 @@ from batchctl.embedded import start_embedded
 from batchctl.migrate import upgrade
 from invariants import assert_invariants
 from pgtools import create_database, drop_database, url_for, wait_until_unused
+from smtp_sink import SmtpSink
 from sqlapi import SqlApi
 
 TEST_SERVER_ENV = "BATCHCTL_TEST_DATABASE_URL"
@@ -152,3 +153,12 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
 def api(conn: psycopg.Connection[dict[str, Any]]) -> SqlApi:
     """The SQL API on ``conn``, called the way the daemon and the voice worker call it."""
     return SqlApi(conn)
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """A real SMTP server on 127.0.0.1 that records what it receives (tests/smtp_sink.py)."""
+    server = SmtpSink()
+    server.up()
+    yield server
+    server.down()

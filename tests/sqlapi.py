@@ -4,12 +4,13 @@ worker use it: one call per SQL function, nothing more."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import psycopg
+
+from batchctl.procedures import Claim
 
 # SPEC §2: the entry status each terminal call status maps to.
 ENTRY_FOR_CALL = {
@@ -19,19 +20,6 @@ ENTRY_FOR_CALL = {
     "voicemail": "declined",
     "cancelled": "cancelled",
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Claim:
-    entry_id: UUID
-    batch_id: UUID
-    tenant_id: UUID
-    to_phone: str
-    lead_name: str | None
-    context: dict[str, Any]
-    attempt: int
-    room_name: str
-    options: dict[str, Any]
 
 
 class SqlApi:

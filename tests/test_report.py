@@ -7,7 +7,6 @@ import json
 import statistics
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC
 from typing import Any
 
@@ -30,19 +29,6 @@ from sqlapi import SqlApi, phones
 
 NOW = {"report_delay_s": 0}
 OPS = ["ops@example.com", "lead@example.com"]
-
-
-@pytest.fixture
-def api(conn: Any) -> SqlApi:
-    return SqlApi(conn)
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.up()
-    yield server
-    server.down()
 
 
 def test_the_workbook_s_numbers_equal_batch_status_and_the_call_logs(

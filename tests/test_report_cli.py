@@ -5,9 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -19,19 +17,6 @@ from smtp_sink import SmtpSink
 from sqlapi import SqlApi, phones
 
 NOW = {"report_delay_s": 0}
-
-
-@pytest.fixture
-def api(conn: Any) -> SqlApi:
-    return SqlApi(conn)
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.up()
-    yield server
-    server.down()
 
 
 def command(db_url: str, *args: str, smtp: SmtpSink | None = None) -> list[str]:

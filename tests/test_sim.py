@@ -30,6 +30,7 @@ from livekit import api
 
 from batchctl.cli import cli
 from batchctl.config import LiveKitCredentials
+from batchctl.daemon.dispatcher import dispatch_metadata
 from batchctl.database import async_pool
 from batchctl.identifiers import call_log_id
 from batchctl.procedures import Procedures
@@ -80,20 +81,7 @@ def room_names(url: str) -> list[str]:
 
 def metadata(claim: Claim) -> str:
     """The dispatch metadata batchctl's daemon sends (the contract with the agent)."""
-    return json.dumps(
-        {
-            "call_log_id": str(call_log_id(claim.room_name)),
-            "entry_id": str(claim.entry_id),
-            "batch_id": str(claim.batch_id),
-            "tenant_id": str(claim.tenant_id),
-            "attempt": claim.attempt,
-            "to_phone": claim.to_phone,
-            "lead_name": claim.lead_name,
-            "context": claim.context,
-            "options": claim.options,
-            "sip_trunk_id": "ST_test",
-        }
-    )
+    return json.dumps(dispatch_metadata(claim, "ST_test"), default=str)
 
 
 def create_dispatch(sim: RunningSimulator, claim: Claim, **kw: Any) -> api.AgentDispatch:

@@ -88,7 +88,7 @@ async def _run_loops(
     hangups = HangupLoop(procedures, gateway, worker=settings.worker)
 
     async def send_reports() -> float | None:
-        return await send_due_reports(pool, settings.smtp, settings.worker)
+        return await send_due_reports(pool, settings.smtp, settings.worker, stopping)
 
     async def sweep() -> float | None:
         log.debug("sweep: %s", await procedures.sweep())

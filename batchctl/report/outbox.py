@@ -53,13 +53,19 @@ class ReportFailed(Exception):
 
 
 async def send_due_reports(
-    pool: AsyncConnectionPool, smtp: SmtpSettings, worker: str
+    pool: AsyncConnectionPool,
+    smtp: SmtpSettings,
+    worker: str,
+    stopping: asyncio.Event | None = None,
 ) -> float | None:
-    """Sends every due report, one at a time, then returns the seconds until the next pending
-    one is due (None: none is pending), so the daemon can sleep exactly that long."""
+    """Sends every due report, one at a time (until ``stopping`` is set: a daemon shutting
+    down finishes the one in hand), then returns the seconds until the next pending one is due
+    (None: none is pending), so the daemon can sleep exactly that long."""
     while (
-        claim := await _claim(pool, "SELECT * FROM batchctl.claim_report(%s)", worker)
-    ) is not None:
+        not (stopping and stopping.is_set())
+        and (claim := await _claim(pool, "SELECT * FROM batchctl.claim_report(%s)", worker))
+        is not None
+    ):
         try:
             await deliver(pool, smtp, claim)
         except ReportFailed as exc:  # recorded by deliver; the outbox retries it with backoff
