@@ -98,6 +98,8 @@ $$;
 -- What may never go back to the queue, whichever path re-queues it (lease expiry, dispatch
 -- retry, pickup retry, retry policy): a number now on the do-not-call list, an entry whose
 -- cancel was asked for while its call was live, an entry of a stopped batch. It ends cancelled.
+-- A claim coming back unacknowledged (lease expiry, dispatch failure) may have dialled: the
+-- entry is marked so, and its number stays busy until a claim of it is acknowledged.
 CREATE OR REPLACE FUNCTION batchctl.entries_before_requeue()
 RETURNS trigger LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog
@@ -105,6 +107,7 @@ AS $$
 DECLARE
     v_batch_status batch_status;
 BEGIN
+    NEW.dispatch_unconfirmed := NEW.dispatch_unconfirmed OR OLD.status = 'running';
     SELECT status INTO v_batch_status FROM batches WHERE id = NEW.batch_id;
     IF is_terminal(v_batch_status) THEN
         NEW.last_error := 'batch_' || v_batch_status;

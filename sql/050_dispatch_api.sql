@@ -79,10 +79,13 @@ BEGIN
               WHERE e.batch_id = bf.id AND e.status = 'queued' AND e.next_attempt_at <= now()
                 AND (bf.options -> 'call_window' = 'null'
                      OR in_call_window(bf.options -> 'call_window', coalesce(e.timezone, bf.timezone), now()))
-                -- Never two live calls to one number: it may sit in several of the tenant's batches.
+                -- Never two live calls to one number: it may sit in several of the tenant's batches,
+                -- and a queued entry whose last claim may have dialled keeps it busy too.
                 AND NOT EXISTS (SELECT 1 FROM batch_entries busy
                                  WHERE busy.tenant_id = e.tenant_id AND busy.to_phone = e.to_phone
-                                   AND busy.status IN ('running', 'dispatched'))
+                                   AND (busy.status IN ('running', 'dispatched')
+                                        OR (busy.status = 'queued' AND busy.dispatch_unconfirmed
+                                            AND NOT e.dispatch_unconfirmed)))
               ORDER BY e.next_attempt_at, e.entry_index
               LIMIT greatest(0, least(bf.free, bf.tenant_free, p_limit))
          ) c
@@ -164,7 +167,7 @@ BEGIN
     RETURNING id INTO v_call_id;
     UPDATE batch_entries
        SET status = 'dispatched', attempts = attempts + 1, call_log_id = v_call_id,
-           lease_expires_at = NULL, last_error = NULL, updated_at = now()
+           lease_expires_at = NULL, last_error = NULL, dispatch_unconfirmed = false, updated_at = now()
      WHERE id = p_entry_id;
     RETURN v_call_id;
 END

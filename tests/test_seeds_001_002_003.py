@@ -314,6 +314,31 @@ def test_seed001_duplicate_calls_one_number_in_several_batches_is_never_on_two_c
     assert overlaps["n"] == 0
 
 
+def test_seed001_duplicate_calls_a_number_whose_claim_may_have_dialled_stays_busy(
+    api: SqlApi,
+) -> None:
+    """Seed 001 duplicate calls, after a crash: a daemon claims a number in batch 1, may have
+    dialled it, and dies before acknowledging. When its lease runs out, that call may still be
+    live at LiveKit although no call log says so: the same number in batch 2 is not claimed
+    until a claim of batch 1's entry is acknowledged (the re-claim adopts the dispatch)."""
+    tenant = api.create_tenant(max_concurrent_calls=5)
+    first = api.create_batch(tenant, phones(1))
+    (dead,) = api.claim("dead-daemon")
+    second = api.create_batch(tenant, phones(1))
+    assert api.claim("other-daemon") == [], "the number is on a claim"
+    assert api.sweep(later(seconds=61))["leases_expired"] == 1
+    (again,) = api.claim("other-daemon")
+    assert (again.batch_id, again.room_name) == (first, dead.room_name), "batch 1's entry first"
+    assert api.claim("other-daemon") == []
+    api.mark_dispatch_failed(again.entry_id, "livekit request timed out")  # unknown again
+    assert api.claim("other-daemon") == [], "still maybe dialling: batch 2 waits"
+    api.conn.execute("update batchctl.batch_entries set next_attempt_at = now()")
+    (third,) = api.claim("other-daemon")
+    api.finish_call(api.mark_dispatched(third.entry_id, third.room_name))
+    (last,) = api.claim("other-daemon")
+    assert last.batch_id == second
+
+
 def test_seed001_several_workers_on_one_batch_share_it_without_overlap(
     db_url: str, api: SqlApi
 ) -> None:

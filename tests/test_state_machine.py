@@ -204,6 +204,7 @@ class MEntry:
     dispatch_failures: int = 0
     due: Stamp | None = None  # next_attempt_at; None: -infinity (never re-queued)
     cancel_requested: bool = False  # cancel_entry while its call was live: never retried
+    unconfirmed: bool = False  # back from a claim that may have dialled: its number stays busy
     last_error: str | None = None
     lease: Stamp | None = None  # lease_expires_at while running
     call: MCall | None = None  # the current attempt's call
@@ -292,6 +293,7 @@ class Model:
             else None
         )
         e.last_error = guard or error
+        e.unconfirmed = e.unconfirmed or e.status == "running"
         self.move(e, "cancelled" if guard else "queued")
 
     def claim_free(self, b: MBatch) -> int:
@@ -322,8 +324,12 @@ class Model:
         busy = {
             e.phone for b in t.batches for e in b.entries if e.status in ("running", "dispatched")
         }
+        # A queued entry whose last claim may have dialled keeps its number busy for the others.
+        unconfirmed = {
+            e.phone for b in t.batches for e in b.entries if e.status == "queued" and e.unconfirmed
+        }
         offers = [
-            self.batch_offers(b, k, busy, at)
+            self.batch_offers(b, k, busy, unconfirmed, at)
             for b in t.batches
             if b.status == "running" and (k := min(self.claim_free(b), tfree, limit)) > 0
         ]
@@ -337,9 +343,17 @@ class Model:
         return min(counts), max(counts)
 
     @staticmethod
-    def batch_offers(b: MBatch, k: int, busy: set[str], at: Stamp) -> set[frozenset[str]]:
+    def batch_offers(
+        b: MBatch, k: int, busy: set[str], unconfirmed: set[str], at: Stamp
+    ) -> set[frozenset[str]]:
         """The sets of numbers batch b may offer to a claim: its first k due entries."""
-        free = [e for e in b.entries if e.status == "queued" and e.phone not in busy]
+        free = [
+            e
+            for e in b.entries
+            if e.status == "queued"
+            and e.phone not in busy
+            and (e.unconfirmed or e.phone not in unconfirmed)
+        ]
         sure = [e for e in free if due_at(e, at) is True]
         maybe = [e for e in free if due_at(e, at) is None]
         offers = set()
@@ -709,6 +723,11 @@ class BatchMachine(RuleBasedStateMachine):
         wave_busy = {
             b.id for b in self.m.batches if b.opts.dispatch_mode == "wave" and b.in_flight() > 0
         }
+        maybe_dialling = {
+            (e.batch.tenant.id, e.phone)
+            for e in self.m.entries.values()
+            if e.status == "queued" and e.unconfirmed
+        }
         for c in claims:
             e = self.m.entries.get(c.entry_id)
             assert e is not None, f"claimed an unknown entry {c.entry_id}"
@@ -718,6 +737,9 @@ class BatchMachine(RuleBasedStateMachine):
             )
             assert (b.tenant.id, e.phone) not in in_flight, (
                 f"claimed {e.phone}, which already has a call in flight"
+            )
+            assert e.unconfirmed or (b.tenant.id, e.phone) not in maybe_dialling, (
+                f"claimed {e.phone}, whose earlier claim elsewhere may still be dialling"
             )
             assert b.status == "running", f"claimed from a {b.status} batch"
             assert b.id not in wave_busy, "wave mode: claimed before the current wave ended"
@@ -761,6 +783,7 @@ class BatchMachine(RuleBasedStateMachine):
         c = MCall(call_id, e, e.attempts + 1, room, at)
         e.attempts += 1
         e.call = c
+        e.unconfirmed = False
         e.last_error = None
         self.m.calls[call_id] = c
         self.m.move(e, "dispatched")
