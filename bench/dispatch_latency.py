@@ -22,11 +22,11 @@ from collections import defaultdict
 from pathlib import Path
 
 import psycopg
-from benchlib import machine, percentile, scratch_database, section, server
 
 from batchctl.config import LiveKitCredentials
 from batchctl.sim import Scenario, StatsSnapshot
 from batchctl.sim.threaded import RunningSimulator, run_simulator
+from benchlib import machine, percentile, scratch_database, section, server
 
 CREDENTIALS = LiveKitCredentials("bench-key", "bench-secret-of-at-least-32-bytes!!")
 INSTANT_CALLS = Scenario.from_dict(

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from benchlib import machine, scratch_database, server
 
 from batchctl.leads.rows import read_leads
 from batchctl.leads.staging import create_batch_from_stage, import_batch, stage_leads
+from benchlib import machine, scratch_database, server
 
 T = TypeVar("T")
 

@@ -34,9 +34,10 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
-from benchlib import load, machine, pg_bin, scratch_database, section, server
 from psycopg import sql
 from psycopg.rows import TupleRow
+
+from benchlib import load, machine, pg_bin, scratch_database, section, server
 
 Conn = psycopg.Connection[TupleRow]
 T = TypeVar("T")

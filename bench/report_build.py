@@ -28,10 +28,10 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from benchlib import load, scratch_database, server
 from openpyxl import LXML
 
 from batchctl.report.build import build_report
+from benchlib import load, scratch_database, server
 
 BENCH_DB = "batchctl_bench_report"
 FULL = (10_000, 100_000)
