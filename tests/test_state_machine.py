@@ -237,6 +237,11 @@ class Model:
         self.batches: list[MBatch] = []
         self.entries: dict[UUID, MEntry] = {}
         self.calls: dict[UUID, MCall] = {}
+        self.hangups: dict[str, bool] = {}  # the hang-up outbox: room -> done
+
+    def request_hangup(self, c: MCall) -> None:
+        """A room is queued for hang-up once; a later request for it changes nothing."""
+        self.hangups.setdefault(c.room, False)
 
     def move(self, e: MEntry, to: str) -> None:
         """An entry transition; the model itself must only ever make legal ones."""
@@ -419,6 +424,8 @@ select (select coalesce(jsonb_agg(to_jsonb(b) order by b.id), '[]')
           from batchctl.reports r) as reports,
        (select coalesce(jsonb_agg(to_jsonb(d) order by d.tenant_id, d.phone), '[]')
           from batchctl.dnc_numbers d) as dnc,
+       (select coalesce(jsonb_agg(to_jsonb(h) order by h.room_name), '[]')
+          from batchctl.hangups h) as hangups,
        (select count(*) from batchctl.tenants) as tenants,
        (select count(*) filter (where not ignored) from batchctl.events) as events,
        (select count(*) filter (where ignored) from batchctl.events) as ignored_events
@@ -596,10 +603,11 @@ class BatchMachine(RuleBasedStateMachine):
     @rule(
         pick=PICK,
         op=st.sampled_from(["start", "pause", "resume", "cancel"]),
+        hang_up=st.booleans(),
         foreign=rare(8),
         n=st.integers(0, 3),
     )
-    def batch_op(self, pick: int, op: str, foreign: bool, n: int) -> None:
+    def batch_op(self, pick: int, op: str, hang_up: bool, foreign: bool, n: int) -> None:
         b = choose(self.m.batches, pick)
         api = self.api
         calls: dict[str, Callable[[UUID], Any]] = {
@@ -627,7 +635,13 @@ class BatchMachine(RuleBasedStateMachine):
             for e in live:
                 e.last_error = "batch_cancelled"
                 self.m.move(e, "cancelled")
+            calls_up = [e.call for e in b.entries if e.status == "dispatched" and e.call]
+            for c in calls_up:
+                self.m.request_hangup(c)
             assert count == len(live), f"cancel_batch returned {count}, cancelled {len(live)}"
+            for c in calls_up if hang_up else []:  # a daemon that hangs up at once
+                if not self.m.hangups[c.room]:
+                    self.do_hang_up(c.room)
             return
         src, dst = {
             "start": ("pending", "running"),
@@ -647,8 +661,8 @@ class BatchMachine(RuleBasedStateMachine):
     # ---------------------------------------------------------------- entries
 
     @precondition(lambda self: self.m.entries)
-    @rule(pick=PICK, dnc=rare(3), foreign=rare(8), n=st.integers(0, 3))
-    def cancel_entry(self, pick: int, dnc: bool, foreign: bool, n: int) -> None:
+    @rule(pick=PICK, dnc=rare(3), foreign=rare(8), n=st.integers(0, 3), hang_up=st.booleans())
+    def cancel_entry(self, pick: int, dnc: bool, foreign: bool, n: int, hang_up: bool) -> None:
         """cancel_entry, or add_dnc for the entry's number (which may be in other batches too)."""
         e = choose(list(self.m.entries.values()), pick)
         if dnc:
@@ -665,6 +679,10 @@ class BatchMachine(RuleBasedStateMachine):
         elif e.status == "dispatched":  # hung up: ends with its call's outcome, never retried
             assert self.api.cancel_entry(e.batch.tenant.id, e.id) is False
             e.cancel_requested = True
+            assert e.call is not None
+            self.m.request_hangup(e.call)
+            if hang_up and not self.m.hangups[e.call.room]:  # a daemon that hangs up at once
+                self.do_hang_up(e.call.room)
         else:  # a terminal entry stays as it is
             with self.unchanged():
                 assert self.api.cancel_entry(e.batch.tenant.id, e.id) is False
@@ -864,6 +882,25 @@ class BatchMachine(RuleBasedStateMachine):
             f"report {status}: entry is {result}, expected {c.entry.status}"
         )
 
+    # ---------------------------------------------------------------- hang-ups
+
+    @rule(pick=PICK, twice=st.booleans())
+    def hang_up(self, pick: int, twice: bool) -> None:
+        """The daemon deleted a queued room: a call still live there ends cancelled."""
+        pending = sorted(room for room, done in self.m.hangups.items() if not done)
+        if pending:
+            self.do_hang_up(choose(pending, pick), twice)
+
+    def do_hang_up(self, room: str, twice: bool = False) -> None:
+        self.api.hangup_done(room)
+        self.m.hangups[room] = True
+        (c,) = [c for c in self.m.calls.values() if c.room == room]
+        if c.status in LIVE_CALL:
+            self.m.call_ended(c, "cancelled")
+        if twice:  # a repeated acknowledgement changes nothing
+            with self.unchanged():
+                self.api.hangup_done(room)
+
     # ---------------------------------------------------------------- sweep
 
     @rule(offset=st.sampled_from(SWEEP_OFFSETS))
@@ -921,6 +958,7 @@ class BatchMachine(RuleBasedStateMachine):
             if not fired:
                 continue
             e, b = c.entry, c.entry.batch
+            m.request_hangup(c)  # it may still be live at LiveKit
             if c.status == "in_queue":  # never picked up: re-dispatch, or give up
                 counts["pickup_timeouts"] += 1
                 c.status, c.changed = "failed", at
@@ -950,6 +988,13 @@ class BatchMachine(RuleBasedStateMachine):
     def database_matches_model(self) -> None:
         assert_invariants(self.conn)
         m = self.m
+        hangups = {
+            r["room_name"]: r["done"]
+            for r in self.conn.execute(
+                "select room_name, done_at is not null as done from batchctl.hangups"
+            )
+        }
+        assert hangups == m.hangups, f"hang-up outbox: database {hangups}, model {m.hangups}"
         batches = {
             r["id"]: r
             for r in self.conn.execute(
