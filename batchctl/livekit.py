@@ -22,6 +22,8 @@ from batchctl.config import LiveKitSettings
 
 T = TypeVar("T")
 
+PROBE = "batchctl-probe"  # a room name no call uses: ListRooms of it is a cheap health check
+
 # SIP response codes of a failed outbound call -> the call status batchctl records.
 SIP_OUTCOMES = {
     486: "busy",  # Busy Here
@@ -128,6 +130,14 @@ class LiveKitGateway:
             )
         )
         return Dispatched(created.id, adopted=False)
+
+    async def reachable(self) -> bool:
+        """Whether LiveKit answers at all (a refusal is an answer: dispatching will say why)."""
+        try:
+            await self._timed(self.client.room.list_rooms(api.ListRoomsRequest(names=[PROBE])))
+        except LIVEKIT_ERRORS as exc:
+            return not is_retryable(exc)
+        return True
 
     async def has_sip_participant(self, room: str) -> bool:
         """Whether the room's phone call was dialled already (sip mode, on adopting a dispatch)."""

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import psycopg
 
-from simulator import RunningSimulator
+from simulator import API_KEY, API_SECRET
 
 AGENT = "test-agent"
 # Fast clocks for tests: leases of 2 s reclaimed by a sweep every 0.3 s, polls every 0.2 s.
@@ -29,11 +29,12 @@ def batchctl(database_url: str, *args: str) -> list[str]:
 
 
 def daemon_command(
-    database_url: str, sim: RunningSimulator, *extra: str, secret: str | None = None
+    database_url: str, livekit_url: str, *extra: str, secret: str = API_SECRET
 ) -> list[str]:
+    """``batchctl daemon`` against the LiveKit at ``livekit_url`` (the tests' simulator)."""
     return batchctl(database_url, "daemon",
-        "--livekit-url", sim.url, "--livekit-api-key", sim.api_key,
-        "--livekit-api-secret", secret or sim.api_secret, "--agent-name", AGENT,
+        "--livekit-url", livekit_url, "--livekit-api-key", API_KEY,
+        "--livekit-api-secret", secret, "--agent-name", AGENT,
         "--log-level", "DEBUG", *FAST, *extra,
     )  # fmt: skip
 

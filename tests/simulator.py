@@ -30,9 +30,12 @@ def run_simulator(
     webhook_url: str | None = None,
     api_key: str = API_KEY,
     api_secret: str = API_SECRET,
+    port: int = 0,
 ) -> Iterator[RunningSimulator]:
     credentials = LiveKitCredentials(api_key, api_secret)
-    with run_in_thread(database_url, scenario, credentials, webhook_url=webhook_url) as sim:
+    with run_in_thread(
+        database_url, scenario, credentials, webhook_url=webhook_url, port=port
+    ) as sim:
         yield sim
 
 

@@ -79,7 +79,7 @@ def test_200_entries_of_3_tenants_run_to_completion_within_caps(
         for t, rows, o in plan
     }
     with run_simulator(db_url, scenario) as sim:
-        daemon = Service(daemon_command(db_url, sim), tmp_path / "daemon.log")
+        daemon = Service(daemon_command(db_url, sim.url), tmp_path / "daemon.log")
         with running(daemon):
             wait_finished(api.conn, list(batches), timeout=90, services=[daemon])
         stats = sim.stats()
@@ -110,7 +110,7 @@ def test_daemons_killed_at_random_moments_lose_nothing_and_never_dial_twice(
     batch = api.create_batch(tenant, phones(60), {"report_delay_s": 0})
     moments = random.Random(3)
     with run_simulator(db_url, scenario) as sim:
-        command = daemon_command(db_url, sim)
+        command = daemon_command(db_url, sim.url)
         for round_ in range(5):  # each round: a daemon runs a moment, then dies without warning
             victim = Service(command, tmp_path / f"killed-{round_}.log").start()
             time.sleep(moments.uniform(0.3, 1.2))
@@ -138,7 +138,7 @@ def test_two_daemons_share_the_work_within_caps(db_url: str, api: SqlApi, tmp_pa
         api.create_batch(tenants["b"], phones(40, 200), {"wave_size": 2}),
     ]
     with run_simulator(db_url, scenario) as sim:
-        command = daemon_command(db_url, sim)
+        command = daemon_command(db_url, sim.url)
         pair = (Service(command, tmp_path / "one.log"), Service(command, tmp_path / "two.log"))
         with running(*pair):
             wait_finished(api.conn, batches, timeout=90, services=pair)
@@ -160,7 +160,7 @@ def test_cancel_mid_batch_hangs_up_live_calls_within_a_second(
     tenant = api.create_tenant("acme", 4)
     batch = api.create_batch(tenant, phones(20), {"report_to": ["ops@example.com"]})
     with run_simulator(db_url, long_calls) as sim:
-        daemon = Service(daemon_command(db_url, sim), tmp_path / "daemon.log")
+        daemon = Service(daemon_command(db_url, sim.url), tmp_path / "daemon.log")
         with running(daemon):
             wait_until(
                 lambda: api.batch_status(tenant, batch)["dispatched"] == 4,
@@ -205,7 +205,7 @@ def test_livekit_unavailable_is_retried_and_a_refused_key_fails_the_entry(
     tenant = api.create_tenant("acme", 1)
     batch = api.create_batch(tenant, phones(1))
     with run_simulator(db_url, scenario) as sim:
-        daemon = Service(daemon_command(db_url, sim), tmp_path / "daemon.log")
+        daemon = Service(daemon_command(db_url, sim.url), tmp_path / "daemon.log")
         with running(daemon):
             wait_finished(api.conn, [batch], timeout=30, services=[daemon])
         (entry,) = entry_rows(api.conn).values()
@@ -217,13 +217,34 @@ def test_livekit_unavailable_is_retried_and_a_refused_key_fails_the_entry(
         assert_one_dispatch_per_attempt(sim, api.conn)
 
         refused = api.create_batch(tenant, phones(1, 50))
-        wrong_key = daemon_command(db_url, sim, secret="not-the-secret-but-32-bytes-long!!")
+        wrong_key = daemon_command(db_url, sim.url, secret="not-the-secret-but-32-bytes-long!!")
         impostor = Service(wrong_key, tmp_path / "impostor.log")
         with running(impostor):
             wait_finished(api.conn, [refused], timeout=30, services=[impostor])
     entry = entry_rows(api.conn)[phones(1, 50)[0]["to_phone"]]
     assert entry["status"] == "failed"
     assert "unauthenticated (401)" in entry["last_error"]
+
+
+def test_a_livekit_outage_pauses_claims_instead_of_failing_entries(
+    db_url: str, api: SqlApi, tmp_path: Path
+) -> None:
+    """LiveKit is down (nothing listens): the first claims fail once each and open the circuit;
+    no more entries are claimed only to fail, so none uses up its dispatch retries. When
+    LiveKit is back, a probe closes the circuit and the batch completes."""
+    port = free_port()
+    tenant = api.create_tenant("acme", 3)
+    batch = api.create_batch(tenant, phones(8))
+    daemon = Service(daemon_command(db_url, f"http://127.0.0.1:{port}"), tmp_path / "daemon.log")
+    with running(daemon):
+        time.sleep(4)  # several probes of a LiveKit that does not answer
+        failures = [e["dispatch_failures"] for e in entry_rows(api.conn).values()]
+        assert sum(failures) == 3 and max(failures) == 1, failures
+        scenario = Scenario.from_dict({**QUICK_CALLS, "outcomes": {"ended": 1}})
+        with run_simulator(db_url, scenario, port=port):
+            wait_finished(api.conn, [batch], timeout=60, services=[daemon])
+    assert api.batch_status(tenant, batch)["completed"] == 8
+    assert "claims pause until it answers" in daemon.log.read_text()
 
 
 def test_a_dispatch_whose_reply_timed_out_is_adopted_not_dialled_twice(
@@ -242,7 +263,7 @@ def test_a_dispatch_whose_reply_timed_out_is_adopted_not_dialled_twice(
     batch = api.create_batch(tenant, phones(2))
     with run_simulator(db_url, scenario) as sim:
         daemon = Service(
-            daemon_command(db_url, sim, "--livekit-timeout", "0.3"), tmp_path / "daemon.log"
+            daemon_command(db_url, sim.url, "--livekit-timeout", "0.3"), tmp_path / "daemon.log"
         )
         with running(daemon):
             wait_finished(api.conn, [batch], timeout=30, services=[daemon])
@@ -269,7 +290,9 @@ def test_sip_mode_dials_and_maps_sip_failures_to_outcomes(
     tenant = api.create_tenant("acme", 5)
     batch = api.create_batch(tenant, rows)
     with run_simulator(db_url, scenario) as sim:
-        command = daemon_command(db_url, sim, "--dispatch-mode", "sip", "--sip-trunk-id", "ST_test")
+        command = daemon_command(
+            db_url, sim.url, "--dispatch-mode", "sip", "--sip-trunk-id", "ST_test"
+        )
         daemon = Service(command, tmp_path / "daemon.log")
         with running(daemon):
             wait_finished(api.conn, [batch], timeout=30, services=[daemon])
@@ -310,7 +333,7 @@ def test_a_call_whose_agent_died_gets_its_outcome_from_webhooks(
             ),
             tmp_path / "webhook.log",
         )  # fmt: skip
-        daemon = Service(daemon_command(db_url, sim), tmp_path / "daemon.log")
+        daemon = Service(daemon_command(db_url, sim.url), tmp_path / "daemon.log")
         with running(receiver, daemon):
             wait_finished(api.conn, [batch], timeout=30, services=[daemon, receiver])
         reports = {r: sim.stats().reports_for(r) for r in sim.stats().dispatches_per_room}
@@ -341,7 +364,7 @@ def test_the_daemon_rides_out_a_postgresql_restart(tmp_path: Path) -> None:
         with run_simulator(url, scenario) as sim:
             # Leases outlast the outage: a claim whose lease ran out while its daemon could not
             # reach the database is handed out again, and its call may be over by then.
-            command = daemon_command(url, sim, "--lease", "15")
+            command = daemon_command(url, sim.url, "--lease", "15")
             daemon = Service(command, tmp_path / "daemon.log")
             with running(daemon):
                 wait_until(lambda: len(sim.stats().reports) > 30, timeout=20, what="calls")

@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 from livekit import api
 
+from batchctl.daemon.circuit import Circuit
 from batchctl.identifiers import call_log_id
 from batchctl.livekit import (
     LIVEKIT_ERRORS,
@@ -68,9 +69,14 @@ class Dispatcher:
         self.claim_limit = claim_limit
         self.lease_seconds = lease_seconds
         self.max_in_flight = max_in_flight
+        self.circuit = Circuit()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def step(self) -> float | None:
+        if self.circuit.is_open:
+            if not await self.gateway.reachable():
+                return self.circuit.still_down()
+            self.circuit.close()
         free = self.max_in_flight - len(self._tasks)
         if free <= 0:
             return None  # a finishing task wakes us
@@ -113,6 +119,8 @@ class Dispatcher:
         try:
             dispatched = await self.gateway.dispatch(room, agent, metadata)
         except LIVEKIT_ERRORS as exc:
+            if is_retryable(exc):
+                self.circuit.trip(describe(exc))
             status = await self.procedures.mark_dispatch_failed(
                 claim.entry_id, describe(exc), is_retryable(exc)
             )

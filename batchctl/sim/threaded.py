@@ -48,7 +48,9 @@ def run_simulator(
     credentials: LiveKitCredentials,
     *,
     webhook_url: str | None = None,
+    port: int = 0,
 ) -> Iterator[RunningSimulator]:
+    """Serves on 127.0.0.1:``port`` (0: a free one) until the block ends."""
     simulator = Simulator(
         credentials=credentials,
         database_url=database_url,
@@ -59,7 +61,8 @@ def run_simulator(
     thread = threading.Thread(target=loop.run_forever, name="livekit-simulator", daemon=True)
     thread.start()
     try:
-        url = asyncio.run_coroutine_threadsafe(simulator.start(), loop).result(START_TIMEOUT_S)
+        starting = simulator.start(port=port)
+        url = asyncio.run_coroutine_threadsafe(starting, loop).result(START_TIMEOUT_S)
         try:
             yield RunningSimulator(url, credentials, simulator.scenario, simulator)
         finally:
