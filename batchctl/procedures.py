@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -22,6 +23,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from batchctl.database import error_message
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Connection-level failures, worth another try; any other error is the call's answer.
 TRANSIENT: tuple[type[Exception], ...] = (psycopg.OperationalError, PoolTimeout)
@@ -52,29 +55,36 @@ class HangupRequest:
     attempt: int
 
 
+async def retrying(call: Callable[[], Awaitable[T]], retry_for: float) -> T:
+    """``call()``, retried with a growing delay for up to ``retry_for`` seconds while it fails
+    for want of a connection (a new attempt takes a new pooled connection)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + retry_for
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except TRANSIENT as exc:
+            if loop.time() + delay > deadline:
+                raise
+            log.warning("database unavailable (%s), retrying in %.1f s", error_message(exc), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 class Procedures:
     def __init__(self, pool: AsyncConnectionPool, *, retry_for: float = 30.0) -> None:
         self.pool = pool
         self.retry_for = retry_for  # seconds a call keeps retrying a lost connection
 
     async def _rows(self, query: str, *params: Any) -> list[dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_for
-        delay = 0.1
-        while True:
-            try:
-                async with self.pool.connection() as conn:
-                    cur = conn.cursor(row_factory=dict_row)
-                    await cur.execute(query, params)
-                    return await cur.fetchall() if cur.description else []
-            except TRANSIENT as exc:
-                if loop.time() + delay > deadline:
-                    raise
-                log.warning(
-                    "database unavailable (%s), retrying in %.1f s", error_message(exc), delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        async def run() -> list[dict[str, Any]]:
+            async with self.pool.connection() as conn:
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(query, params)
+                return await cur.fetchall() if cur.description else []
+
+        return await retrying(run, self.retry_for)
 
     async def _value(self, query: str, *params: Any) -> Any:
         (row,) = await self._rows(query, *params)

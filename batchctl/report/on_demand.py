@@ -19,13 +19,23 @@ from batchctl.report.outbox import send_report_now
 
 @dataclass
 class OneConnection:
-    """The outbox's ConnectionSource over a single connection."""
+    """The outbox's ConnectionSource for one caller: one connection, opened again if it was
+    lost (so recording the outcome survives a database restart, as it does with a pool)."""
 
-    conn: psycopg.AsyncConnection[Any]
+    url: str
+    conn: psycopg.AsyncConnection[Any] | None = None
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, application_name=APPLICATION_NAME
+            )
         yield self.conn
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
 
 
 async def build_or_send(
@@ -38,9 +48,11 @@ async def build_or_send(
 ) -> BuiltReport:
     """The report of ``batch_id``; mailed through ``send`` when given (to ``recipients``, or
     else the batch's own), which raises outbox.ReportFailed when that fails."""
-    async with await psycopg.AsyncConnection.connect(
-        url, autocommit=True, application_name=APPLICATION_NAME
-    ) as conn:
+    source = OneConnection(url)
+    try:
         if send is None:
-            return await build_report(conn, batch_id)
-        return await send_report_now(OneConnection(conn), send, batch_id, worker, recipients)
+            async with source.connection() as conn:
+                return await build_report(conn, batch_id)
+        return await send_report_now(source, send, batch_id, worker, recipients)
+    finally:
+        await source.close()

@@ -24,10 +24,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from batchctl.config import SmtpSettings
 from batchctl.database import error_message
+from batchctl.procedures import retrying
 from batchctl.report.build import BuiltReport, build_report
 from batchctl.report.mail import compose, send
 
 MAX_ERROR_CHARS = 2000
+RECORD_RETRY_S = 60.0
 
 log = logging.getLogger(__name__)
 
@@ -130,5 +132,11 @@ async def _claim(source: ConnectionSource, query: str, *params: Any) -> ReportCl
 
 
 async def _execute(source: ConnectionSource, query: str, *params: Any) -> None:
-    async with source.connection() as conn:
-        await conn.execute(query, params)
+    """Records an outcome; retried over a lost connection, since a report that was sent but
+    not recorded as sent would be sent again once its lease runs out."""
+
+    async def run() -> None:
+        async with source.connection() as conn:
+            await conn.execute(query, params)
+
+    await retrying(run, RECORD_RETRY_S)
