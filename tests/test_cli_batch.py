@@ -16,9 +16,8 @@ import pytest
 
 from batchctl.cli.batch_common import ENTRY_STATUSES
 from batchctl.cli.batch_watch import Progress
+from clitools import UNREACHABLE, count, create_tenant, invoke, one_line_error, run_batchctl
 from sqlapi import SqlApi, phones
-from test_cli_db import batchctl
-from test_cli_tenant_dnc import UNREACHABLE, count, create_tenant, invoke, one_line_error
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "leads.csv"
 NO_SUCH_BATCH = "0b5e7a52-0000-4000-8000-000000000000"
@@ -422,13 +421,13 @@ def test_a_sweep_while_another_runs_does_nothing_and_succeeds(db_url: str, conn:
 
 def test_subprocess_batch_create_and_show_unknown(db_url: str, conn: Any) -> None:
     tenant = SqlApi(conn).create_tenant("acme")
-    created = batchctl(
+    created = run_batchctl(
         db_url, "batch", "create", str(tenant), "--csv", str(EXAMPLE), "--default-region", "US",
         "--wave-size", "5", "--json",
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["batch_status"]["total"] == 200
-    unknown = batchctl(db_url, "batch", "show", NO_SUCH_BATCH)
+    unknown = run_batchctl(db_url, "batch", "show", NO_SUCH_BATCH)
     assert unknown.returncode == 1
     assert unknown.stderr.strip().splitlines() == [
         f"error: batch {NO_SUCH_BATCH} not found (batchctl batch list shows them)"

@@ -7,46 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from click.testing import CliRunner, Result
-
-from batchctl.cli import cli
-from test_cli_db import batchctl
-
-UNREACHABLE = "postgresql://nobody@/nowhere?host=/nonexistent-batchctl-socket-dir&connect_timeout=2"
-
-
-def invoke(db_url: str, *args: str) -> Result:
-    """The command line in-process. A crash (any exception but click's own exits) fails the
-    test instead of passing for a user error: both exit with status 1."""
-    result = CliRunner().invoke(cli, ["--database-url", db_url, *args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result
-
-
-def one_line_error(result: Result, *needles: str) -> str:
-    """Asserts the user-error shape: exit 1, a single "error: ..." line on stderr."""
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[-1], (needle, lines[-1])
-    return lines[-1]
-
-
-def count(conn: psycopg.Connection[Any], table: str) -> int:
-    row = conn.execute(f"select count(*) as n from batchctl.{table}").fetchone()
-    assert row is not None
-    return row["n"]
-
-
-def create_tenant(db_url: str, name: str = "acme", *args: str) -> str:
-    result = invoke(db_url, "tenant", "create", name, *args)
-    assert result.exit_code == 0, result.output
-    return result.stdout.strip()
-
+from clitools import UNREACHABLE, count, create_tenant, invoke, one_line_error, run_batchctl
 
 # --- tenant ----------------------------------------------------------------------------------
 
@@ -148,15 +109,15 @@ def test_dnc_import_adds_every_number_or_none(db_url: str, conn: Any, tmp_path: 
 
 
 def test_subprocess_tenant_create_and_list_json(db_url: str) -> None:
-    created = batchctl(db_url, "tenant", "create", "shell", "--timezone", "America/Chicago")
+    created = run_batchctl(db_url, "tenant", "create", "shell", "--timezone", "America/Chicago")
     assert created.returncode == 0, created.stderr
-    listed = batchctl(db_url, "tenant", "list", "--json")
+    listed = run_batchctl(db_url, "tenant", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout)[0]["tenant_id"] == created.stdout.strip()
 
 
 def test_an_unreachable_database_is_one_clear_line_and_exit_1() -> None:
-    result = batchctl(UNREACHABLE, "tenant", "list")
+    result = run_batchctl(UNREACHABLE, "tenant", "list")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     (line,) = result.stderr.strip().splitlines()

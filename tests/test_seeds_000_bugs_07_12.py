@@ -12,10 +12,7 @@ from uuid import UUID
 
 import pytest
 
-from concurrent_calls import connect, run_threads
-from invariants import ENTRY_STATUSES
-from sqlapi import ENTRY_FOR_CALL, Claim, SqlApi, phones
-from test_seeds import (
+from checks import (
     REPORT_TO,
     Conn,
     all_rows,
@@ -29,6 +26,9 @@ from test_seeds import (
     report_rows,
     tally,
 )
+from concurrent_calls import connect, run_threads
+from invariants import ENTRY_STATUSES
+from sqlapi import ENTRY_FOR_CALL, Claim, SqlApi, phones
 
 # --- bug 7: entry statuses that are call statuses -----------------------------------------------
 

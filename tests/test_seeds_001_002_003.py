@@ -15,9 +15,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from batchctl.identifiers import call_log_id
-from concurrent_calls import connect, run_threads
-from sqlapi import Claim, SqlApi, live_calls, phones
-from test_seeds import (
+from checks import (
     REPORT_TO,
     Conn,
     all_rows,
@@ -28,6 +26,8 @@ from test_seeds import (
     report_rows,
     tally,
 )
+from concurrent_calls import connect, run_threads
+from sqlapi import Claim, SqlApi, live_calls, phones
 
 # --- seed 001 issue 1: "3 calls and stop" -------------------------------------------------------
 

@@ -12,33 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from checks import all_rows, rejected
 from invariants import assert_invariants
 from sqlapi import SqlApi, phones
-
-TABLES = ("tenants", "dnc_numbers", "batches", "batch_entries", "call_logs", "events", "reports")
-
-
-def snapshot(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for t in TABLES:
-        row = conn.execute(f"select count(*) as n from batchctl.{t}").fetchone()
-        out[t] = row["n"] if isinstance(row, dict) else row[0]
-    return out
-
-
-def raises_unchanged(
-    conn: psycopg.Connection[Any], call: Callable[[], Any], sqlstate: str = "BC001", *needles: str
-) -> str:
-    """Runs call, expects sqlstate, checks that no table changed; returns the message."""
-    before = snapshot(conn)
-    with pytest.raises(psycopg.Error) as exc:
-        call()
-    message = str(exc.value).splitlines()[0]
-    assert exc.value.sqlstate == sqlstate, (exc.value.sqlstate, message)
-    for needle in needles:
-        assert needle in message, (needle, message)
-    assert snapshot(conn) == before, "a failed call changed the database"
-    return message
 
 
 @pytest.fixture
@@ -72,9 +48,7 @@ def tenant(api: SqlApi) -> uuid.UUID:
 def test_invalid_phone_names_the_entry(conn: Any, api: SqlApi, tenant: uuid.UUID, bad: str) -> None:
     """An invalid phone is BC001 naming entries[i] and the number; nothing is created."""
     entries = [*phones(2), {"to_phone": bad}, *phones(1, start=50)]
-    msg = raises_unchanged(
-        conn, lambda: api.create_batch(tenant, entries), "BC001", "entries[2]", "E.164"
-    )
+    msg = rejected(conn, "BC001", lambda: api.create_batch(tenant, entries), "entries[2]", "E.164")
     assert "entries[0]" not in msg and "entries[3]" not in msg
 
 
@@ -90,7 +64,7 @@ def test_several_bad_rows_reported_together(conn: Any, api: SqlApi, tenant: uuid
         {"to_phone": 14155550104},
         {"to_phone": "+14155550105", "lead_name": 7},
     ]
-    msg = raises_unchanged(conn, lambda: api.create_batch(tenant, entries), "BC001", "7 of 8")
+    msg = rejected(conn, "BC001", lambda: api.create_batch(tenant, entries), "7 of 8")
     for i in range(1, 8):
         assert f"entries[{i}]" in msg, (i, msg)
     assert "entries[0]" not in msg
@@ -100,7 +74,7 @@ def test_several_bad_rows_reported_together(conn: Any, api: SqlApi, tenant: uuid
 def test_many_bad_rows_are_summarised(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
     """With 25 bad rows the message names the first ten and counts the rest; DETAIL has all."""
     entries = [{"to_phone": f"bad{i}"} for i in range(25)]
-    before = snapshot(conn)
+    before = all_rows(conn)
     with pytest.raises(psycopg.Error) as exc:
         api.create_batch(tenant, entries)
     assert exc.value.sqlstate == "BC001"
@@ -108,7 +82,7 @@ def test_many_bad_rows_are_summarised(conn: Any, api: SqlApi, tenant: uuid.UUID)
     assert "entries[9]" in msg and "entries[10]" not in msg and "15 more" in msg
     detail = exc.value.diag.message_detail or ""
     assert "entries[24]" in detail
-    assert snapshot(conn) == before
+    assert all_rows(conn) == before
 
 
 @pytest.mark.parametrize(
@@ -125,15 +99,15 @@ def test_entries_must_be_a_non_empty_array(
     conn: Any, api: SqlApi, tenant: uuid.UUID, entries: Any, needle: str
 ) -> None:
     """An empty list or a non-array is BC001 and creates nothing."""
-    raises_unchanged(conn, lambda: api.create_batch(tenant, entries), "BC001", "p_entries", needle)
+    rejected(conn, "BC001", lambda: api.create_batch(tenant, entries), "p_entries", needle)
 
 
 def test_unknown_entry_key(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
     """'phone' instead of 'to_phone' names the key and lists the allowed ones."""
-    raises_unchanged(
+    rejected(
         conn,
-        lambda: api.create_batch(tenant, [{"phone": "+14155550123"}]),
         "BC001",
+        lambda: api.create_batch(tenant, [{"phone": "+14155550123"}]),
         "entries[0]",
         '"phone"',
         "to_phone, lead_name, lead_id, context, timezone",
@@ -143,15 +117,15 @@ def test_unknown_entry_key(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
 def test_bad_entry_timezone(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
     """An unknown IANA zone on an entry is BC001 naming the entry and the zone."""
     entries = [{"to_phone": "+14155550123", "timezone": "Europe/Nowhere"}]
-    raises_unchanged(
-        conn, lambda: api.create_batch(tenant, entries), "BC001", "entries[0]", "Europe/Nowhere"
+    rejected(
+        conn, "BC001", lambda: api.create_batch(tenant, entries), "entries[0]", "Europe/Nowhere"
     )
 
 
 @pytest.mark.parametrize("tz", ["Mars/Base", "", "Europe/Nowhere"])
 def test_bad_tenant_timezone(conn: Any, api: SqlApi, tenant: uuid.UUID, tz: str) -> None:
     """create_tenant with an unknown zone is BC001 and creates no tenant."""
-    raises_unchanged(conn, lambda: api.create_tenant("x", 3, tz), "BC001", "p_timezone")
+    rejected(conn, "BC001", lambda: api.create_tenant("x", 3, tz), "p_timezone")
 
 
 @pytest.mark.parametrize(
@@ -162,7 +136,7 @@ def test_bad_tenant_arguments(
     conn: Any, api: SqlApi, tenant: uuid.UUID, name: str, cap: int, needle: str
 ) -> None:
     """create_tenant rejects an empty name and a cap below one."""
-    raises_unchanged(conn, lambda: api.create_tenant(name, cap), "BC001", needle)
+    rejected(conn, "BC001", lambda: api.create_tenant(name, cap), needle)
 
 
 # --- options -----------------------------------------------------------------------------------
@@ -172,8 +146,8 @@ def test_unknown_option_key_names_it_and_lists_allowed(
     conn: Any, api: SqlApi, tenant: uuid.UUID
 ) -> None:
     """An unknown option key is named and the allowed keys are listed."""
-    msg = raises_unchanged(
-        conn, lambda: api.create_batch(tenant, phones(1), {"wave_sise": 5}), "BC001", '"wave_sise"'
+    msg = rejected(
+        conn, "BC001", lambda: api.create_batch(tenant, phones(1), {"wave_sise": 5}), '"wave_sise"'
     )
     for key in ("wave_size", "dispatch_mode", "retry_on", "call_window", "report_to", "end_at"):
         assert key in msg.split("allowed", 1)[1], (key, msg)
@@ -244,26 +218,26 @@ def test_ill_typed_options_are_named(
     conn: Any, api: SqlApi, tenant: uuid.UUID, case: str, options: dict[str, Any], needle: str
 ) -> None:
     """An ill-typed option value is BC001 naming the key; nothing is created."""
-    raises_unchanged(conn, lambda: api.create_batch(tenant, phones(1), options), "BC001", needle)
+    rejected(conn, "BC001", lambda: api.create_batch(tenant, phones(1), options), needle)
 
 
 def test_options_not_an_object(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
     """Options that are not a JSON object are BC001."""
-    raises_unchanged(
+    rejected(
         conn,
+        "BC001",
         lambda: conn.execute(
             "select batchctl.create_batch(%s, %s::jsonb, '[1]'::jsonb)",
             (tenant, json.dumps(phones(1))),
         ),
-        "BC001",
         "options",
     )
 
 
 def test_retry_on_error_lists_retryable_outcomes(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
     """retry_on ['ended'] names the bad value and lists the allowed outcomes."""
-    msg = raises_unchanged(
-        conn, lambda: api.create_batch(tenant, phones(1), {"retry_on": ["ended"]}), "BC001"
+    msg = rejected(
+        conn, "BC001", lambda: api.create_batch(tenant, phones(1), {"retry_on": ["ended"]})
     )
     assert '"ended"' in msg and "no_answer" in msg and "busy" in msg
 
@@ -275,12 +249,12 @@ def test_unknown_call_status_lists_allowed(conn: Any, api: SqlApi, tenant: uuid.
     """report_call_status with an unknown status is BC001 listing the allowed statuses."""
     api.create_batch(tenant, phones(1, 10))
     (call,) = api.dispatch_all()
-    msg = raises_unchanged(conn, lambda: api.report(call, "hung_up"), "BC001", "hung_up")
+    msg = rejected(conn, "BC001", lambda: api.report(call, "hung_up"), "hung_up")
     for s in ("in_queue", "ringing", "ongoing", "ended", "no_answer", "voicemail", "cancelled"):
         assert s in msg
-    raises_unchanged(conn, lambda: api.report(call, "ENDED"), "BC001")
-    raises_unchanged(
-        conn, lambda: conn.execute("select batchctl.report_call_status(%s, null)", (call,)), "BC001"
+    rejected(conn, "BC001", lambda: api.report(call, "ENDED"))
+    rejected(
+        conn, "BC001", lambda: conn.execute("select batchctl.report_call_status(%s, null)", (call,))
     )
     assert api.finish_call(call) == "completed"
     assert_invariants(conn)
@@ -290,16 +264,16 @@ def test_report_detail_must_be_an_object(conn: Any, api: SqlApi, tenant: uuid.UU
     """A non-object detail or a non-numeric duration is BC001 and changes nothing."""
     api.create_batch(tenant, phones(1, 10))
     (call,) = api.dispatch_all()
-    raises_unchanged(
+    rejected(
         conn,
-        lambda: conn.execute("select batchctl.report_call_status(%s, 'ringing', '[1]')", (call,)),
         "BC001",
+        lambda: conn.execute("select batchctl.report_call_status(%s, 'ringing', '[1]')", (call,)),
         "p_detail",
     )
-    raises_unchanged(
+    rejected(
         conn,
-        lambda: api.report(call, "ended", {"duration_seconds": "12"}),
         "BC001",
+        lambda: api.report(call, "ended", {"duration_seconds": "12"}),
         "duration_seconds",
     )
 
@@ -333,22 +307,18 @@ def _id_calls(api: SqlApi, tenant: uuid.UUID) -> list[tuple[str, Callable[[], An
 def test_unknown_ids_raise_bc002(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
     """Every function taking an id answers BC002 'not found' for an unknown one; no change."""
     for name, call in _id_calls(api, tenant):
-        before = snapshot(conn)
-        with pytest.raises(psycopg.Error) as exc:
-            call()
-        assert exc.value.sqlstate == "BC002", (name, exc.value.sqlstate, str(exc.value))
-        assert re.search(r"not found|no report", str(exc.value)), (name, str(exc.value))
-        assert snapshot(conn) == before, name
+        message = rejected(conn, "BC002", call)
+        assert re.search(r"not found|no report", message), (name, message)
 
 
 def test_null_tenant_id_is_bc001(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
     """A null tenant id is an invalid argument, not a crash."""
-    raises_unchanged(
+    rejected(
         conn,
+        "BC001",
         lambda: conn.execute(
             "select batchctl.create_batch(null, %s::jsonb)", (json.dumps(phones(1)),)
         ),
-        "BC001",
         "p_tenant_id",
     )
 
@@ -356,7 +326,7 @@ def test_null_tenant_id_is_bc001(conn: Any, api: SqlApi, tenant: uuid.UUID) -> N
 @pytest.mark.parametrize("phone", ["4155550123", "", "+1"])
 def test_add_dnc_rejects_bad_phone(conn: Any, api: SqlApi, tenant: uuid.UUID, phone: str) -> None:
     """add_dnc with a non-E.164 number is BC001 and adds nothing."""
-    raises_unchanged(conn, lambda: api.add_dnc(tenant, phone), "BC001", "p_phone")
+    rejected(conn, "BC001", lambda: api.add_dnc(tenant, phone), "p_phone")
 
 
 # --- hostile strings ---------------------------------------------------------------------------
