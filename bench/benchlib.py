@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -31,6 +32,9 @@ def server() -> Iterator[str]:
     if url:
         yield url
         return
+    # `timeout` and CI stop a run with SIGTERM, which by default skips every cleanup and leaves
+    # the embedded server running: handled like Ctrl-C, the server is stopped and deleted.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     data_dir = Path(tempfile.mkdtemp(prefix="batchctl-bench-"))
     embedded = start_embedded(data_dir, dbname="postgres", cleanup_mode="delete")
     try:
