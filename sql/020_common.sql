@@ -7,7 +7,7 @@
 --   BC004  the claim is gone (lease lost or entry no longer running): hang up, don't retry
 --
 -- Lock order, kept by every function so that concurrent callers cannot deadlock:
---   tenant (claim only) -> batches in id order -> entries -> call logs.
+--   tenant (claim only) -> batches in id order -> entries -> call logs -> hang-up rows.
 -- Entry and call triggers update their batch's counters, so a function locks the batch rows it
 -- will touch before it changes an entry.
 

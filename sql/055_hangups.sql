@@ -52,14 +52,19 @@ RETURNS void LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog
 AS $$
 DECLARE
+    v_batch_id uuid;
     v_call_log_id uuid;
     v_reason text;
 BEGIN
+    -- The batch first, as every function does (020's lock order): cancel_batch holds the batch
+    -- while it queues hang-ups, and a done-marker holding this row first could deadlock with it.
+    SELECT batch_id INTO v_batch_id FROM hangups WHERE room_name = p_room_name;
+    PERFORM lock_batches(ARRAY[v_batch_id]);
     UPDATE hangups SET done_at = now(), last_error = NULL
      WHERE room_name = p_room_name AND done_at IS NULL
     RETURNING call_log_id, reason INTO v_call_log_id, v_reason;
     IF NOT FOUND THEN
-        RETURN;  -- already done (another daemon, or a repeated acknowledgement)
+        RETURN;  -- already done (another daemon, or a repeated acknowledgement), or unknown
     END IF;
     IF EXISTS (SELECT 1 FROM call_logs WHERE id = v_call_log_id AND NOT is_terminal(status)) THEN
         PERFORM report_call_status(v_call_log_id, 'cancelled',

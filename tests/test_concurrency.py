@@ -234,7 +234,21 @@ def test_cancel_races_claims_reports_and_sweeps_without_deadlock(db_url: str, co
                     record("sweep", exc)
                 time.sleep(0.02)
 
-    roles: list[Callable[[int], None]] = [claimer, claimer, reporter, reporter, canceller, sweeper]
+    def hanger(_: int) -> None:
+        """The daemon's hang-up loop: delete the queued rooms, acknowledge each."""
+        with connect(db_url) as c:
+            w = SqlApi(c)
+            while not stop.is_set():
+                try:
+                    for h in w.claim_hangups("hanger"):
+                        w.hangup_done(h["room_name"])
+                except psycopg.Error as exc:
+                    record("hangup", exc)
+                time.sleep(0.002)
+
+    roles: list[Callable[[int], None]] = [
+        claimer, claimer, reporter, reporter, canceller, sweeper, hanger
+    ]  # fmt: skip
 
     def run(i: int) -> None:
         if roles[i] is canceller:
