@@ -13,10 +13,16 @@ from click.testing import CliRunner, Result
 from batchctl.cli import cli
 
 
+def batchctl_command(db_url: str, *args: str) -> list[str]:
+    """``batchctl --database-url DB_URL ARGS``, run by this interpreter."""
+    return [sys.executable, "-m", "batchctl", "--database-url", db_url, *args]
+
+
 def run_batchctl(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``batchctl --database-url DB_URL ARGS`` as a subprocess, as a person would run it."""
-    command = [sys.executable, "-m", "batchctl", "--database-url", db_url, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+    """The command line as a subprocess, as a person would run it."""
+    return subprocess.run(
+        batchctl_command(db_url, *args), capture_output=True, text=True, timeout=60
+    )
 
 
 UNREACHABLE = "postgresql://nobody@/nowhere?host=/nonexistent-batchctl-socket-dir&connect_timeout=2"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from uuid import UUID
 
 import psycopg
 
+from clitools import batchctl_command
 from simulator import API_KEY, API_SECRET
 
 AGENT = "test-agent"
@@ -24,15 +24,11 @@ AGENT = "test-agent"
 FAST = ("--poll-interval", "0.2", "--sweep-every", "0.3", "--lease", "2")
 
 
-def batchctl(database_url: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "batchctl", "--database-url", database_url, *args]
-
-
 def daemon_command(
     database_url: str, livekit_url: str, *extra: str, secret: str = API_SECRET
 ) -> list[str]:
     """``batchctl daemon`` against the LiveKit at ``livekit_url`` (the tests' simulator)."""
-    return batchctl(database_url, "daemon",
+    return batchctl_command(database_url, "daemon",
         "--livekit-url", livekit_url, "--livekit-api-key", API_KEY,
         "--livekit-api-secret", secret, "--agent-name", AGENT,
         "--log-level", "DEBUG", *FAST, *extra,

@@ -7,8 +7,7 @@ with run_simulator(db_url, Scenario.from_dict({...})) as sim:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from batchctl.config import LiveKitCredentials
@@ -19,7 +18,7 @@ from batchctl.sim.threaded import run_simulator as run_in_thread
 API_KEY = "batchctl-test-key"
 API_SECRET = "batchctl-test-secret-0123456789abcdef"  # >= 32 bytes, as LiveKit requires
 
-__all__ = ["API_KEY", "API_SECRET", "RunningSimulator", "run_simulator", "wait_until"]
+__all__ = ["API_KEY", "API_SECRET", "RunningSimulator", "run_simulator"]
 
 
 @contextmanager
@@ -37,14 +36,3 @@ def run_simulator(
         database_url, scenario, credentials, webhook_url=webhook_url, port=port
     ) as sim:
         yield sim
-
-
-def wait_until(
-    predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01, what: str = ""
-) -> None:
-    """Polls ``predicate`` until it is truthy; fails the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)

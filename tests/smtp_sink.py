@@ -8,7 +8,6 @@ message for a while before accepting it (to catch a sender mid-send).
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -19,6 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from batchctl.config import SmtpSettings
+from ports import free_port
 
 HOST = "127.0.0.1"
 
@@ -31,12 +31,6 @@ class Received:
     login: str | None  # the user that authenticated, if any
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class SmtpSink:
     """The server and, as aiosmtpd's handler, what it answers (handle_RCPT / handle_DATA)."""
@@ -45,7 +39,7 @@ class SmtpSink:
     temporary_failures: int = 0  # the next N messages get "451 try again later"
     refuse: set[str] = field(default_factory=set)  # recipients answered "550 no such mailbox"
     hold_s: float = 0.0  # wait this long before accepting a message
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _controller: Controller | None = None

@@ -17,10 +17,12 @@ from batchctl.embedded import start_embedded
 from batchctl.migrate import upgrade
 from batchctl.sim import Scenario
 from batchctl.webhook import PATH
+from clitools import batchctl_command
 from invariants import assert_invariants
+from polling import wait_until
 from ports import free_port
-from services import Service, batchctl, daemon_command, running, wait_finished
-from simulator import RunningSimulator, run_simulator, wait_until
+from services import Service, daemon_command, running, wait_finished
+from simulator import RunningSimulator, run_simulator
 from sqlapi import ENTRY_FOR_CALL, SqlApi, phones
 
 QUICK_CALLS = {
@@ -331,7 +333,7 @@ def test_a_call_whose_agent_died_gets_its_outcome_from_webhooks(
     batch = api.create_batch(tenant, rows, {"ongoing_timeout_s": 3600})
     with run_simulator(db_url, scenario) as sim:
         receiver = Service(
-            batchctl(
+            batchctl_command(
                 db_url, "webhook", "--port", str(port), "--grace", "0.2",
                 "--livekit-api-key", sim.api_key, "--livekit-api-secret", sim.api_secret,
             ),

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from batchctl.cli import cli
 from batchctl.database import conninfo_params
 from batchctl.migrate import ADVISORY_LOCK_KEY, UpgradeError, status, upgrade
 from pgtools import wait_until_unused
+from polling import wait_until
 from schema_snapshot import schema_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,14 +41,6 @@ def snapshot(url: str) -> dict[str, dict[str, tuple[Any, ...]]]:
 
 def dbname(url: str) -> str:
     return conninfo_params(url)["dbname"]
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_second_upgrade_applies_nothing_and_changes_nothing(
@@ -104,7 +95,7 @@ def test_concurrent_upgrades_run_one_after_the_other(empty_db_url: str, db_url: 
             ).fetchone()
             return waiting is not None and waiting[0] == 2
 
-        wait_for(both_waiting, "both upgrades to wait for the lock")
+        wait_until(both_waiting, timeout=30, what="both upgrades to wait for the lock")
     # Closing the holder's session released the lock.
     outputs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):

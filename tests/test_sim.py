@@ -36,8 +36,9 @@ from batchctl.identifiers import call_log_id
 from batchctl.procedures import Procedures
 from batchctl.sim import Scenario, ScenarioError
 from batchctl.webhook import PATH, Webhooks, serve
+from polling import wait_until
 from ports import free_port
-from simulator import API_KEY, API_SECRET, RunningSimulator, run_simulator, wait_until
+from simulator import API_KEY, API_SECRET, RunningSimulator, run_simulator
 from sqlapi import Claim, SqlApi, phones
 
 T = TypeVar("T")
