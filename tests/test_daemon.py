@@ -22,7 +22,7 @@ from invariants import assert_invariants
 from polling import wait_until
 from ports import free_port
 from services import Service, daemon_command, running, wait_finished
-from simulator import RunningSimulator, run_simulator
+from simulator import assert_one_dispatch_per_attempt, run_simulator
 from sqlapi import ENTRY_FOR_CALL, SqlApi, phones
 
 QUICK_CALLS = {
@@ -54,13 +54,6 @@ def calls_by_phone(conn: psycopg.Connection[Any]) -> dict[str, list[dict[str, An
     for row in rows:
         by_phone.setdefault(row["to_phone"], []).append(row)
     return by_phone
-
-
-def assert_one_dispatch_per_attempt(sim: RunningSimulator, conn: psycopg.Connection[Any]) -> None:
-    rooms = {r["room_name"] for r in conn.execute("select room_name from batchctl.call_logs")}
-    per_room = sim.stats().dispatches_per_room
-    assert set(per_room) == rooms, "a dispatch without a call log, or a call log without one"
-    assert set(per_room.values()) == {1}, {r: n for r, n in per_room.items() if n != 1}
 
 
 def test_200_entries_of_3_tenants_run_to_completion_within_caps(
