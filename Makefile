@@ -26,5 +26,11 @@ lint: install
 	$(BIN)/ruff check batchctl tests bench
 	$(BIN)/ruff format --check batchctl tests bench
 
+# Every benchmark, figures and same-run ratios printed (bench/RESULTS.md has a recorded run).
 bench: install
+	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python bench/lifecycle.py
+	$(BIN)/python bench/peer.py
+	$(BIN)/python bench/dispatch_latency.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/report_build.py

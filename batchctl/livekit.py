@@ -112,16 +112,16 @@ class LiveKitGateway:
         async with asyncio.timeout(self._request_timeout):
             return await request
 
-    async def dispatch(self, room: str, agent_name: str, metadata: dict[str, Any]) -> Dispatched:
-        """Dispatch ``agent_name`` to ``room`` unless that room already has it."""
-        # Rooms first: a self-hosted LiveKit answers ListDispatch for a room that does not
-        # exist with `unavailable` (after a timeout) rather than an empty list.
-        rooms = await self._timed(self.client.room.list_rooms(api.ListRoomsRequest(names=[room])))
-        if rooms.rooms:
-            dispatches = await self._timed(self.client.agent_dispatch.list_dispatch(room_name=room))
-            for existing in dispatches:
-                if existing.agent_name == agent_name:
-                    return Dispatched(existing.id, adopted=True)
+    async def dispatch(
+        self, room: str, agent_name: str, metadata: dict[str, Any], *, may_exist: bool
+    ) -> Dispatched:
+        """Dispatch ``agent_name`` to ``room`` unless that room already has it. Only a room that
+        ``may_exist`` (an earlier claim of the same attempt was never acknowledged) is looked
+        for first: that look-up is a round trip on the path from a freed slot to the next call."""
+        if may_exist:
+            existing = await self._existing_dispatch(room, agent_name)
+            if existing is not None:
+                return Dispatched(existing, adopted=True)
         created = await self._timed(
             self.client.agent_dispatch.create_dispatch(
                 api.CreateAgentDispatchRequest(
@@ -130,6 +130,17 @@ class LiveKitGateway:
             )
         )
         return Dispatched(created.id, adopted=False)
+
+    async def _existing_dispatch(self, room: str, agent_name: str) -> str | None:
+        # Rooms first: a self-hosted LiveKit answers ListDispatch for a room that does not
+        # exist with `unavailable` (after a timeout) rather than an empty list.
+        rooms = await self._timed(self.client.room.list_rooms(api.ListRoomsRequest(names=[room])))
+        if rooms.rooms:
+            dispatches = await self._timed(self.client.agent_dispatch.list_dispatch(room_name=room))
+            for existing in dispatches:
+                if existing.agent_name == agent_name:
+                    return str(existing.id)
+        return None
 
     async def reachable(self) -> bool:
         """Whether LiveKit answers at all (a refusal is an answer: dispatching will say why)."""

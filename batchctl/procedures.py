@@ -43,6 +43,8 @@ class Claim:
     attempt: int
     room_name: str
     options: dict[str, Any]
+    # A claim of this attempt came back unacknowledged before: LiveKit may have its room.
+    dispatch_unconfirmed: bool
 
 
 @dataclass(frozen=True)

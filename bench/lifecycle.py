@@ -148,12 +148,13 @@ def lifecycle_worker(url: str, worker: str, seconds: float, ready: Any) -> Worke
             claims = conn.execute(
                 "SELECT entry_id, room_name FROM batchctl.claim_entries(%s, 10, 60)", (worker,)
             ).fetchall()
-            res.txns += 1
             if not claims:
-                # Another claimer holds the tenants' locks (SKIP LOCKED) or caps are reached.
+                # Another claimer holds the tenants' locks (SKIP LOCKED) or caps are reached:
+                # not a step of any lifecycle, so not counted as a lifecycle transaction.
                 res.empty_claims += 1
                 time.sleep(0.002)
                 continue
+            res.txns += 1
             calls = [
                 one(conn, "SELECT batchctl.mark_dispatched(%s, %s, %s)", e, room, "d-" + room)
                 for e, room in claims

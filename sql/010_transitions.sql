@@ -1,88 +1,76 @@
 -- The transition rules: every allowed status change of batches, entries and calls, and the
 -- mapping from a call's outcome to its entry's status. The triggers in sql/03x enforce these on
 -- every write, whoever makes it; docs/state-machine.md draws them.
+--
+-- These are SQL-standard bodies (RETURN ...) with every name schema-qualified: they are bound
+-- when created and look nothing up by search_path when called, so unlike every other function
+-- they carry no SET search_path, and without a SET clause PostgreSQL inlines them into the
+-- statements and triggers that call them (a SET would make each call a function call with a
+-- setting saved and restored: several per transition, on the hottest path).
 
 CREATE OR REPLACE FUNCTION batchctl.batch_transition_allowed(
     p_from batchctl.batch_status, p_to batchctl.batch_status)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
-AS $$
-    SELECT CASE p_from
-        WHEN 'pending' THEN p_to IN ('running', 'cancelled', 'failed')
-        -- paused -> completed: every entry became terminal while paused (e.g. cancelled singly).
-        WHEN 'running' THEN p_to IN ('paused', 'completed', 'cancelled', 'failed')
-        WHEN 'paused'  THEN p_to IN ('running', 'completed', 'cancelled', 'failed')
-        ELSE false  -- completed, cancelled, failed are terminal
-    END
-$$;
+RETURN CASE p_from
+    WHEN 'pending' THEN p_to IN ('running', 'cancelled', 'failed')
+    -- paused -> completed: every entry became terminal while paused (e.g. cancelled singly).
+    WHEN 'running' THEN p_to IN ('paused', 'completed', 'cancelled', 'failed')
+    WHEN 'paused'  THEN p_to IN ('running', 'completed', 'cancelled', 'failed')
+    ELSE false  -- completed, cancelled, failed are terminal
+END;
 
 CREATE OR REPLACE FUNCTION batchctl.entry_transition_allowed(
     p_from batchctl.entry_status, p_to batchctl.entry_status)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
-AS $$
-    SELECT CASE p_from
-        WHEN 'queued'     THEN p_to IN ('running', 'cancelled')
-        -- running -> queued: dispatch failed and is retryable, or the claim's lease expired.
-        WHEN 'running'    THEN p_to IN ('dispatched', 'queued', 'failed', 'cancelled')
-        -- dispatched -> queued: never picked up (sweep) or a retry policy matched the outcome.
-        WHEN 'dispatched' THEN p_to IN ('completed', 'failed', 'declined', 'cancelled', 'queued')
-        ELSE false  -- completed, failed, declined, cancelled are terminal
-    END
-$$;
+RETURN CASE p_from
+    WHEN 'queued'     THEN p_to IN ('running', 'cancelled')
+    -- running -> queued: dispatch failed and is retryable, or the claim's lease expired.
+    WHEN 'running'    THEN p_to IN ('dispatched', 'queued', 'failed', 'cancelled')
+    -- dispatched -> queued: never picked up (sweep) or a retry policy matched the outcome.
+    WHEN 'dispatched' THEN p_to IN ('completed', 'failed', 'declined', 'cancelled', 'queued')
+    ELSE false  -- completed, failed, declined, cancelled are terminal
+END;
 
 CREATE OR REPLACE FUNCTION batchctl.call_status_rank(p_status batchctl.call_status)
 RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
-AS $$
-    SELECT CASE p_status WHEN 'in_queue' THEN 0 WHEN 'ringing' THEN 1 WHEN 'ongoing' THEN 2 ELSE 3 END
-$$;
+RETURN CASE p_status WHEN 'in_queue' THEN 0 WHEN 'ringing' THEN 1 WHEN 'ongoing' THEN 2 ELSE 3 END;
 
 -- Calls only move forward (in_queue -> ringing -> ongoing -> a terminal status; steps may be
 -- skipped) and never leave a terminal status.
 CREATE OR REPLACE FUNCTION batchctl.call_transition_allowed(
     p_from batchctl.call_status, p_to batchctl.call_status)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
-AS $$
-    SELECT call_status_rank(p_from) < 3 AND call_status_rank(p_to) > call_status_rank(p_from)
-$$;
+RETURN batchctl.call_status_rank(p_from) < 3
+   AND batchctl.call_status_rank(p_to) > batchctl.call_status_rank(p_from);
 
 CREATE OR REPLACE FUNCTION batchctl.is_terminal(p_status batchctl.batch_status)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
-AS $$ SELECT p_status IN ('completed', 'cancelled', 'failed') $$;
+RETURN p_status IN ('completed', 'cancelled', 'failed');
 
 CREATE OR REPLACE FUNCTION batchctl.is_terminal(p_status batchctl.entry_status)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
-AS $$ SELECT p_status IN ('completed', 'failed', 'declined', 'cancelled') $$;
+RETURN p_status IN ('completed', 'failed', 'declined', 'cancelled');
 
 CREATE OR REPLACE FUNCTION batchctl.is_terminal(p_status batchctl.call_status)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
-AS $$ SELECT call_status_rank(p_status) = 3 $$;
+RETURN batchctl.call_status_rank(p_status) = 3;
 
 -- The entry status a call's status stands for ('dispatched' while the call is live).
 CREATE OR REPLACE FUNCTION batchctl.entry_status_for_call(p_status batchctl.call_status)
 RETURNS batchctl.entry_status LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
-AS $$
-    SELECT CASE
-        WHEN p_status IN ('in_queue', 'ringing', 'ongoing') THEN 'dispatched'
-        WHEN p_status IN ('ended', 'completed') THEN 'completed'
-        WHEN p_status IN ('failed', 'error', 'not_reachable') THEN 'failed'
-        WHEN p_status IN ('declined', 'rejected', 'no_answer', 'busy', 'voicemail') THEN 'declined'
-        ELSE 'cancelled'
-    END::batchctl.entry_status
-$$;
+RETURN CASE
+    WHEN p_status IN ('in_queue', 'ringing', 'ongoing') THEN 'dispatched'
+    WHEN p_status IN ('ended', 'completed') THEN 'completed'
+    WHEN p_status IN ('failed', 'error', 'not_reachable') THEN 'failed'
+    WHEN p_status IN ('declined', 'rejected', 'no_answer', 'busy', 'voicemail') THEN 'declined'
+    ELSE 'cancelled'
+END::batchctl.entry_status;
 
 -- Deterministic per (entry, attempt): a daemon that crashed after LiveKit accepted a dispatch
 -- finds the same room on re-claim and adopts it instead of dialling again.
 CREATE OR REPLACE FUNCTION batchctl.room_name(p_entry_id uuid, p_attempt integer)
 RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
-AS $$ SELECT 'batchctl-' || p_entry_id || '-' || p_attempt $$;
+RETURN 'batchctl-' || p_entry_id || '-' || p_attempt;
 
 -- The call log of a room: a UUID v3 (RFC 4122, name-based) of the room name, so the daemon can
 -- hand it to the voice agent in the dispatch metadata before the call log exists, and a webhook

@@ -17,10 +17,10 @@ RETURNS void LANGUAGE sql VOLATILE
 SET search_path = batchctl, pg_catalog
 AS $$ SELECT set_config('batchctl.reason', coalesce(p_reason, ''), true) $$;
 
+-- (A SQL-standard body without SET, like the rules in sql/010: inlined into every event insert.)
 CREATE OR REPLACE FUNCTION batchctl.current_reason()
 RETURNS text LANGUAGE sql STABLE
-SET search_path = batchctl, pg_catalog
-AS $$ SELECT coalesce(nullif(current_setting('batchctl.reason', true), ''), 'direct update') $$;
+RETURN coalesce(nullif(pg_catalog.current_setting('batchctl.reason', true), ''), 'direct update');
 
 CREATE OR REPLACE FUNCTION batchctl.lock_batches(p_batch_ids uuid[])
 RETURNS void LANGUAGE sql VOLATILE
@@ -28,6 +28,20 @@ SET search_path = batchctl, pg_catalog
 AS $$
     SELECT count(*) FROM (
         SELECT 1 FROM batchctl.batches WHERE id = ANY (p_batch_ids) ORDER BY id FOR NO KEY UPDATE
+    ) locked
+$$;
+
+-- The same for batches of one tenant, named with it: on a database distributed by tenant
+-- (docs/scale-out.md) this lock goes to the tenant's shard only, where lock_batches' would have to
+-- visit every shard.
+CREATE OR REPLACE FUNCTION batchctl.lock_tenant_batches(p_tenant_id uuid, p_batch_ids uuid[])
+RETURNS void LANGUAGE sql VOLATILE
+SET search_path = batchctl, pg_catalog
+AS $$
+    SELECT count(*) FROM (
+        SELECT 1 FROM batchctl.batches
+         WHERE tenant_id = p_tenant_id AND id = ANY (p_batch_ids)
+         ORDER BY id FOR NO KEY UPDATE
     ) locked
 $$;
 

@@ -3,6 +3,14 @@
 -- triggers keep: concurrent final reports serialise on this row, and exactly one of them sees
 -- the last pending entry go.
 
+-- True only while prune() (sql/065_retention.sql) runs: its SET clause turns the setting on for
+-- the call and back off when it returns. It lets prune delete events and single entries, and
+-- take those entries out of a finished batch's counters.
+CREATE OR REPLACE FUNCTION batchctl.pruning()
+RETURNS boolean LANGUAGE sql STABLE
+SET search_path = batchctl, pg_catalog
+AS $$ SELECT coalesce(current_setting('batchctl.pruning', true), '') = 'on' $$;
+
 CREATE OR REPLACE FUNCTION batchctl.batches_before_update()
 RETURNS trigger LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog
@@ -11,6 +19,17 @@ DECLARE
     v_pending integer := NEW.queued_count + NEW.running_count + NEW.dispatched_count;
 BEGIN
     IF OLD.finished_at IS NOT NULL THEN
+        -- prune() takes the entries it deletes out of the counters (entries_counted), so
+        -- they stay true for what is left; nothing else of a finished batch ever changes.
+        DECLARE
+            v_counters CONSTANT text[] := '{total, queued_count, running_count, dispatched_count,
+                                            completed_count, failed_count, declined_count,
+                                            cancelled_count}';
+        BEGIN
+            IF pruning() AND to_jsonb(NEW) - v_counters = to_jsonb(OLD) - v_counters THEN
+                RETURN NEW;
+            END IF;
+        END;
         RAISE EXCEPTION 'batch % finished at % and cannot change', OLD.id, OLD.finished_at
             USING ERRCODE = 'BC003';
     END IF;
@@ -85,12 +104,16 @@ CREATE OR REPLACE TRIGGER batches_after_insert AFTER INSERT ON batchctl.batches
 CREATE OR REPLACE TRIGGER batches_after_update AFTER UPDATE ON batchctl.batches
     FOR EACH ROW EXECUTE FUNCTION batchctl.batches_after_update();
 
--- events is an append-only audit.
+-- events is an append-only audit: UPDATE and TRUNCATE are always refused, and DELETE is too,
+-- except by prune(), which deletes a pruned object's events with the object.
 CREATE OR REPLACE FUNCTION batchctl.events_append_only()
 RETURNS trigger LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog
 AS $$
 BEGIN
+    IF TG_OP = 'DELETE' AND pruning() THEN
+        RETURN NULL;
+    END IF;
     RAISE EXCEPTION 'events is append-only: % is not allowed', TG_OP USING ERRCODE = 'BC003';
 END
 $$;

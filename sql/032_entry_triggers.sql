@@ -2,34 +2,6 @@
 -- entries costs one guard query, one event insert, one counter update per batch and one NOTIFY
 -- per batch, not 50 of each.
 
-CREATE OR REPLACE FUNCTION batchctl.entries_after_insert()
-RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
-AS $$
-BEGIN
-    UPDATE batches b
-       SET total = b.total + d.n,
-           queued_count = b.queued_count + d.queued,
-           running_count = b.running_count + d.running,
-           dispatched_count = b.dispatched_count + d.dispatched,
-           completed_count = b.completed_count + d.completed,
-           failed_count = b.failed_count + d.failed,
-           declined_count = b.declined_count + d.declined,
-           cancelled_count = b.cancelled_count + d.cancelled
-      FROM (SELECT batch_id, count(*) AS n,
-                   count(*) FILTER (WHERE status = 'queued') AS queued,
-                   count(*) FILTER (WHERE status = 'running') AS running,
-                   count(*) FILTER (WHERE status = 'dispatched') AS dispatched,
-                   count(*) FILTER (WHERE status = 'completed') AS completed,
-                   count(*) FILTER (WHERE status = 'failed') AS failed,
-                   count(*) FILTER (WHERE status = 'declined') AS declined,
-                   count(*) FILTER (WHERE status = 'cancelled') AS cancelled
-              FROM new_entries GROUP BY batch_id) d
-     WHERE b.id = d.batch_id;
-    RETURN NULL;
-END
-$$;
-
 CREATE OR REPLACE FUNCTION batchctl.entries_after_update()
 RETURNS trigger LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog
@@ -70,7 +42,7 @@ BEGIN
            cancelled_count = b.cancelled_count + d.cancelled,
            -- Claims raise running: remember when the batch was last served, for fair claims.
            last_claimed_at = CASE WHEN d.running > 0 THEN clock_timestamp() ELSE b.last_claimed_at END
-      FROM (SELECT n.batch_id,
+      FROM (SELECT n.tenant_id, n.batch_id,
                    count(*) FILTER (WHERE n.status = 'queued') - count(*) FILTER (WHERE o.status = 'queued') AS queued,
                    count(*) FILTER (WHERE n.status = 'running') - count(*) FILTER (WHERE o.status = 'running') AS running,
                    count(*) FILTER (WHERE n.status = 'dispatched') - count(*) FILTER (WHERE o.status = 'dispatched') AS dispatched,
@@ -80,8 +52,8 @@ BEGIN
                    count(*) FILTER (WHERE n.status = 'cancelled') AS cancelled
               FROM old_entries o JOIN new_entries n USING (id)
              WHERE o.status <> n.status
-             GROUP BY n.batch_id) d
-     WHERE b.id = d.batch_id;
+             GROUP BY n.tenant_id, n.batch_id) d
+     WHERE b.id = d.batch_id AND b.tenant_id = d.tenant_id;
 
     -- Wake the dispatcher where work became claimable or a call slot was freed.
     PERFORM pg_notify('batchctl_dispatch',
@@ -108,7 +80,7 @@ DECLARE
     v_batch_status batch_status;
 BEGIN
     NEW.dispatch_unconfirmed := NEW.dispatch_unconfirmed OR OLD.status = 'running';
-    SELECT status INTO v_batch_status FROM batches WHERE id = NEW.batch_id;
+    SELECT status INTO v_batch_status FROM batches WHERE id = NEW.batch_id AND tenant_id = NEW.tenant_id;
     IF is_terminal(v_batch_status) THEN
         NEW.last_error := 'batch_' || v_batch_status;
     ELSIF NEW.cancel_requested THEN
@@ -125,23 +97,59 @@ BEGIN
 END
 $$;
 
--- Entries leave only with their batch (ON DELETE CASCADE, which runs at trigger depth > 1):
--- deleting one alone would break "counters = real counts".
+-- Entries leave only with their batch (ON DELETE CASCADE, which runs at trigger depth > 1) or
+-- through prune() (sql/065), which deletes those of finished batches a few at a time. Deleting
+-- entries of a live batch would pull them from under its calls and its completion.
 CREATE OR REPLACE FUNCTION batchctl.entries_before_delete()
 RETURNS trigger LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog
 AS $$
 BEGIN
-    IF pg_trigger_depth() = 1 THEN
-        RAISE EXCEPTION 'batch entries are deleted only with their batch' USING ERRCODE = 'BC003';
+    IF pg_trigger_depth() = 1 AND NOT pruning() THEN
+        RAISE EXCEPTION 'batch entries are deleted only with their batch or by prune()'
+            USING ERRCODE = 'BC003';
     END IF;
     RETURN NULL;
 END
 $$;
 
+-- Entries inserted join their batch's counters and total; entries deleted leave them, so
+-- "counters = real counts" holds at every commit, also while prune() takes a big batch apart over
+-- several calls (after a batch's own delete cascades here its row is gone: nothing to update).
+-- Both triggers name their transition table changed_entries.
+CREATE OR REPLACE FUNCTION batchctl.entries_counted()
+RETURNS trigger LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_sign integer := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
+BEGIN
+    UPDATE batches b
+       SET total = b.total + v_sign * d.n,
+           queued_count = b.queued_count + v_sign * d.queued,
+           running_count = b.running_count + v_sign * d.running,
+           dispatched_count = b.dispatched_count + v_sign * d.dispatched,
+           completed_count = b.completed_count + v_sign * d.completed,
+           failed_count = b.failed_count + v_sign * d.failed,
+           declined_count = b.declined_count + v_sign * d.declined,
+           cancelled_count = b.cancelled_count + v_sign * d.cancelled
+      FROM (SELECT tenant_id, batch_id, count(*) AS n,
+                   count(*) FILTER (WHERE status = 'queued') AS queued,
+                   count(*) FILTER (WHERE status = 'running') AS running,
+                   count(*) FILTER (WHERE status = 'dispatched') AS dispatched,
+                   count(*) FILTER (WHERE status = 'completed') AS completed,
+                   count(*) FILTER (WHERE status = 'failed') AS failed,
+                   count(*) FILTER (WHERE status = 'declined') AS declined,
+                   count(*) FILTER (WHERE status = 'cancelled') AS cancelled
+              FROM changed_entries GROUP BY tenant_id, batch_id) d
+     WHERE b.id = d.batch_id AND b.tenant_id = d.tenant_id;
+    RETURN NULL;
+END
+$$;
+
 CREATE OR REPLACE TRIGGER entries_after_insert AFTER INSERT ON batchctl.batch_entries
-    REFERENCING NEW TABLE AS new_entries
-    FOR EACH STATEMENT EXECUTE FUNCTION batchctl.entries_after_insert();
+    REFERENCING NEW TABLE AS changed_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION batchctl.entries_counted();
 CREATE OR REPLACE TRIGGER entries_after_update AFTER UPDATE ON batchctl.batch_entries
     REFERENCING OLD TABLE AS old_entries NEW TABLE AS new_entries
     FOR EACH STATEMENT EXECUTE FUNCTION batchctl.entries_after_update();
@@ -150,3 +158,8 @@ CREATE OR REPLACE TRIGGER entries_before_requeue BEFORE UPDATE ON batchctl.batch
     EXECUTE FUNCTION batchctl.entries_before_requeue();
 CREATE OR REPLACE TRIGGER entries_before_delete BEFORE DELETE ON batchctl.batch_entries
     FOR EACH STATEMENT EXECUTE FUNCTION batchctl.entries_before_delete();
+CREATE OR REPLACE TRIGGER entries_after_delete AFTER DELETE ON batchctl.batch_entries
+    REFERENCING OLD TABLE AS changed_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION batchctl.entries_counted();
+-- Replaced by entries_counted (the triggers above no longer use it).
+DROP FUNCTION IF EXISTS batchctl.entries_after_insert();

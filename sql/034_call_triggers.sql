@@ -56,6 +56,10 @@ BEGIN
       FROM old_calls o JOIN new_calls n USING (id)
      WHERE o.status <> n.status;
 
+    IF NOT EXISTS (SELECT 1 FROM new_calls WHERE is_terminal(status)) THEN
+        RETURN NULL;  -- ringing, ongoing: the entry stays dispatched
+    END IF;
+
     -- The entry follows its current call. A retryable outcome (retry_on / retry_policy) with
     -- attempts left re-queues it after the delay, unless the batch is stopped, the entry's
     -- cancel was asked for, or the retry would land after end_at. Attempts never picked up (sweep's re-dispatches, retry_count)
@@ -73,8 +77,8 @@ BEGIN
            updated_at = now()
       FROM old_calls o
       JOIN new_calls n USING (id)
-      JOIN batches b ON b.id = n.batch_id
-      JOIN batch_entries cur ON cur.id = n.entry_id
+      JOIN batches b ON b.id = n.batch_id AND b.tenant_id = n.tenant_id
+      JOIN batch_entries cur ON cur.id = n.entry_id AND cur.tenant_id = n.tenant_id
       CROSS JOIN LATERAL (
           SELECT b.options -> 'retry_policy' -> (n.status::text) AS policy
       ) p
@@ -93,7 +97,7 @@ BEGIN
                  AND (b.options ->> 'end_at' IS NULL
                       OR now() + d.delay < (b.options ->> 'end_at')::timestamptz) AS retry
       ) r
-     WHERE e.id = n.entry_id
+     WHERE e.id = n.entry_id AND e.tenant_id = n.tenant_id
        AND e.call_log_id = n.id
        AND e.status = 'dispatched'
        AND o.status <> n.status

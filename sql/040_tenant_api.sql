@@ -43,10 +43,14 @@ BEGIN
     END IF;
     INSERT INTO dnc_numbers (tenant_id, phone) VALUES (p_tenant_id, p_phone) ON CONFLICT DO NOTHING;
 
-    SELECT array_agg(DISTINCT batch_id) INTO v_batch_ids FROM batch_entries
-     WHERE tenant_id = p_tenant_id AND to_phone = p_phone AND status IN ('queued', 'running');
+    -- One probe of (batch, number) per unfinished batch of the tenant: no index by number
+    -- alone is kept for this rare call (each would cost every entry transition a write).
+    SELECT array_agg(e.batch_id) INTO v_batch_ids
+      FROM batches b
+      JOIN batch_entries e ON e.batch_id = b.id AND e.to_phone = p_phone AND e.tenant_id = b.tenant_id
+     WHERE b.tenant_id = p_tenant_id AND b.finished_at IS NULL AND e.status IN ('queued', 'running');
     IF v_batch_ids IS NOT NULL THEN
-        PERFORM lock_batches(v_batch_ids);
+        PERFORM lock_tenant_batches(p_tenant_id, v_batch_ids);
         PERFORM set_reason('add_dnc');
         UPDATE batch_entries
            SET status = 'cancelled', last_error = 'dnc', claimed_by = NULL, lease_expires_at = NULL,
@@ -152,7 +156,7 @@ BEGIN
        SET duplicates = v_rows - v_distinct,
            dnc_skipped = v_distinct - v_inserted,
            status = CASE WHEN (v_options ->> 'autostart')::boolean THEN 'running' ELSE status END
-     WHERE id = v_batch_id;
+     WHERE id = v_batch_id AND tenant_id = p_tenant_id;
     RETURN v_batch_id;
 END
 $$;
@@ -174,7 +178,7 @@ BEGIN
             USING ERRCODE = 'BC003';
     END IF;
     PERFORM set_reason(p_action);
-    UPDATE batches SET status = p_to WHERE id = p_batch_id;
+    UPDATE batches SET status = p_to WHERE id = p_batch_id AND tenant_id = p_tenant_id;
 END
 $$;
 
@@ -215,15 +219,19 @@ BEGIN
     PERFORM set_reason(concat_ws(': ', CASE p_status WHEN 'cancelled' THEN 'cancel_batch' ELSE 'fail_batch' END,
                                  p_reason));
     -- The batch leaves running first, so cancelling its last queued entries cannot complete it.
-    UPDATE batches SET status = p_status, cancel_reason = p_reason WHERE id = p_batch_id;
+    UPDATE batches SET status = p_status, cancel_reason = p_reason
+     WHERE id = p_batch_id AND tenant_id = p_tenant_id;
     UPDATE batch_entries
        SET status = 'cancelled', last_error = 'batch_' || p_status, claimed_by = NULL,
            lease_expires_at = NULL, updated_at = now()
-     WHERE batch_id = p_batch_id AND status IN ('queued', 'running');
+     -- Two arms, not IN: each arm reads its own partial index (entries_claimable,
+     -- entries_in_flight), never the batch's history.
+     WHERE batch_id = p_batch_id AND tenant_id = p_tenant_id
+       AND (status = 'queued' OR status = 'running');
     GET DIAGNOSTICS v_cancelled = ROW_COUNT;
     PERFORM request_hangups(array_agg(e.call_log_id), 'batch_' || p_status)
        FROM batch_entries e
-      WHERE e.batch_id = p_batch_id AND e.status = 'dispatched';
+      WHERE e.batch_id = p_batch_id AND e.tenant_id = p_tenant_id AND e.status = 'dispatched';
     RETURN v_cancelled;
 END
 $$;
@@ -254,19 +262,20 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'entry % not found', p_entry_id USING ERRCODE = 'BC002';
     END IF;
-    PERFORM lock_batches(ARRAY[v_batch_id]);
+    PERFORM lock_tenant_batches(p_tenant_id, ARRAY[v_batch_id]);
     PERFORM set_reason('cancel_entry');
     UPDATE batch_entries
        SET status = 'cancelled', last_error = 'cancelled', claimed_by = NULL, lease_expires_at = NULL,
            updated_at = now()
-     WHERE id = p_entry_id AND status IN ('queued', 'running');
+     WHERE id = p_entry_id AND tenant_id = p_tenant_id AND status IN ('queued', 'running');
     IF FOUND THEN
         RETURN true;
     END IF;
     UPDATE batch_entries SET cancel_requested = true, updated_at = now()
-     WHERE id = p_entry_id AND status = 'dispatched';
+     WHERE id = p_entry_id AND tenant_id = p_tenant_id AND status = 'dispatched';
     PERFORM request_hangups(ARRAY[e.call_log_id], 'entry_cancelled')
-       FROM batch_entries e WHERE e.id = p_entry_id AND e.status = 'dispatched';
+       FROM batch_entries e
+      WHERE e.id = p_entry_id AND e.tenant_id = p_tenant_id AND e.status = 'dispatched';
     RETURN false;
 END
 $$;

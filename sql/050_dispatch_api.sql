@@ -6,16 +6,38 @@
 -- Concurrent claimers lock the tenants they serve (SKIP LOCKED), so two of them never fill the
 -- same tenant's free slots; the counters they read are committed by the previous holder.
 -- Fair: each batch contributes its next entries in order, and slots go round-robin (first entry
--- of every batch, then the second …), the least recently served batch first; tenants likewise.
+-- of every batch, then the second …), the least recently served batch first; tenants are taken
+-- in random order.
+-- dispatch_unconfirmed: a claim of this attempt came back unacknowledged before, so LiveKit may
+-- already have its room (the daemon looks before it dispatches; for any other claim it need not).
 CREATE OR REPLACE FUNCTION batchctl.claim_entries(
     p_worker text, p_limit integer DEFAULT 50, p_lease_seconds integer DEFAULT 60)
 RETURNS TABLE (entry_id uuid, batch_id uuid, tenant_id uuid, to_phone text, lead_name text,
-               context jsonb, attempt integer, room_name text, options jsonb)
+               context jsonb, attempt integer, room_name text, options jsonb,
+               dispatch_unconfirmed boolean)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog
 AS $$
 DECLARE
-    v_tenant_ids uuid[];
+    -- Tenants that look like they have both due work and a free slot (an unlocked read of the
+    -- counters, re-checked below), in random order, each with how many entries it could take
+    -- of its round-robin share of the claim.
+    c_tenants CURSOR FOR
+        SELECT t.id, least(w.takes, ceil(p_limit::numeric / w.tenants)) AS takes
+          FROM (SELECT b.tenant_id, count(*) OVER () AS tenants,
+                       least(tc.max_concurrent_calls - sum(b.running_count + b.dispatched_count),
+                             sum(b.queued_count) FILTER (WHERE b.status = 'running')) AS takes
+                  FROM batches b JOIN tenants tc ON tc.id = b.tenant_id
+                 WHERE b.finished_at IS NULL
+                 GROUP BY b.tenant_id, tc.max_concurrent_calls
+                HAVING sum(b.queued_count) FILTER (WHERE b.status = 'running') > 0
+                   AND sum(b.running_count + b.dispatched_count) < tc.max_concurrent_calls) w
+          JOIN tenants t ON t.id = w.tenant_id
+         ORDER BY random()
+           FOR NO KEY UPDATE OF t SKIP LOCKED;
+    v_tenant record;
+    v_takes bigint := 0;
+    v_tenant_ids uuid[] := '{}';
     v_entry_ids uuid[];
     v_batch_ids uuid[];
 BEGIN
@@ -29,21 +51,20 @@ BEGIN
         RAISE EXCEPTION 'p_lease_seconds: expected at least 1, got %', p_lease_seconds USING ERRCODE = 'BC001';
     END IF;
 
-    -- Lock only tenants that look like they have both due work and a free slot (an unlocked
-    -- read, re-checked below), in random order and no more than the limit can use, so that
-    -- concurrent claimers spread over different tenants instead of coming back empty.
-    SELECT array_agg(t.id) INTO v_tenant_ids FROM (
-        SELECT t.id FROM tenants t
-         WHERE t.id IN (SELECT b.tenant_id FROM batches b
-                         WHERE b.status = 'running' AND b.queued_count > 0)
-           AND t.max_concurrent_calls > (SELECT coalesce(sum(b.running_count + b.dispatched_count), 0)
-                                           FROM batches b
-                                          WHERE b.tenant_id = t.id AND b.finished_at IS NULL)
-         ORDER BY random()
-         LIMIT p_limit
-           FOR NO KEY UPDATE OF t SKIP LOCKED
-    ) t;
-    IF v_tenant_ids IS NULL THEN
+    -- Lock tenants one at a time (a cursor fetch locks one row), skipping those another claimer
+    -- holds, until the locked ones can take p_limit entries: concurrent claimers with small
+    -- limits then serve different tenants side by side instead of one locking them all and the
+    -- rest coming back empty.
+    OPEN c_tenants;
+    LOOP
+        FETCH c_tenants INTO v_tenant;
+        EXIT WHEN NOT FOUND;
+        v_tenant_ids := v_tenant_ids || v_tenant.id;
+        v_takes := v_takes + v_tenant.takes;
+        EXIT WHEN v_takes >= p_limit;
+    END LOOP;
+    CLOSE c_tenants;
+    IF v_takes = 0 THEN
         RETURN;
     END IF;
 
@@ -76,11 +97,14 @@ BEGIN
          CROSS JOIN LATERAL (
              SELECT e.id, e.to_phone, row_number() OVER (ORDER BY e.next_attempt_at, e.entry_index) AS rank_in_batch
                FROM batch_entries e
+              -- (No tenant_id here: it would draw the planner to the batch's whole-history
+              -- unique index instead of reading entries_claimable in order up to the LIMIT.)
               WHERE e.batch_id = bf.id AND e.status = 'queued' AND e.next_attempt_at <= now()
                 AND (bf.options -> 'call_window' = 'null'
                      OR in_call_window(bf.options -> 'call_window', coalesce(e.timezone, bf.timezone), now()))
                 -- Never two live calls to one number: it may sit in several of the tenant's batches,
                 -- and a queued entry whose last claim may have dialled keeps it busy too.
+                -- (The condition implies entries_busy_numbers' predicate: a probe of live rows.)
                 AND NOT EXISTS (SELECT 1 FROM batch_entries busy
                                  WHERE busy.tenant_id = e.tenant_id AND busy.to_phone = e.to_phone
                                    AND (busy.status IN ('running', 'dispatched')
@@ -120,9 +144,9 @@ BEGIN
            lease_expires_at = now() + make_interval(secs => p_lease_seconds), updated_at = now()
       FROM unnest(v_entry_ids) AS chosen (id)
       JOIN batches b ON b.id = ANY (v_batch_ids) AND b.status = 'running'
-     WHERE e.id = chosen.id AND e.status = 'queued' AND e.batch_id = b.id
+     WHERE e.id = chosen.id AND e.status = 'queued' AND e.batch_id = b.id AND e.tenant_id = b.tenant_id
     RETURNING e.id, e.batch_id, e.tenant_id, e.to_phone, e.lead_name, e.context, e.attempts + 1,
-              batchctl.room_name(e.id, e.attempts + 1), b.options;
+              batchctl.room_name(e.id, e.attempts + 1), b.options, e.dispatch_unconfirmed;
 END
 $$;
 
@@ -142,11 +166,17 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'entry % not found', p_entry_id USING ERRCODE = 'BC002';
     END IF;
-    PERFORM lock_batches(ARRAY[v_entry.batch_id]);
-    SELECT * INTO v_entry FROM batch_entries WHERE id = p_entry_id FOR UPDATE;
+    -- From here on every statement names the entry's tenant (routable when distributed by it).
+    PERFORM lock_tenant_batches(v_entry.tenant_id, ARRAY[v_entry.batch_id]);
+    SELECT * INTO v_entry FROM batch_entries
+     WHERE id = p_entry_id AND tenant_id = v_entry.tenant_id FOR UPDATE;
+    IF NOT FOUND THEN  -- pruned (sql/065) while we waited for the lock
+        RAISE EXCEPTION 'entry % not found', p_entry_id USING ERRCODE = 'BC002';
+    END IF;
 
     IF v_entry.status = 'dispatched' THEN
-        SELECT id INTO v_call_id FROM call_logs WHERE id = v_entry.call_log_id AND room_name = p_room_name;
+        SELECT id INTO v_call_id FROM call_logs
+         WHERE id = v_entry.call_log_id AND tenant_id = v_entry.tenant_id AND room_name = p_room_name;
         IF FOUND THEN
             RETURN v_call_id;  -- a repeated acknowledgement of the same dispatch
         END IF;
@@ -168,7 +198,7 @@ BEGIN
     UPDATE batch_entries
        SET status = 'dispatched', attempts = attempts + 1, call_log_id = v_call_id,
            lease_expires_at = NULL, last_error = NULL, dispatch_unconfirmed = false, updated_at = now()
-     WHERE id = p_entry_id;
+     WHERE id = p_entry_id AND tenant_id = v_entry.tenant_id;
     RETURN v_call_id;
 END
 $$;
@@ -183,14 +213,15 @@ RETURNS text LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog
 AS $$
 DECLARE
+    v_tenant_id uuid;
     v_batch_id uuid;
     v_status entry_status;
 BEGIN
-    SELECT batch_id INTO v_batch_id FROM batch_entries WHERE id = p_entry_id;
+    SELECT tenant_id, batch_id INTO v_tenant_id, v_batch_id FROM batch_entries WHERE id = p_entry_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'entry % not found', p_entry_id USING ERRCODE = 'BC002';
     END IF;
-    PERFORM lock_batches(ARRAY[v_batch_id]);
+    PERFORM lock_tenant_batches(v_tenant_id, ARRAY[v_batch_id]);
     PERFORM set_reason('mark_dispatch_failed');
     UPDATE batch_entries
        SET status = CASE WHEN coalesce(p_retryable, true) AND dispatch_failures < 4 THEN 'queued'
@@ -199,10 +230,10 @@ BEGIN
            next_attempt_at = now() + make_interval(secs => 5 * 2 ^ dispatch_failures),
            last_error = coalesce(p_error, 'dispatch failed'),
            claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
-     WHERE id = p_entry_id AND status = 'running'
+     WHERE id = p_entry_id AND tenant_id = v_tenant_id AND status = 'running'
     RETURNING status INTO v_status;
     IF NOT FOUND THEN
-        SELECT status INTO v_status FROM batch_entries WHERE id = p_entry_id;
+        SELECT status INTO v_status FROM batch_entries WHERE id = p_entry_id AND tenant_id = v_tenant_id;
     END IF;
     RETURN v_status;
 END
@@ -240,18 +271,23 @@ BEGIN
         RAISE EXCEPTION 'call log % not found', p_call_log_id USING ERRCODE = 'BC002';
     END IF;
     IF is_terminal(v_status) THEN
-        PERFORM lock_batches(ARRAY[v_call.batch_id]);  -- its entry and counters will change
+        -- its entry and counters will change
+        PERFORM lock_tenant_batches(v_call.tenant_id, ARRAY[v_call.batch_id]);
     END IF;
-    SELECT * INTO v_call FROM call_logs WHERE id = p_call_log_id FOR UPDATE;
+    SELECT * INTO v_call FROM call_logs WHERE id = p_call_log_id AND tenant_id = v_call.tenant_id FOR UPDATE;
+    IF NOT FOUND THEN  -- pruned (sql/065) while we waited for the lock
+        RAISE EXCEPTION 'call log % not found', p_call_log_id USING ERRCODE = 'BC002';
+    END IF;
 
     IF call_transition_allowed(v_call.status, v_status) THEN
         PERFORM set_reason('report_call_status');
-        UPDATE call_logs SET status = v_status, detail = detail || p_detail WHERE id = p_call_log_id;
+        UPDATE call_logs SET status = v_status, detail = detail || p_detail
+         WHERE id = p_call_log_id AND tenant_id = v_call.tenant_id;
     ELSE
         INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason, ignored)
         VALUES (v_call.tenant_id, v_call.batch_id, 'call', v_call.id, v_call.status, v_status,
                 format('report_call_status: %s after %s ignored', v_status, v_call.status), true);
     END IF;
-    RETURN (SELECT status FROM batch_entries WHERE id = v_call.entry_id);
+    RETURN (SELECT status FROM batch_entries WHERE id = v_call.entry_id AND tenant_id = v_call.tenant_id);
 END
 $$;

@@ -12,7 +12,7 @@ AS $$
         INSERT INTO batchctl.hangups (room_name, tenant_id, batch_id, call_log_id, reason)
         SELECT c.room_name, c.tenant_id, c.batch_id, c.id, p_reason
           FROM batchctl.call_logs c WHERE c.id = ANY (p_call_ids)
-        ON CONFLICT (room_name) DO NOTHING
+        ON CONFLICT (room_name, tenant_id) DO NOTHING
         RETURNING room_name
     ), announced AS (
         SELECT pg_notify('batchctl_hangup', room_name) FROM requested
@@ -35,12 +35,12 @@ BEGIN
     RETURN QUERY
     UPDATE hangups h
        SET attempts = h.attempts + 1, next_attempt_at = now() + interval '30 seconds'
-      FROM (SELECT d.room_name FROM hangups d
+      FROM (SELECT d.room_name, d.tenant_id FROM hangups d
              WHERE d.done_at IS NULL AND d.next_attempt_at <= now()
              ORDER BY d.next_attempt_at
              LIMIT p_limit
                FOR UPDATE SKIP LOCKED) due
-     WHERE h.room_name = due.room_name
+     WHERE h.room_name = due.room_name AND h.tenant_id = due.tenant_id
     RETURNING h.room_name, h.call_log_id, h.reason, h.attempts;
 END
 $$;
@@ -52,21 +52,23 @@ RETURNS void LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog
 AS $$
 DECLARE
+    v_tenant_id uuid;
     v_batch_id uuid;
     v_call_log_id uuid;
     v_reason text;
 BEGIN
     -- The batch first, as every function does (020's lock order): cancel_batch holds the batch
     -- while it queues hang-ups, and a done-marker holding this row first could deadlock with it.
-    SELECT batch_id INTO v_batch_id FROM hangups WHERE room_name = p_room_name;
-    PERFORM lock_batches(ARRAY[v_batch_id]);
+    SELECT tenant_id, batch_id INTO v_tenant_id, v_batch_id FROM hangups WHERE room_name = p_room_name;
+    PERFORM lock_tenant_batches(v_tenant_id, ARRAY[v_batch_id]);
     UPDATE hangups SET done_at = now(), last_error = NULL
-     WHERE room_name = p_room_name AND done_at IS NULL
+     WHERE room_name = p_room_name AND tenant_id = v_tenant_id AND done_at IS NULL
     RETURNING call_log_id, reason INTO v_call_log_id, v_reason;
     IF NOT FOUND THEN
         RETURN;  -- already done (another daemon, or a repeated acknowledgement), or unknown
     END IF;
-    IF EXISTS (SELECT 1 FROM call_logs WHERE id = v_call_log_id AND NOT is_terminal(status)) THEN
+    IF EXISTS (SELECT 1 FROM call_logs
+                WHERE id = v_call_log_id AND tenant_id = v_tenant_id AND NOT is_terminal(status)) THEN
         PERFORM report_call_status(v_call_log_id, 'cancelled',
                                    jsonb_build_object('error', 'hung up: ' || v_reason));
     END IF;

@@ -35,7 +35,8 @@ RETURNS TABLE (call_id uuid, batch_id uuid) LANGUAGE sql STABLE
 SET search_path = batchctl, pg_catalog
 AS $$
     SELECT c.id, c.batch_id
-      FROM batchctl.call_logs c JOIN batchctl.batches b ON b.id = c.batch_id
+      FROM batchctl.call_logs c
+      JOIN batchctl.batches b ON b.id = c.batch_id AND b.tenant_id = c.tenant_id
      WHERE c.status = p_status
        AND c.status_changed_at < p_now - make_interval(secs => (b.options ->> p_timeout_key)::integer)
 $$;
@@ -111,8 +112,9 @@ BEGIN
                                  ELSE 'max_retries_exceeded' END,
                next_attempt_at = now(), claimed_by = NULL, updated_at = now()
           FROM call_logs c, batches b
-         WHERE c.id = ANY (v_call_ids) AND e.id = c.entry_id AND e.call_log_id = c.id
-           AND e.status = 'dispatched' AND b.id = e.batch_id
+         WHERE c.id = ANY (v_call_ids)
+           AND e.id = c.entry_id AND e.tenant_id = c.tenant_id AND e.call_log_id = c.id
+           AND e.status = 'dispatched' AND b.id = e.batch_id AND b.tenant_id = e.tenant_id
         RETURNING e.status
     )
     SELECT count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status <> 'queued')
@@ -164,13 +166,13 @@ BEGIN
     PERFORM lock_batches(v_batch_ids);
     UPDATE batch_entries e
        SET next_attempt_at = w.opens, updated_at = now()
-      FROM (SELECT q.id,
+      FROM (SELECT q.id, q.tenant_id,
                    next_window_open(b.options -> 'call_window', coalesce(q.timezone, t.timezone), p_now) AS opens
               FROM batches b
               JOIN tenants t ON t.id = b.tenant_id
-              JOIN batch_entries q ON q.batch_id = b.id
+              JOIN batch_entries q ON q.batch_id = b.id AND q.tenant_id = b.tenant_id
              WHERE b.id = ANY (v_batch_ids) AND q.status = 'queued' AND q.next_attempt_at <= p_now) w
-     WHERE e.id = w.id AND w.opens > p_now;
+     WHERE e.id = w.id AND e.tenant_id = w.tenant_id AND w.opens > p_now;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END

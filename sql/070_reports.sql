@@ -11,12 +11,12 @@ AS $$
     UPDATE batchctl.reports r
        SET status = 'sending', claimed_by = p_worker, attempts = r.attempts + 1,
            lease_expires_at = now() + interval '10 minutes'
-      FROM (SELECT d.batch_id FROM batchctl.reports d
+      FROM (SELECT d.batch_id, d.tenant_id FROM batchctl.reports d
              WHERE d.status = 'pending' AND d.next_attempt_at <= now()
              ORDER BY d.next_attempt_at
              LIMIT 1
                FOR UPDATE SKIP LOCKED) due
-     WHERE r.batch_id = due.batch_id
+     WHERE r.batch_id = due.batch_id AND r.tenant_id = due.tenant_id
     RETURNING r.batch_id, r.tenant_id, r.recipients, r.attempts
 $$;
 
@@ -77,6 +77,7 @@ SET search_path = batchctl, pg_catalog
 AS $$
 #variable_conflict use_column
 DECLARE
+    v_tenant_id uuid;
     v_report reports;
     v_batch_status batch_status;
     v_bad text;
@@ -89,7 +90,10 @@ BEGIN
                 coalesce(v_bad, 'an empty list is') USING ERRCODE = 'BC001';
         END IF;
     END IF;
-    SELECT * INTO v_report FROM reports r WHERE r.batch_id = p_batch_id FOR UPDATE;
+    -- The row is locked by its full key: distributed by tenant, FOR UPDATE must name the tenant.
+    SELECT r.tenant_id INTO v_tenant_id FROM reports r WHERE r.batch_id = p_batch_id;
+    SELECT * INTO v_report FROM reports r
+     WHERE r.batch_id = p_batch_id AND r.tenant_id = v_tenant_id FOR UPDATE;
     IF NOT FOUND THEN
         SELECT b.status INTO v_batch_status FROM batches b WHERE b.id = p_batch_id;
         IF v_batch_status IS NULL THEN
@@ -111,7 +115,7 @@ BEGIN
        SET status = 'sending', claimed_by = p_worker, attempts = r.attempts + 1,
            lease_expires_at = now() + interval '10 minutes',
            recipients = coalesce(p_recipients, r.recipients)
-     WHERE r.batch_id = p_batch_id
+     WHERE r.batch_id = p_batch_id AND r.tenant_id = v_tenant_id
     RETURNING r.batch_id, r.tenant_id, r.recipients, r.attempts;
 END
 $$;

@@ -8,4 +8,4 @@ SELECT b.id AS batch_id, b.tenant_id, t.name AS tenant_name, b.status, b.total,
        b.created_at, b.started_at, b.finished_at, b.cancel_reason, r.status AS report_status
   FROM batchctl.batches b
   JOIN batchctl.tenants t ON t.id = b.tenant_id
-  LEFT JOIN batchctl.reports r ON r.batch_id = b.id;
+  LEFT JOIN batchctl.reports r ON r.batch_id = b.id AND r.tenant_id = b.tenant_id;

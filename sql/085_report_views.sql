@@ -52,15 +52,16 @@ BEGIN
            coalesce((SELECT jsonb_object_agg(o.outcome, o.n)
                        FROM (SELECT coalesce(e.outcome::text, 'none') AS outcome, count(*) AS n
                                FROM batchctl.batch_entries e
-                              WHERE e.batch_id = b.id GROUP BY 1) o), '{}'),
+                              WHERE e.batch_id = b.id AND e.tenant_id = b.tenant_id GROUP BY 1) o), '{}'),
            cs.calls,
            coalesce((SELECT jsonb_object_agg(a.attempt, a.n ORDER BY a.attempt)
                        FROM (SELECT c.attempt, count(*) AS n FROM batchctl.call_logs c
-                              WHERE c.batch_id = b.id GROUP BY c.attempt) a), '{}'),
+                              WHERE c.batch_id = b.id AND c.tenant_id = b.tenant_id
+                              GROUP BY c.attempt) a), '{}'),
            cs.median, cs.p90, cs.total_duration,
            coalesce((SELECT array_agg(DISTINCT k ORDER BY k)
                        FROM batchctl.report_entries re, jsonb_object_keys(re.analysis) k
-                      WHERE re.batch_id = b.id), '{}')
+                      WHERE re.batch_id = b.id AND re.tenant_id = b.tenant_id), '{}')
       FROM batchctl.batches b
       JOIN batchctl.tenants t ON t.id = b.tenant_id
      CROSS JOIN LATERAL (
@@ -68,7 +69,7 @@ BEGIN
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY c.duration_seconds) AS median,
                 percentile_cont(0.9) WITHIN GROUP (ORDER BY c.duration_seconds) AS p90,
                 sum(c.duration_seconds) AS total_duration
-           FROM batchctl.call_logs c WHERE c.batch_id = b.id
+           FROM batchctl.call_logs c WHERE c.batch_id = b.id AND c.tenant_id = b.tenant_id
      ) cs
      WHERE b.id = p_batch_id;
     IF NOT FOUND THEN

@@ -32,5 +32,9 @@ GRANT EXECUTE ON FUNCTION
     batchctl.call_log_id(text)
 TO batchctl_worker;
 
+-- prune(interval, integer, timestamptz) deletes history for good: granted to no role. The owner
+-- (who ran `batchctl db upgrade`) runs it, from cron or from a pg_cron job it schedules; grant
+-- EXECUTE to a dedicated retention role if another should.
+
 GRANT SELECT ON batchctl.batch_overview, batchctl.report_entries, batchctl.report_calls
     TO batchctl_tenant, batchctl_worker;

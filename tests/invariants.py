@@ -23,7 +23,7 @@ CHECKS: dict[str, str] = {
                        array[{_REAL_COUNTS}] as real, count(e.id) as n
                   from batchctl.batches b
                   left join batchctl.batch_entries e on e.batch_id = b.id
-                 group by b.id) x
+                 group by b.id, b.tenant_id) x
          where counters <> real or total <> n""",
     "in flight never exceeds the tenant's cap": """
         select format('tenant %s: %s in flight, cap %s', t.id, count(*), t.max_concurrent_calls)
@@ -35,7 +35,7 @@ CHECKS: dict[str, str] = {
                       b.options ->> 'wave_size')
           from batchctl.batches b join batchctl.batch_entries e on e.batch_id = b.id
          where e.status in ('running', 'dispatched')
-         group by b.id having count(*) > (b.options ->> 'wave_size')::int""",
+         group by b.id, b.tenant_id having count(*) > (b.options ->> 'wave_size')::int""",
     "no number is on two live calls of one tenant": """
         select format('number %s has %s live calls', e.to_phone, count(*))
           from batchctl.call_logs c join batchctl.batch_entries e on e.id = c.entry_id

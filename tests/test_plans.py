@@ -23,10 +23,19 @@ from sqlapi import SqlApi, phones
 
 HISTORY = 20_000
 
-# The statements below are copied from the function bodies named above each one; {batch} and
-# {batches} stand for the uuid / uuid[] the function has in a variable at that point. Keep them
-# in step with sql/050_dispatch_api.sql, sql/060_sweep.sql and sql/040_tenant_api.sql.
+# The statements below are copied from the function bodies named above each one; {batch},
+# {batches} and {tenant} stand for the uuid / uuid[] / uuid the function has in a variable at that
+# point. Keep them in step with sql/050_dispatch_api.sql, sql/060_sweep.sql and
+# sql/040_tenant_api.sql.
 HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
+    # claim_entries: "is this number on a call already?", asked of every candidate.
+    "claim_busy_probe": (
+        """SELECT 1 FROM batchctl.batch_entries busy
+            WHERE busy.tenant_id = {tenant} AND busy.to_phone = '+15550001234'
+              AND (busy.status IN ('running', 'dispatched')
+                   OR (busy.status = 'queued' AND busy.dispatch_unconfirmed AND NOT false))""",
+        {"entries_busy_numbers"},
+    ),
     # claim_entries (sql/050_dispatch_api.sql): the per-batch candidate scan in the LATERAL.
     "claim_candidates": (
         """SELECT e.id,
@@ -56,7 +65,8 @@ HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
     # sweep() steps 2-4: live calls past their timeouts.
     "sweep_pickup": (
         """SELECT array_agg(c.id), array_agg(DISTINCT c.batch_id)
-             FROM batchctl.call_logs c JOIN batchctl.batches b ON b.id = c.batch_id
+             FROM batchctl.call_logs c
+             JOIN batchctl.batches b ON b.id = c.batch_id AND b.tenant_id = c.tenant_id
             WHERE c.status = 'in_queue'
               AND c.status_changed_at
                   < now() - make_interval(secs => (b.options ->> 'pickup_timeout_s')::integer)""",
@@ -64,7 +74,8 @@ HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
     ),
     "sweep_ringing": (
         """SELECT array_agg(c.id), array_agg(DISTINCT c.batch_id)
-             FROM batchctl.call_logs c JOIN batchctl.batches b ON b.id = c.batch_id
+             FROM batchctl.call_logs c
+             JOIN batchctl.batches b ON b.id = c.batch_id AND b.tenant_id = c.tenant_id
             WHERE c.status = 'ringing'
               AND c.status_changed_at
                   < now() - make_interval(secs => (b.options ->> 'ringing_timeout_s')::integer)""",
@@ -72,7 +83,8 @@ HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
     ),
     "sweep_ongoing": (
         """SELECT array_agg(c.id), array_agg(DISTINCT c.batch_id)
-             FROM batchctl.call_logs c JOIN batchctl.batches b ON b.id = c.batch_id
+             FROM batchctl.call_logs c
+             JOIN batchctl.batches b ON b.id = c.batch_id AND b.tenant_id = c.tenant_id
             WHERE c.status = 'ongoing'
               AND coalesce(c.answered_at, c.status_changed_at)
                   < now() - make_interval(secs => (b.options ->> 'ongoing_timeout_s')::integer)""",
@@ -89,7 +101,7 @@ HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
     "sweep_defer": (
         """SELECT q.id FROM batchctl.batches b
              JOIN batchctl.tenants t ON t.id = b.tenant_id
-             JOIN batchctl.batch_entries q ON q.batch_id = b.id
+             JOIN batchctl.batch_entries q ON q.batch_id = b.id AND q.tenant_id = b.tenant_id
             WHERE b.id = ANY ({batches}) AND q.status = 'queued' AND q.next_attempt_at <= now()""",
         {"entries_claimable"},
     ),
@@ -99,18 +111,23 @@ HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
         """UPDATE batchctl.batch_entries
               SET status = 'cancelled', last_error = 'batch_cancelled', claimed_by = NULL,
                   lease_expires_at = NULL, updated_at = now()
-            WHERE batch_id = {batch} AND status IN ('queued', 'running')""",
-        {"entries_claimable", "entries_in_flight", "entries_live_by_phone"},
+            WHERE batch_id = {batch} AND tenant_id = {tenant}
+              AND (status = 'queued' OR status = 'running')""",
+        {"entries_claimable", "entries_in_flight", "entries_busy_numbers"},
     ),
     "cancel_hangups": (
         """SELECT pg_notify('batchctl_hangup', c.room_name)
              FROM batchctl.batch_entries e JOIN batchctl.call_logs c ON c.id = e.call_log_id
-            WHERE e.batch_id = {batch} AND e.status = 'dispatched'""",
+            WHERE e.batch_id = {batch} AND e.tenant_id = {tenant} AND e.status = 'dispatched'""",
         {"entries_in_flight"},
     ),
 }
 # Indexes that cover the whole history; the hot queries must not walk them.
-HISTORY_INDEXES = {"batch_entries_batch_id_to_phone_key", "call_logs_by_batch", "call_logs_by_room"}
+HISTORY_INDEXES = {
+    "batch_entries_batch_id_to_phone_tenant_id_key",
+    "call_logs_by_batch",
+    "call_logs_by_room",
+}
 
 
 def add_history(
@@ -201,9 +218,15 @@ def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def explain(conn: psycopg.Connection[Any], statement: str, batch: UUID) -> dict[str, Any]:
+    tenant = conn.execute(
+        "select tenant_id from batchctl.batches where id = %s", (batch,)
+    ).fetchone()
+    assert tenant is not None
+    tenant_id = next(iter(tenant.values())) if isinstance(tenant, dict) else tenant[0]
     text = statement.format(
         batch=sql.Literal(str(batch)).as_string(conn) + "::uuid",
         batches=f"ARRAY[{sql.Literal(str(batch)).as_string(conn)}]::uuid[]",
+        tenant=sql.Literal(str(tenant_id)).as_string(conn) + "::uuid",
     )
     row = conn.execute("EXPLAIN (FORMAT JSON) " + text).fetchone()
     value = next(iter(row.values())) if isinstance(row, dict) else row[0]
@@ -241,7 +264,7 @@ def test_history_would_otherwise_be_scanned(
             "entries_claimable",
             "entries_leased",
             "entries_in_flight",
-            "entries_live_by_phone",
+            "entries_busy_numbers",
         ):
             conn.execute(f"drop index batchctl.{index}")
         for name in ("sweep_leases", "claim_candidates", "cancel_entries"):

@@ -246,7 +246,7 @@ def test_seed001_duplicate_calls_a_lead_listed_twice_is_one_entry(api: SqlApi) -
                values (%s, %s, 9, '+14155550100')""",
             (batch, tenant),
         ),
-        "batch_entries_batch_id_to_phone_key",
+        "batch_entries_batch_id_to_phone_tenant_id_key",
     )
 
 

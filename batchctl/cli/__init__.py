@@ -29,6 +29,7 @@ COMMANDS = {
     "db": "batchctl.cli.db:db",
     "demo": "batchctl.cli.demo:demo",
     "dnc": "batchctl.cli.dnc:dnc",
+    "prune": "batchctl.cli.prune:prune",
     "report": "batchctl.cli.report:report",
     "sim": "batchctl.cli.sim:sim",
     "sweep": "batchctl.cli.sweep:sweep",

@@ -117,7 +117,9 @@ class Dispatcher:
         agent = claim.options.get("agent_name") or self.default_agent
         metadata = dispatch_metadata(claim, self.gateway.settings.sip_trunk_id)
         try:
-            dispatched = await self.gateway.dispatch(room, agent, metadata)
+            dispatched = await self.gateway.dispatch(
+                room, agent, metadata, may_exist=claim.dispatch_unconfirmed
+            )
         except LIVEKIT_ERRORS as exc:
             if is_retryable(exc):
                 self.circuit.trip(describe(exc))

@@ -1,0 +1,137 @@
+"""batchctl against a PostgreSQL job queue: entries/s from queued to a terminal outcome vs
+PgQueuer's jobs/s from enqueue to acknowledgement, on the same server in the same run.
+
+    python bench/peer.py [--seconds 10] [--clients 4]
+
+PgQueuer is installed only for benchmarks (`pip install -e ".[bench]"`) and runs with its
+psycopg driver and its default, durable (logged) tables. Both sides use the same harness: N
+asyncio clients, each its own autocommit connection, looping for the same time.
+
+  PgQueuer  enqueue 10 jobs (one statement) -> dequeue 10 -> log_jobs (ack) the 10: its
+            QueueManager's defaults (batch size 10, acknowledgements buffered per batch)
+  batchctl  claim_entries(10) -> mark_dispatched per entry (the daemon's acknowledgement) ->
+            report_call_status(ended) per entry (the voice worker's final report): every
+            counter, event, guard and notification of the real path, one transaction per call
+
+It prints figures and the ratio; it asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import psycopg
+
+from benchlib import machine, scratch_database, section, server
+
+BATCH = 10
+Client = Callable[[psycopg.AsyncConnection, float], Awaitable[int]]
+
+
+async def run_clients(url: str, clients: int, seconds: float, client: Client) -> float:
+    """Items per second over all clients, from the first client's start to the last's end."""
+    conns = [await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(clients)]
+    try:
+        started = time.perf_counter()
+        done = await asyncio.gather(*(client(c, started + seconds) for c in conns))
+        return sum(done) / (time.perf_counter() - started)
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def pgqueuer_client(conn: psycopg.AsyncConnection, stop_at: float) -> int:
+    from pgqueuer.ports.repository import EntrypointExecutionParameter
+    from pgqueuer.queries import Queries
+
+    queries = Queries.from_psycopg_connection(conn)
+    entrypoints = {"call": EntrypointExecutionParameter(concurrency_limit=0)}
+    manager = uuid.uuid4()
+    jobs = 0
+    while time.perf_counter() < stop_at:
+        await queries.enqueue(["call"] * BATCH, [b"{}"] * BATCH, [0] * BATCH)
+        picked = await queries.dequeue(BATCH, entrypoints, manager, None, timedelta(seconds=30))
+        await queries.log_jobs([(job, "successful", None) for job in picked])
+        jobs += len(picked)
+    return jobs
+
+
+async def batchctl_client(conn: psycopg.AsyncConnection, stop_at: float) -> int:
+    worker = f"peer-{uuid.uuid4()}"
+    entries = 0
+    while time.perf_counter() < stop_at:
+        cur = await conn.execute(
+            "SELECT entry_id, room_name FROM batchctl.claim_entries(%s, %s, 60)", (worker, BATCH)
+        )
+        claims = await cur.fetchall()
+        calls = []
+        for entry, room in claims:
+            cur = await conn.execute(
+                "SELECT batchctl.mark_dispatched(%s, %s, %s)", (entry, room, "d-" + room)
+            )
+            calls.append((await cur.fetchone() or (None,))[0])
+        for call in calls:
+            await conn.execute("SELECT batchctl.report_call_status(%s, 'ended')", (call,))
+        entries += len(calls)
+    return entries
+
+
+def load_campaign(url: str, entries: int) -> None:
+    """Four tenants whose caps never bind, with enough queued entries for the whole run."""
+    per_batch = 5_000
+    with psycopg.connect(url, autocommit=True) as conn:
+        tenants = [
+            conn.execute("SELECT batchctl.create_tenant(%s, 10000)", (f"t{t}",)).fetchone()[0]  # type: ignore[index]
+            for t in range(4)
+        ]
+        for b in range(-(-entries // per_batch)):
+            leads = [{"to_phone": f"+1202{b:03d}{i:04d}"} for i in range(per_batch)]
+            conn.execute(
+                "SELECT batchctl.create_batch(%s, %s::jsonb, '{\"wave_size\": 1000}')",
+                (tenants[b % 4], json.dumps(leads)),
+            )
+        conn.execute("VACUUM ANALYZE")
+
+
+async def install_pgqueuer(url: str) -> None:
+    from pgqueuer.queries import Queries
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await Queries.from_psycopg_connection(conn).install()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    try:
+        import pgqueuer  # noqa: F401
+    except ImportError:
+        raise SystemExit('PgQueuer is not installed: pip install -e ".[bench]"') from None
+
+    with (
+        server() as admin_url,
+        scratch_database(admin_url, "batchctl_bench_peer") as url,
+        scratch_database(admin_url, "batchctl_bench_pgqueuer", migrated=False) as pgq_url,
+    ):
+        with psycopg.connect(url) as conn:
+            print(machine(conn))
+        asyncio.run(install_pgqueuer(pgq_url))
+        load_campaign(url, entries=int(3_000 * args.seconds))
+        section(f"{args.clients} clients, {args.seconds:.0f} s each, PgQueuer first")
+        jobs = asyncio.run(run_clients(pgq_url, args.clients, args.seconds, pgqueuer_client))
+        print(f"  PgQueuer  enqueue -> dequeue -> ack:             {jobs:8,.0f} jobs/s")
+        done = asyncio.run(run_clients(url, args.clients, args.seconds, batchctl_client))
+        print(f"  batchctl  claim -> dispatch -> final report:     {done:8,.0f} entries/s")
+        print(f"  ratio batchctl / PgQueuer: {done / jobs:.2f} (target >= 1.0)")
+
+
+if __name__ == "__main__":
+    main()
