@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -45,6 +45,32 @@ class Claim:
     options: dict[str, Any]
     # A claim of this attempt came back unacknowledged before: LiveKit may have its room.
     dispatch_unconfirmed: bool
+
+
+@dataclass(frozen=True)
+class Ack:
+    """LiveKit accepted the dispatch of a claimed entry's room."""
+
+    entry_id: UUID
+    room_name: str
+    dispatch_id: str
+
+
+@dataclass(frozen=True)
+class AckResult:
+    """One row of batchctl.mark_dispatched_many."""
+
+    call_log_id: UUID | None  # None: the claim is gone, hang the room up
+    status: str | None  # the entry's status after; None: no such entry
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """One report of a call's status, as report_call_status takes it."""
+
+    call_log_id: UUID
+    status: str
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -98,10 +124,14 @@ class Procedures:
         )
         return [Claim(**row) for row in rows]
 
-    async def mark_dispatched(self, entry_id: UUID, room_name: str, dispatch_id: str) -> UUID:
-        return await self._value(
-            "SELECT batchctl.mark_dispatched(%s, %s, %s)", entry_id, room_name, dispatch_id
+    async def mark_dispatched_many(self, acks: list[Ack]) -> list[AckResult]:
+        rows = await self._rows(
+            "SELECT call_log_id, status FROM batchctl.mark_dispatched_many(%s, %s, %s)",
+            [a.entry_id for a in acks],
+            [a.room_name for a in acks],
+            [a.dispatch_id for a in acks],
         )
+        return [AckResult(**row) for row in rows]
 
     async def mark_dispatch_failed(self, entry_id: UUID, error: str, retryable: bool) -> str:
         return await self._value(
@@ -117,6 +147,16 @@ class Procedures:
             status,
             json.dumps(detail or {}),
         )
+
+    async def report_call_statuses(self, reports: list[StatusReport]) -> list[str | None]:
+        """Each report's entry status after; None for a call log that is not batchctl's."""
+        rows = await self._rows(
+            "SELECT status FROM batchctl.report_call_statuses(%s, %s, %s::jsonb[])",
+            [r.call_log_id for r in reports],
+            [r.status for r in reports],
+            [json.dumps(r.detail) for r in reports],
+        )
+        return [row["status"] for row in rows]
 
     async def claim_hangups(self, worker: str, limit: int) -> list[HangupRequest]:
         rows = await self._rows("SELECT * FROM batchctl.claim_hangups(%s, %s)", worker, limit)

@@ -2,8 +2,9 @@
 
 LiveKit POSTs signed events (a JWT whose sha256 claim covers the body). Only verified events are
 read; anything else is refused with 401 and writes nothing. Each event about a batchctl room
-becomes one idempotent SQL call, so LiveKit's retries and the agent's own reports can arrive in
-any order.
+becomes one idempotent report, so LiveKit's retries and the agent's own reports can arrive in
+any order. Reports go through a completer: those arriving while one report_call_statuses runs
+are sent together in the next.
 
 The voice agent knows more than LiveKit (busy rather than "rejected", the summary and analysis),
 and a hang-up by batchctl is a cancel, not an end; the first final report wins. So an event that
@@ -17,14 +18,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 
-import psycopg
 from aiohttp import web
 from livekit import api
 
 from batchctl.config import LiveKitCredentials
+from batchctl.daemon.completer import Completer
 from batchctl.daemon.loop import wait_for_any
 from batchctl.identifiers import call_log_id
-from batchctl.procedures import Procedures
+from batchctl.procedures import Procedures, StatusReport
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ class Webhooks:
         self, procedures: Procedures, credentials: LiveKitCredentials, *, grace: float = 15.0
     ) -> None:
         self.procedures = procedures
+        # An unknown call log (a room that is not batchctl's) is answered None and ignored.
+        self.reports: Completer[StatusReport, str | None] = Completer(
+            procedures.report_call_statuses
+        )
         self.grace = grace
         self._receiver = api.WebhookReceiver(
             api.TokenVerifier(credentials.api_key, credentials.api_secret)
@@ -79,14 +84,12 @@ class Webhooks:
         elif event.event == "participant_joined":
             status = LIVE_CALL_STATUS.get(participant.attributes.get(CALL_STATUS_ATTRIBUTE, ""))
             if status:
-                await _ignoring_other_rooms(
-                    self.procedures.report_call_status(call_log_id(room), status)
-                )
+                await self.reports.submit(StatusReport(call_log_id(room), status))
         elif event.event == "participant_left":
             reason = api.DisconnectReason.Name(participant.disconnect_reason)
             outcome = LEFT_BECAUSE.get(participant.disconnect_reason)
             self._defer(
-                self.procedures.report_call_status(call_log_id(room), outcome, {"error": reason})
+                self.reports.submit(StatusReport(call_log_id(room), outcome, {"error": reason}))
                 if outcome
                 else self.procedures.room_call_over(room, f"callee left: {reason}")
             )
@@ -104,17 +107,9 @@ class Webhooks:
     async def _after_grace(self, report: Awaitable[object]) -> None:
         await wait_for_any([self._closing], self.grace)
         try:
-            await _ignoring_other_rooms(report)
+            await report
         except Exception:
             log.exception("a deferred webhook report failed")
-
-
-async def _ignoring_other_rooms(report: Awaitable[object]) -> None:
-    try:
-        await report
-    except psycopg.Error as exc:
-        if exc.sqlstate != "BC002":  # a room that is not batchctl's
-            raise
 
 
 async def serve(webhooks: Webhooks, host: str, port: int, stopping: asyncio.Event) -> None:

@@ -133,10 +133,14 @@ class WorkerResult:
     ended: float = 0.0
 
 
-def lifecycle_worker(url: str, worker: str, seconds: float, ready: Any) -> WorkerResult:
+def lifecycle_worker(
+    url: str, worker: str, seconds: float, ready: Any, batched: bool = False
+) -> WorkerResult:
     """One client: the daemon's and the voice worker's calls in turn, each call one autocommit
-    transaction. Module-level so that multiprocessing (spawn) can pickle it; `ready` is a barrier
-    (threading or multiprocessing) so that all clients start together, connected."""
+    transaction; ``batched``: each step for the claim's 10 entries at once, as the completers
+    send them (mark_dispatched_many, report_call_statuses). Module-level so that
+    multiprocessing (spawn) can pickle it; `ready` is a barrier (threading or multiprocessing) so
+    that all clients start together, connected."""
     res = WorkerResult()
     with psycopg.connect(url, autocommit=True) as conn:
         ready.wait()
@@ -155,27 +159,45 @@ def lifecycle_worker(url: str, worker: str, seconds: float, ready: Any) -> Worke
                 time.sleep(0.002)
                 continue
             res.txns += 1
-            calls = [
-                one(conn, "SELECT batchctl.mark_dispatched(%s, %s, %s)", e, room, "d-" + room)
-                for e, room in claims
-            ]
-            # The voice worker's progress reports for the wave of live calls.
-            for status in ("ringing", "ongoing", "ended"):
-                for call in calls:
-                    conn.execute("SELECT batchctl.report_call_status(%s, %s)", (call, status))
-            res.txns += 4 * len(calls)
+            if batched:
+                calls = [
+                    call
+                    for (call,) in conn.execute(
+                        "SELECT call_log_id FROM batchctl.mark_dispatched_many(%s, %s, %s)",
+                        ([e for e, _ in claims], [r for _, r in claims], ["d"] * len(claims)),
+                    )
+                ]
+                for status in ("ringing", "ongoing", "ended"):
+                    conn.execute(
+                        "SELECT * FROM batchctl.report_call_statuses(%s, %s)",
+                        (calls, [status] * len(calls)),
+                    )
+                res.txns += 4
+            else:
+                calls = [
+                    one(conn, "SELECT batchctl.mark_dispatched(%s, %s, %s)", e, room, "d-" + room)
+                    for e, room in claims
+                ]
+                # The voice worker's progress reports for the wave of live calls.
+                for status in ("ringing", "ongoing", "ended"):
+                    for call in calls:
+                        conn.execute("SELECT batchctl.report_call_status(%s, %s)", (call, status))
+                res.txns += 4 * len(calls)
             res.lifecycles += len(calls)
         res.ended = time.time()
     return res
 
 
-def _process_worker(url: str, worker: str, seconds: float, ready: Any, out: Any) -> None:
-    out.put(lifecycle_worker(url, worker, seconds, ready))
+def _process_worker(
+    url: str, worker: str, seconds: float, ready: Any, out: Any, batched: bool
+) -> None:
+    out.put(lifecycle_worker(url, worker, seconds, ready, batched))
 
 
 @dataclass
 class RunResult:
     mode: str
+    batched: bool
     clients: int
     lifecycles: int
     txns: int
@@ -191,7 +213,9 @@ class RunResult:
         return self.txns / self.seconds
 
 
-def run_clients(url: str, mode: str, clients: int, seconds: float) -> RunResult:
+def run_clients(
+    url: str, mode: str, clients: int, seconds: float, batched: bool = False
+) -> RunResult:
     names = [f"bench-{mode}-{i}" for i in range(clients)]
     results: list[WorkerResult] = []
     if mode == "processes":
@@ -200,7 +224,8 @@ def run_clients(url: str, mode: str, clients: int, seconds: float) -> RunResult:
         ready = ctx.Barrier(clients)
         out = ctx.Queue()
         procs = [
-            ctx.Process(target=_process_worker, args=(url, n, seconds, ready, out)) for n in names
+            ctx.Process(target=_process_worker, args=(url, n, seconds, ready, out, batched))
+            for n in names
         ]
         for p in procs:
             p.start()
@@ -211,7 +236,7 @@ def run_clients(url: str, mode: str, clients: int, seconds: float) -> RunResult:
         barrier = threading.Barrier(clients)
 
         def run(name: str) -> None:
-            results.append(lifecycle_worker(url, name, seconds, barrier))
+            results.append(lifecycle_worker(url, name, seconds, barrier, batched))
 
         threads = [threading.Thread(target=run, args=(n,)) for n in names]
         for t in threads:
@@ -223,6 +248,7 @@ def run_clients(url: str, mode: str, clients: int, seconds: float) -> RunResult:
     done = max(r.ended for r in results)
     return RunResult(
         mode,
+        batched,
         clients,
         sum(r.lifecycles for r in results),
         sum(r.txns for r in results),
@@ -336,35 +362,41 @@ def throughput(admin_url: str, url: str, plan: Plan) -> None:
         print(f"-> using {best} for the {plan.clients}-client run")
 
         runs: list[tuple[RunResult, float]] = []
-        for clients in (plan.clients, 1):
+        for clients, batched in ((plan.clients, False), (1, False), (plan.clients, True)):
             fresh_batches(conn, tenants, plan, 10 + clients)
             tps = pgbench_tps(pgb_url, clients, plan.pgbench_s)
             print(
                 f"pgbench -N -c {clients} -j {min(clients, 2)} -T {plan.pgbench_s}: {tps:,.0f} TPS"
             )
             before = function_stats(conn)
-            run = run_clients(url, best if clients > 1 else "threads", clients, plan.run_s)
+            mode = best if clients > 1 else "threads"
+            run = run_clients(url, mode, clients, plan.run_s, batched)
             runs.append((run, tps))
             print(
-                f"batchctl, {clients} client(s) for {run.seconds:.1f} s: "
-                f"{run.txns_per_s:,.0f} txn/s"
+                f"batchctl{', batched' if batched else ''}, {clients} client(s) for "
+                f"{run.seconds:.1f} s: {run.txns_per_s:,.0f} txn/s"
             )
-            if clients > 1:
+            if clients > 1 and not batched:
                 # The clients' backends flushed their statistics when they exited.
                 time.sleep(0.5)
                 print_function_breakdown(before, function_stats(conn), run.lifecycles)
         cancel_open_batches(conn, tenants, "bench: done")  # nothing left running for part 2
 
     print(
-        f"\n  {'clients':<9}{'lifecycles/s':>14}{'SQL txn/s':>12}{'pgbench TPS':>13}"
+        f"\n  {'clients':<11}{'lifecycles/s':>14}{'SQL txn/s':>12}{'pgbench TPS':>13}"
         f"{'% of pgbench':>14}{'claims':>9}{'empty':>7}"
     )
     for r, tps in runs:
+        claims = r.txns // 5 if r.batched else r.txns - 4 * r.lifecycles
         print(
-            f"  {r.clients:<9}{r.lifecycles_per_s:>14,.0f}{r.txns_per_s:>12,.0f}"
-            f"{tps:>13,.0f}{100 * r.txns_per_s / tps:>13.0f}%"
-            f"{r.txns - 4 * r.lifecycles:>9}{r.empty_claims:>7}"
+            f"  {str(r.clients) + (' batched' if r.batched else ''):<11}"
+            f"{r.lifecycles_per_s:>14,.0f}{r.txns_per_s:>12,.0f}"
+            f"{tps:>13,.0f}{100 * r.txns_per_s / tps:>13.0f}%{claims:>9}{r.empty_claims:>7}"
         )
+    print(
+        "  (batched: each transaction moves a claim's 10 entries one step, as the completers "
+        "send them)"
+    )
 
 
 # --------------------------------------------------------------------------- part 2: flat costs

@@ -6,8 +6,9 @@
 -- Concurrent claimers lock the tenants they serve (SKIP LOCKED), so two of them never fill the
 -- same tenant's free slots; the counters they read are committed by the previous holder.
 -- Fair: each batch contributes its next entries in order, and slots go round-robin (first entry
--- of every batch, then the second …), the least recently served batch first; tenants are taken
--- in random order.
+-- of every batch, then the second …), the least recently served batch first. Tenants are taken
+-- in random order, as few as fill the claim: across claims every tenant with work comes first as
+-- often as any other, and its max_concurrent_calls bounds what one claim can give it.
 -- dispatch_unconfirmed: a claim of this attempt came back unacknowledged before, so LiveKit may
 -- already have its room (the daemon looks before it dispatches; for any other claim it need not).
 CREATE OR REPLACE FUNCTION batchctl.claim_entries(
@@ -19,14 +20,11 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog
 AS $$
 DECLARE
-    -- Tenants that look like they have both due work and a free slot (an unlocked read of the
-    -- counters, re-checked below), in random order, each with how many entries it could take
-    -- of its round-robin share of the claim.
+    -- Tenants that look like they have work and a free slot (an unlocked read of the counters,
+    -- re-checked below), in random order.
     c_tenants CURSOR FOR
-        SELECT t.id, least(w.takes, ceil(p_limit::numeric / w.tenants)) AS takes
-          FROM (SELECT b.tenant_id, count(*) OVER () AS tenants,
-                       least(tc.max_concurrent_calls - sum(b.running_count + b.dispatched_count),
-                             sum(b.queued_count) FILTER (WHERE b.status = 'running')) AS takes
+        SELECT t.id
+          FROM (SELECT b.tenant_id
                   FROM batches b JOIN tenants tc ON tc.id = b.tenant_id
                  WHERE b.finished_at IS NULL
                  GROUP BY b.tenant_id, tc.max_concurrent_calls
@@ -35,11 +33,10 @@ DECLARE
           JOIN tenants t ON t.id = w.tenant_id
          ORDER BY random()
            FOR NO KEY UPDATE OF t SKIP LOCKED;
-    v_tenant record;
-    v_takes bigint := 0;
-    v_tenant_ids uuid[] := '{}';
-    v_entry_ids uuid[];
-    v_batch_ids uuid[];
+    v_tenant_id uuid;
+    v_want integer;
+    v_entry_ids uuid[] := '{}';
+    v_batch_ids uuid[] := '{}';
 BEGIN
     IF p_worker IS NULL OR length(p_worker) = 0 THEN
         RAISE EXCEPTION 'p_worker: name the claiming worker (e.g. host:pid)' USING ERRCODE = 'BC001';
@@ -52,86 +49,84 @@ BEGIN
     END IF;
 
     -- Lock tenants one at a time (a cursor fetch locks one row), skipping those another claimer
-    -- holds, until the locked ones can take p_limit entries: concurrent claimers with small
-    -- limits then serve different tenants side by side instead of one locking them all and the
-    -- rest coming back empty.
+    -- holds, and take each one's entries until the claim is full: concurrent claimers serve
+    -- different tenants side by side instead of one locking them all and the rest coming back
+    -- empty, and a claim reads the candidates of the few tenants it needs. Each statement below
+    -- names one tenant (routable when distributed by it).
     OPEN c_tenants;
     LOOP
-        FETCH c_tenants INTO v_tenant;
+        FETCH c_tenants INTO v_tenant_id;
         EXIT WHEN NOT FOUND;
-        v_tenant_ids := v_tenant_ids || v_tenant.id;
-        v_takes := v_takes + v_tenant.takes;
-        EXIT WHEN v_takes >= p_limit;
+        v_want := p_limit - cardinality(v_entry_ids);
+        -- A new statement, so a new snapshot: counters committed by the claimer that held this
+        -- tenant's lock before us are visible.
+        WITH tenant_free AS (
+            SELECT t.timezone,
+                   t.max_concurrent_calls - coalesce((
+                       SELECT sum(b.running_count + b.dispatched_count) FROM batches b
+                        WHERE b.tenant_id = v_tenant_id AND b.finished_at IS NULL), 0) AS free
+              FROM tenants t
+             WHERE t.id = v_tenant_id
+        ), batch_free AS (
+            SELECT b.id, b.created_at, b.last_claimed_at, b.options, tf.timezone,
+                   tf.free AS tenant_free,
+                   CASE WHEN b.options ->> 'dispatch_mode' = 'wave' AND b.running_count + b.dispatched_count > 0
+                        THEN 0
+                        ELSE (b.options ->> 'wave_size')::integer - b.running_count - b.dispatched_count
+                   END AS free
+              FROM batches b CROSS JOIN tenant_free tf
+             WHERE b.tenant_id = v_tenant_id
+               AND b.status = 'running' AND b.queued_count > 0 AND tf.free > 0
+               AND (b.options ->> 'start_at' IS NULL OR (b.options ->> 'start_at')::timestamptz <= now())
+               AND (b.options ->> 'end_at' IS NULL OR (b.options ->> 'end_at')::timestamptz > now())
+        ), candidates AS (
+            SELECT c.id, c.to_phone, bf.id AS batch_id, bf.tenant_free, bf.created_at,
+                   bf.last_claimed_at, c.rank_in_batch
+              FROM batch_free bf
+             CROSS JOIN LATERAL (
+                 SELECT e.id, e.to_phone, row_number() OVER (ORDER BY e.next_attempt_at, e.entry_index) AS rank_in_batch
+                   FROM batch_entries e
+                  -- (No tenant_id here: it would draw the planner to the batch's whole-history
+                  -- unique index instead of reading entries_claimable in order up to the LIMIT.)
+                  WHERE e.batch_id = bf.id AND e.status = 'queued' AND e.next_attempt_at <= now()
+                    AND (bf.options -> 'call_window' = 'null'
+                         OR in_call_window(bf.options -> 'call_window', coalesce(e.timezone, bf.timezone), now()))
+                    -- Never two live calls to one number: it may sit in several of the tenant's
+                    -- batches, and a queued entry whose last claim may have dialled keeps it busy
+                    -- too. (The condition implies entries_busy_numbers' predicate: a probe of
+                    -- live rows.)
+                    AND NOT EXISTS (SELECT 1 FROM batch_entries busy
+                                     WHERE busy.tenant_id = e.tenant_id AND busy.to_phone = e.to_phone
+                                       AND (busy.status IN ('running', 'dispatched')
+                                            OR (busy.status = 'queued' AND busy.dispatch_unconfirmed
+                                                AND NOT e.dispatch_unconfirmed)))
+                  ORDER BY e.next_attempt_at, e.entry_index
+                  LIMIT greatest(0, least(bf.free, bf.tenant_free, v_want))
+             ) c
+             WHERE bf.free > 0
+        ), one_per_number AS (
+            SELECT DISTINCT ON (c.to_phone) c.*
+              FROM candidates c
+             ORDER BY c.to_phone, c.rank_in_batch, c.created_at
+        ), ranked AS (
+            SELECT c.id, c.batch_id, c.tenant_free,
+                   row_number() OVER (ORDER BY c.rank_in_batch, c.last_claimed_at NULLS FIRST, c.created_at,
+                                               c.batch_id) AS rank_in_tenant
+              FROM one_per_number c
+        ), chosen AS (
+            SELECT r.id, r.batch_id FROM ranked r
+             WHERE r.rank_in_tenant <= r.tenant_free
+             ORDER BY r.rank_in_tenant
+             LIMIT v_want
+        )
+        SELECT v_entry_ids || coalesce(array_agg(c.id), '{}'),
+               v_batch_ids || coalesce(array_agg(DISTINCT c.batch_id), '{}')
+          INTO v_entry_ids, v_batch_ids
+          FROM chosen c;
+        EXIT WHEN cardinality(v_entry_ids) >= p_limit;
     END LOOP;
     CLOSE c_tenants;
-    IF v_takes = 0 THEN
-        RETURN;
-    END IF;
-
-    -- A new statement, so a new snapshot: counters committed by the claimer that held a tenant
-    -- lock before us are visible.
-    WITH in_flight AS (
-        SELECT b.tenant_id, sum(b.running_count + b.dispatched_count) AS n
-          FROM batches b
-         WHERE b.tenant_id = ANY (v_tenant_ids) AND b.finished_at IS NULL
-         GROUP BY b.tenant_id
-    ), tenant_free AS (
-        SELECT t.id AS tenant_id, t.timezone, t.max_concurrent_calls - coalesce(i.n, 0) AS free
-          FROM tenants t LEFT JOIN in_flight i ON i.tenant_id = t.id
-         WHERE t.id = ANY (v_tenant_ids)
-    ), batch_free AS (
-        SELECT b.id, b.tenant_id, b.created_at, b.last_claimed_at, b.options, tf.timezone,
-               tf.free AS tenant_free,
-               CASE WHEN b.options ->> 'dispatch_mode' = 'wave' AND b.running_count + b.dispatched_count > 0
-                    THEN 0
-                    ELSE (b.options ->> 'wave_size')::integer - b.running_count - b.dispatched_count
-               END AS free
-          FROM batches b JOIN tenant_free tf ON tf.tenant_id = b.tenant_id
-         WHERE b.status = 'running' AND b.queued_count > 0 AND tf.free > 0
-           AND (b.options ->> 'start_at' IS NULL OR (b.options ->> 'start_at')::timestamptz <= now())
-           AND (b.options ->> 'end_at' IS NULL OR (b.options ->> 'end_at')::timestamptz > now())
-    ), candidates AS (
-        SELECT c.id, c.to_phone, bf.id AS batch_id, bf.tenant_id, bf.tenant_free, bf.created_at,
-               bf.last_claimed_at, c.rank_in_batch
-          FROM batch_free bf
-         CROSS JOIN LATERAL (
-             SELECT e.id, e.to_phone, row_number() OVER (ORDER BY e.next_attempt_at, e.entry_index) AS rank_in_batch
-               FROM batch_entries e
-              -- (No tenant_id here: it would draw the planner to the batch's whole-history
-              -- unique index instead of reading entries_claimable in order up to the LIMIT.)
-              WHERE e.batch_id = bf.id AND e.status = 'queued' AND e.next_attempt_at <= now()
-                AND (bf.options -> 'call_window' = 'null'
-                     OR in_call_window(bf.options -> 'call_window', coalesce(e.timezone, bf.timezone), now()))
-                -- Never two live calls to one number: it may sit in several of the tenant's batches,
-                -- and a queued entry whose last claim may have dialled keeps it busy too.
-                -- (The condition implies entries_busy_numbers' predicate: a probe of live rows.)
-                AND NOT EXISTS (SELECT 1 FROM batch_entries busy
-                                 WHERE busy.tenant_id = e.tenant_id AND busy.to_phone = e.to_phone
-                                   AND (busy.status IN ('running', 'dispatched')
-                                        OR (busy.status = 'queued' AND busy.dispatch_unconfirmed
-                                            AND NOT e.dispatch_unconfirmed)))
-              ORDER BY e.next_attempt_at, e.entry_index
-              LIMIT greatest(0, least(bf.free, bf.tenant_free, p_limit))
-         ) c
-         WHERE bf.free > 0
-    ), one_per_number AS (
-        SELECT DISTINCT ON (c.tenant_id, c.to_phone) c.*
-          FROM candidates c
-         ORDER BY c.tenant_id, c.to_phone, c.rank_in_batch, c.created_at
-    ), ranked AS (
-        SELECT c.id, c.batch_id, c.tenant_free,
-               row_number() OVER (PARTITION BY c.tenant_id
-                                  ORDER BY c.rank_in_batch, c.last_claimed_at NULLS FIRST, c.created_at,
-                                           c.batch_id) AS rank_in_tenant
-          FROM one_per_number c
-    ), chosen AS (
-        SELECT r.id, r.batch_id FROM ranked r
-         WHERE r.rank_in_tenant <= r.tenant_free
-         ORDER BY r.rank_in_tenant, r.batch_id
-         LIMIT p_limit
-    )
-    SELECT array_agg(c.id), array_agg(DISTINCT c.batch_id) INTO v_entry_ids, v_batch_ids FROM chosen c;
-    IF v_entry_ids IS NULL THEN
+    IF cardinality(v_entry_ids) = 0 THEN
         RETURN;
     END IF;
 
@@ -150,56 +145,95 @@ BEGIN
 END
 $$;
 
--- The claimed entry's call was accepted by LiveKit: its call log is created (in_queue) and the
--- attempt number advances. Idempotent for the same room. BC004 when the claim is gone (lease
--- expired and re-queued, or the entry was cancelled): the caller must hang the room up.
+-- Claimed entries' calls were accepted by LiveKit, acknowledged together (the daemon's
+-- completer flushes what its dispatches finished meanwhile): one transaction, one counter update
+-- per batch, one event insert for all. For each input, in input order: the call log id (created
+-- in_queue, the attempt advanced; the same id again for a repeated acknowledgement of the same
+-- room) and the entry's status after. A null call_log_id means the claim is gone (lease expired
+-- and re-queued, or the entry was cancelled): the caller must hang that room up; a null status
+-- too means there is no such entry. A room that is not the claimed attempt's is BC001 and
+-- changes nothing.
+CREATE OR REPLACE FUNCTION batchctl.mark_dispatched_many(
+    p_entry_ids uuid[], p_room_names text[], p_dispatch_ids text[] DEFAULT NULL)
+RETURNS TABLE (entry_id uuid, call_log_id uuid, status text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_bad record;
+BEGIN
+    IF cardinality(p_entry_ids) IS DISTINCT FROM cardinality(p_room_names)
+       OR cardinality(p_dispatch_ids) <> cardinality(p_entry_ids) THEN
+        RAISE EXCEPTION 'p_room_names, p_dispatch_ids: expected one per entry id (%), got % and %',
+            coalesce(cardinality(p_entry_ids), 0), coalesce(cardinality(p_room_names), 0),
+            coalesce(cardinality(p_dispatch_ids)::text, 'none') USING ERRCODE = 'BC001';
+    END IF;
+    PERFORM lock_batches(ARRAY(SELECT DISTINCT e.batch_id FROM batch_entries e WHERE e.id = ANY (p_entry_ids)));
+    -- Under the batch locks no transition can slip in; the entry locks keep the lock order.
+    PERFORM FROM batch_entries e WHERE e.id = ANY (p_entry_ids) ORDER BY e.id FOR UPDATE;
+
+    SELECT i.ord, i.room_name, e.id, room_name(e.id, e.attempts + 1) AS expected INTO v_bad
+      FROM unnest(p_entry_ids, p_room_names) WITH ORDINALITY AS i (entry_id, room_name, ord)
+      JOIN batch_entries e ON e.id = i.entry_id
+     WHERE e.status = 'running' AND i.room_name IS DISTINCT FROM room_name(e.id, e.attempts + 1)
+     ORDER BY i.ord
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'p_room_names[%]: % is not the claimed attempt''s room % (entry %)',
+            v_bad.ord, coalesce(v_bad.room_name, 'null'), v_bad.expected, v_bad.id USING ERRCODE = 'BC001';
+    END IF;
+
+    PERFORM set_reason('mark_dispatched');
+    WITH claimed AS (
+        SELECT DISTINCT ON (e.id) e.id, e.tenant_id, e.batch_id, e.attempts, i.room_name, i.dispatch_id
+          FROM unnest(p_entry_ids, p_room_names, p_dispatch_ids) AS i (entry_id, room_name, dispatch_id)
+          JOIN batch_entries e ON e.id = i.entry_id
+         WHERE e.status = 'running'
+         ORDER BY e.id
+    ), logged AS (
+        INSERT INTO call_logs (id, tenant_id, batch_id, entry_id, attempt, room_name, dispatch_id)
+        SELECT batchctl.call_log_id(c.room_name), c.tenant_id, c.batch_id, c.id, c.attempts + 1,
+               c.room_name, c.dispatch_id
+          FROM claimed c
+        RETURNING call_logs.id, call_logs.tenant_id, call_logs.entry_id
+    )
+    UPDATE batch_entries e
+       SET status = 'dispatched', attempts = e.attempts + 1, call_log_id = l.id,
+           lease_expires_at = NULL, last_error = NULL, dispatch_unconfirmed = false, updated_at = now()
+      FROM logged l
+     WHERE e.id = l.entry_id AND e.tenant_id = l.tenant_id;
+
+    RETURN QUERY
+    SELECT i.entry_id, c.id, e.status::text
+      FROM unnest(p_entry_ids, p_room_names) WITH ORDINALITY AS i (entry_id, room_name, ord)
+      LEFT JOIN batch_entries e ON e.id = i.entry_id
+      LEFT JOIN call_logs c ON e.status = 'dispatched' AND c.id = e.call_log_id
+                           AND c.tenant_id = e.tenant_id AND c.room_name = i.room_name
+     ORDER BY i.ord;
+END
+$$;
+
+-- One acknowledgement (SPEC's signature): mark_dispatched_many for one entry, its answers as
+-- errors. BC002 for an unknown entry; BC004 when the claim is gone: the caller must hang the
+-- room up.
 CREATE OR REPLACE FUNCTION batchctl.mark_dispatched(
     p_entry_id uuid, p_room_name text, p_dispatch_id text DEFAULT NULL)
 RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog
 AS $$
 DECLARE
-    v_entry batch_entries;
-    v_call_id uuid;
+    v_ack record;
 BEGIN
-    SELECT * INTO v_entry FROM batch_entries WHERE id = p_entry_id;
-    IF NOT FOUND THEN
+    SELECT * INTO v_ack
+      FROM mark_dispatched_many(ARRAY[p_entry_id], ARRAY[p_room_name], ARRAY[p_dispatch_id]);
+    IF v_ack.status IS NULL THEN
         RAISE EXCEPTION 'entry % not found', p_entry_id USING ERRCODE = 'BC002';
     END IF;
-    -- From here on every statement names the entry's tenant (routable when distributed by it).
-    PERFORM lock_tenant_batches(v_entry.tenant_id, ARRAY[v_entry.batch_id]);
-    SELECT * INTO v_entry FROM batch_entries
-     WHERE id = p_entry_id AND tenant_id = v_entry.tenant_id FOR UPDATE;
-    IF NOT FOUND THEN  -- pruned (sql/065) while we waited for the lock
-        RAISE EXCEPTION 'entry % not found', p_entry_id USING ERRCODE = 'BC002';
-    END IF;
-
-    IF v_entry.status = 'dispatched' THEN
-        SELECT id INTO v_call_id FROM call_logs
-         WHERE id = v_entry.call_log_id AND tenant_id = v_entry.tenant_id AND room_name = p_room_name;
-        IF FOUND THEN
-            RETURN v_call_id;  -- a repeated acknowledgement of the same dispatch
-        END IF;
-    END IF;
-    IF v_entry.status <> 'running' THEN
-        RAISE EXCEPTION 'entry % is % and no longer claimed; hang up room %', p_entry_id, v_entry.status, p_room_name
+    IF v_ack.call_log_id IS NULL THEN
+        RAISE EXCEPTION 'entry % is % and no longer claimed; hang up room %', p_entry_id, v_ack.status, p_room_name
             USING ERRCODE = 'BC004';
     END IF;
-    IF p_room_name IS DISTINCT FROM room_name(p_entry_id, v_entry.attempts + 1) THEN
-        RAISE EXCEPTION 'p_room_name: % is not the claimed attempt''s room %', p_room_name,
-            room_name(p_entry_id, v_entry.attempts + 1) USING ERRCODE = 'BC001';
-    END IF;
-
-    PERFORM set_reason('mark_dispatched');
-    INSERT INTO call_logs (id, tenant_id, batch_id, entry_id, attempt, room_name, dispatch_id)
-    VALUES (call_log_id(p_room_name), v_entry.tenant_id, v_entry.batch_id, p_entry_id, v_entry.attempts + 1,
-            p_room_name, p_dispatch_id)
-    RETURNING id INTO v_call_id;
-    UPDATE batch_entries
-       SET status = 'dispatched', attempts = attempts + 1, call_log_id = v_call_id,
-           lease_expires_at = NULL, last_error = NULL, dispatch_unconfirmed = false, updated_at = now()
-     WHERE id = p_entry_id AND tenant_id = v_entry.tenant_id;
-    RETURN v_call_id;
+    RETURN v_ack.call_log_id;
 END
 $$;
 
@@ -239,55 +273,120 @@ BEGIN
 END
 $$;
 
--- The voice worker's call. Forward moves update the call; a terminal status moves the entry in
--- the same transaction (trigger). A duplicate, late or backward report changes nothing and is
--- recorded as an ignored event: workers and webhooks may deliver out of order and retry.
--- Returns the entry's status after.
+-- What is wrong with one status report, or null: "status: …", "detail: …" or
+-- "detail.duration_seconds: …" (callers say which report it was).
+CREATE OR REPLACE FUNCTION batchctl.call_report_problem(p_status text, p_detail jsonb)
+RETURNS text LANGUAGE sql IMMUTABLE
+SET search_path = batchctl, pg_catalog
+AS $$
+    SELECT CASE
+        WHEN p_status IS NULL OR NOT p_status = ANY (enum_range(NULL::call_status)::text[])
+            THEN format('status: unknown call status %s, allowed: %s', coalesce(quote_literal(p_status), 'null'),
+                        array_to_string(enum_range(NULL::call_status)::text[], ', '))
+        WHEN jsonb_typeof(coalesce(p_detail, '{}')) <> 'object'
+            THEN format('detail: expected a JSON object, got %s', jsonb_typeof(p_detail))
+        WHEN p_detail ? 'duration_seconds' AND jsonb_typeof(p_detail -> 'duration_seconds') <> 'number'
+            THEN format('detail.duration_seconds: expected a number, got %s', p_detail -> 'duration_seconds')
+    END
+$$;
+
+-- Many voice-worker reports in one transaction (a completer flushing what arrived meanwhile:
+-- the webhook receiver's, or a worker fleet's). Each report means what report_call_status says.
+-- Reports of one call apply in input order, reports of different calls side by side: a round
+-- takes each call's next report (usually one round does all). Returns, per input in order, the
+-- call log id and its entry's status after; a null status means no such call log (the others
+-- still apply). A malformed report is BC001 naming it, and changes nothing.
+CREATE OR REPLACE FUNCTION batchctl.report_call_statuses(
+    p_call_log_ids uuid[], p_statuses text[], p_details jsonb[] DEFAULT NULL)
+RETURNS TABLE (call_log_id uuid, status text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_bad record;
+    v_rounds integer;
+BEGIN
+    IF cardinality(p_call_log_ids) IS DISTINCT FROM cardinality(p_statuses)
+       OR cardinality(p_details) <> cardinality(p_call_log_ids) THEN
+        RAISE EXCEPTION 'p_statuses, p_details: expected one per call log id (%), got % and %',
+            coalesce(cardinality(p_call_log_ids), 0), coalesce(cardinality(p_statuses), 0),
+            coalesce(cardinality(p_details)::text, 'none') USING ERRCODE = 'BC001';
+    END IF;
+    SELECT r.ord, r.id, call_report_problem(r.status, r.detail) AS problem INTO v_bad
+      FROM unnest(p_call_log_ids, p_statuses, p_details) WITH ORDINALITY AS r (id, status, detail, ord)
+     WHERE call_report_problem(r.status, r.detail) IS NOT NULL
+     ORDER BY r.ord
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'report % (call log %): %', v_bad.ord, v_bad.id, v_bad.problem USING ERRCODE = 'BC001';
+    END IF;
+
+    -- A final report moves its entry and the batch's counters: lock those batches first.
+    PERFORM lock_batches(ARRAY(
+        SELECT DISTINCT c.batch_id
+          FROM unnest(p_call_log_ids, p_statuses) AS r (id, status)
+          JOIN call_logs c ON c.id = r.id
+         WHERE is_terminal(r.status::call_status)));
+    PERFORM FROM call_logs c WHERE c.id = ANY (p_call_log_ids) ORDER BY c.id FOR UPDATE;
+
+    PERFORM set_reason('report_call_status');
+    SELECT max(n) INTO v_rounds
+      FROM (SELECT count(*) AS n FROM unnest(p_call_log_ids) AS r (id) GROUP BY r.id) per_call;
+    FOR v_round IN 1 .. coalesce(v_rounds, 0) LOOP
+        -- Forward moves update the call (its trigger moves the entry on a final one); a
+        -- duplicate, late or backward report changes nothing and is recorded as ignored.
+        WITH this_round AS (
+            SELECT c.id, c.tenant_id, c.batch_id, c.status AS from_status, r.status, r.detail,
+                   call_transition_allowed(c.status, r.status) AS allowed
+              FROM (SELECT r.id, r.status::call_status AS status, coalesce(r.detail, '{}') AS detail,
+                           row_number() OVER (PARTITION BY r.id ORDER BY r.ord) AS nth
+                      FROM unnest(p_call_log_ids, p_statuses, p_details) WITH ORDINALITY AS r (id, status, detail, ord)
+                   ) r
+              JOIN call_logs c ON c.id = r.id
+             WHERE r.nth = v_round
+        ), ignored AS (
+            INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason, ignored)
+            SELECT t.tenant_id, t.batch_id, 'call', t.id, t.from_status, t.status,
+                   format('report_call_status: %s after %s ignored', t.status, t.from_status), true
+              FROM this_round t
+             WHERE NOT t.allowed
+        )
+        UPDATE call_logs c
+           SET status = t.status, detail = c.detail || t.detail
+          FROM this_round t
+         WHERE c.id = t.id AND c.tenant_id = t.tenant_id AND t.allowed;
+    END LOOP;
+
+    RETURN QUERY
+    SELECT r.id, e.status::text
+      FROM unnest(p_call_log_ids) WITH ORDINALITY AS r (id, ord)
+      LEFT JOIN call_logs c ON c.id = r.id
+      LEFT JOIN batch_entries e ON e.id = c.entry_id AND e.tenant_id = c.tenant_id
+     ORDER BY r.ord;
+END
+$$;
+
+-- The voice worker's call (SPEC's signature): report_call_statuses for one report. Forward
+-- moves update the call; a terminal status moves the entry in the same transaction (trigger).
+-- A duplicate, late or backward report changes nothing and is recorded as an ignored event:
+-- workers and webhooks may deliver out of order and retry. Returns the entry's status after.
 CREATE OR REPLACE FUNCTION batchctl.report_call_status(
     p_call_log_id uuid, p_status text, p_detail jsonb DEFAULT '{}')
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog
 AS $$
 DECLARE
-    v_status call_status;
-    v_call call_logs;
+    v_problem text := call_report_problem(p_status, p_detail);
+    v_status text;
 BEGIN
-    IF p_status IS NULL OR NOT p_status = ANY (enum_range(NULL::call_status)::text[]) THEN
-        RAISE EXCEPTION 'p_status: unknown call status %, allowed: %', coalesce(quote_literal(p_status), 'null'),
-            array_to_string(enum_range(NULL::call_status)::text[], ', ') USING ERRCODE = 'BC001';
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'p_%', v_problem USING ERRCODE = 'BC001';
     END IF;
-    v_status := p_status::call_status;
-    p_detail := coalesce(p_detail, '{}');
-    IF jsonb_typeof(p_detail) <> 'object' THEN
-        RAISE EXCEPTION 'p_detail: expected a JSON object, got %', jsonb_typeof(p_detail) USING ERRCODE = 'BC001';
-    END IF;
-    IF p_detail ? 'duration_seconds' AND jsonb_typeof(p_detail -> 'duration_seconds') <> 'number' THEN
-        RAISE EXCEPTION 'p_detail.duration_seconds: expected a number, got %', p_detail -> 'duration_seconds'
-            USING ERRCODE = 'BC001';
-    END IF;
-
-    SELECT * INTO v_call FROM call_logs WHERE id = p_call_log_id;
-    IF NOT FOUND THEN
+    SELECT r.status INTO v_status
+      FROM report_call_statuses(ARRAY[p_call_log_id], ARRAY[p_status], ARRAY[p_detail]) r;
+    IF v_status IS NULL THEN
         RAISE EXCEPTION 'call log % not found', p_call_log_id USING ERRCODE = 'BC002';
     END IF;
-    IF is_terminal(v_status) THEN
-        -- its entry and counters will change
-        PERFORM lock_tenant_batches(v_call.tenant_id, ARRAY[v_call.batch_id]);
-    END IF;
-    SELECT * INTO v_call FROM call_logs WHERE id = p_call_log_id AND tenant_id = v_call.tenant_id FOR UPDATE;
-    IF NOT FOUND THEN  -- pruned (sql/065) while we waited for the lock
-        RAISE EXCEPTION 'call log % not found', p_call_log_id USING ERRCODE = 'BC002';
-    END IF;
-
-    IF call_transition_allowed(v_call.status, v_status) THEN
-        PERFORM set_reason('report_call_status');
-        UPDATE call_logs SET status = v_status, detail = detail || p_detail
-         WHERE id = p_call_log_id AND tenant_id = v_call.tenant_id;
-    ELSE
-        INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason, ignored)
-        VALUES (v_call.tenant_id, v_call.batch_id, 'call', v_call.id, v_call.status, v_status,
-                format('report_call_status: %s after %s ignored', v_status, v_call.status), true);
-    END IF;
-    RETURN (SELECT status FROM batch_entries WHERE id = v_call.entry_id AND tenant_id = v_call.tenant_id);
+    RETURN v_status;
 END
 $$;

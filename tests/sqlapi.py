@@ -92,6 +92,24 @@ class SqlApi:
             "select batchctl.mark_dispatched(%s, %s, %s)", entry_id, room_name, dispatch_id
         )
 
+    def mark_dispatched_many(
+        self, acks: list[tuple[UUID, str]]
+    ) -> list[tuple[UUID | None, str | None]]:
+        """The daemon's completer: (entry, room) acknowledgements -> (call log id, entry status)."""
+        rows = self.conn.execute(
+            "select * from batchctl.mark_dispatched_many(%s, %s, %s)",
+            ([e for e, _ in acks], [r for _, r in acks], [f"dispatch-{r}" for _, r in acks]),
+        ).fetchall()
+        return [(row["call_log_id"], row["status"]) for row in rows]
+
+    def report_many(self, reports: list[tuple[UUID, str]]) -> list[str | None]:
+        """(call log, status) reports in one call -> each call's entry status after."""
+        rows = self.conn.execute(
+            "select * from batchctl.report_call_statuses(%s, %s)",
+            ([c for c, _ in reports], [s for _, s in reports]),
+        ).fetchall()
+        return [row["status"] for row in rows]
+
     def mark_dispatch_failed(self, entry_id: UUID, error: str, retryable: bool = True) -> str:
         return self._one(
             "select batchctl.mark_dispatch_failed(%s, %s, %s)", entry_id, error, retryable

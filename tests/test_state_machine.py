@@ -309,21 +309,21 @@ class Model:
     def claim_bounds(self, limit: int, at: Stamp) -> tuple[int, int]:
         """The fewest and the most entries claim_entries(limit) may hand out at `at` (§4).
 
-        The tenants with a running batch holding queued entries and a free slot are served, at
-        most `limit` of them (picked at random). Each running batch offers its first due entries
-        by (next_attempt_at, entry_index) whose number is not in flight for the tenant, up to its
-        free slots; a number offered by several batches is handed out once; a tenant gets at most
-        its free slots. Where the model cannot tell whether an entry is due, or which of two comes
-        first, every possibility counts."""
-        spans = []
-        for t in self.tenants:
-            tfree = t.cap - t.in_flight()
-            if tfree > 0 and any(b.status == "running" and b.count("queued") for b in t.batches):
-                spans.append(self.tenant_claims(t, tfree, limit, at))
-        served = list(itertools.combinations(spans, min(limit, len(spans))))
-        low = min(min(limit, sum(lo for lo, _ in s)) for s in served)
-        high = max(min(limit, sum(hi for _, hi in s)) for s in served)
-        return low, high
+        The tenants with a running batch holding queued entries and a free slot are served one
+        after another (in random order) until the claim is full. Each running batch offers its
+        first due entries by (next_attempt_at, entry_index) whose number is not in flight for
+        the tenant, up to its free slots; a number offered by several batches is handed out
+        once; a tenant gets at most its free slots. A tenant served with fewer than `limit` left
+        to fill offers the same entries cut to what is left, so the order does not change the
+        total. Where the model cannot tell whether an entry is due, or which of two comes first,
+        every possibility counts."""
+        spans = [
+            self.tenant_claims(t, tfree, limit, at)
+            for t in self.tenants
+            if (tfree := t.cap - t.in_flight()) > 0
+            and any(b.status == "running" and b.count("queued") for b in t.batches)
+        ]
+        return min(limit, sum(lo for lo, _ in spans)), min(limit, sum(hi for _, hi in spans))
 
     def tenant_claims(self, t: MTenant, tfree: int, limit: int, at: Stamp) -> tuple[int, int]:
         busy = {
@@ -798,6 +798,12 @@ class BatchMachine(RuleBasedStateMachine):
                 self.api.mark_dispatched(e.id, room)
             return
         call_id, at = self.timed(lambda: self.api.mark_dispatched(e.id, room, f"dispatch-{room}"))
+        self.dispatched(e, room, call_id, at)
+        if twice:  # the daemon's acknowledgement repeated: the same call, nothing new
+            with self.unchanged():
+                assert self.api.mark_dispatched(e.id, room, f"dispatch-{room}") == call_id
+
+    def dispatched(self, e: MEntry, room: str, call_id: UUID, at: Stamp) -> None:
         c = MCall(call_id, e, e.attempts + 1, room, at)
         e.attempts += 1
         e.call = c
@@ -805,9 +811,26 @@ class BatchMachine(RuleBasedStateMachine):
         e.last_error = None
         self.m.calls[call_id] = c
         self.m.move(e, "dispatched")
-        if twice:  # the daemon's acknowledgement repeated: the same call, nothing new
-            with self.unchanged():
-                assert self.api.mark_dispatched(e.id, room, f"dispatch-{room}") == call_id
+
+    @rule(picks=st.lists(PICK, min_size=1, max_size=4), stale=rare(3))
+    def mark_dispatched_many(self, picks: list[int], stale: bool) -> None:
+        """The daemon's completer: several acknowledgements in one call, with repeated and
+        gone claims among them; each answered as mark_dispatched would, in input order."""
+        acks = [(e, e.rooms[-1]) for p in picks if (e := self.pick_entry(p, stale)) is not None]
+        if not acks:
+            return
+        answers, at = self.timed(
+            lambda: self.api.mark_dispatched_many([(e.id, r) for e, r in acks])
+        )
+        for (e, room), (call_id, _) in zip(acks, answers, strict=True):
+            if e.status == "running":
+                assert call_id is not None, f"a running entry's acknowledgement was refused: {e}"
+                self.dispatched(e, room, call_id, at)
+            elif e.status == "dispatched" and e.call is not None and e.call.room == room:
+                assert call_id == e.call.id, "a repeated acknowledgement gave another call"
+            else:
+                assert call_id is None, f"a gone claim was acknowledged: {e}"
+        assert [status for _, status in answers] == [e.status for e, _ in acks]
 
     @rule(pick=PICK, retryable=st.booleans(), late=rare(4))
     def mark_dispatch_failed(self, pick: int, retryable: bool, late: bool) -> None:
@@ -865,6 +888,29 @@ class BatchMachine(RuleBasedStateMachine):
             c = choose(live, pick)
             for status in (*path, *([outcome] if outcome else [])):
                 self.do_report(c, status)
+
+    @rule(reports=st.lists(st.tuples(PICK, st.sampled_from(CALL_STATUSES)), min_size=1, max_size=5))
+    def report_many(self, reports: list[tuple[int, str]]) -> None:
+        """A completer's flush: reports of several calls in one call, a call's own in order;
+        late, duplicate and backward ones among them are ignored and recorded."""
+        live = [c for c in self.m.calls.values() if c.status in LIVE_CALL]
+        calls = live or list(self.m.calls.values())
+        if not calls:
+            return
+        batch = [(choose(calls, pick), status) for pick, status in reports]
+        ignored_before = self.snapshot()["ignored_events"]
+        result, at = self.timed(lambda: self.api.report_many([(c.id, s) for c, s in batch]))
+        ignored = 0
+        for c, status in batch:
+            if not (rank(c.status) < 3 and rank(status) > rank(c.status)):
+                ignored += 1
+            elif status in LIVE_CALL:
+                c.status, c.changed = status, at
+            else:
+                c.changed = at
+                self.m.call_ended(c, status)
+        assert result == [c.entry.status for c, _ in batch]
+        assert self.snapshot()["ignored_events"] == ignored_before + ignored
 
     def do_report(self, c: MCall, status: str) -> None:
         if not (rank(c.status) < 3 and rank(status) > rank(c.status)):

@@ -1,7 +1,8 @@
 """The dispatch loop: claim entries, dispatch each to LiveKit, acknowledge in the database.
 
 Each claimed entry becomes a task: LiveKit dispatch (adopting an existing one for a repeated
-attempt) -> mark_dispatched, or mark_dispatch_failed with whether a retry can help. In sip mode
+attempt) -> acknowledged through the completer (mark_dispatched_many, together with the other
+tasks' acknowledgements), or mark_dispatch_failed with whether a retry can help. In sip mode
 the task then dials the callee and reports ringing, the answer or the SIP failure.
 The database decides everything else: caps, fairness, retries, what a failure means.
 """
@@ -14,10 +15,10 @@ from collections.abc import Coroutine
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from livekit import api
 
 from batchctl.daemon.circuit import Circuit
+from batchctl.daemon.completer import Completer
 from batchctl.identifiers import call_log_id
 from batchctl.livekit import (
     LIVEKIT_ERRORS,
@@ -26,7 +27,7 @@ from batchctl.livekit import (
     is_retryable,
     sip_outcome,
 )
-from batchctl.procedures import Claim, Procedures
+from batchctl.procedures import Ack, AckResult, Claim, Procedures
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Dispatcher:
         self.lease_seconds = lease_seconds
         self.max_in_flight = max_in_flight
         self.circuit = Circuit()
+        self.acks: Completer[Ack, AckResult] = Completer(procedures.mark_dispatched_many)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def step(self) -> float | None:
@@ -84,7 +86,9 @@ class Dispatcher:
         claims = await self.procedures.claim_entries(self.worker, limit, self.lease_seconds)
         for claim in claims:
             self._spawn(self.dispatch(claim), claim)
-        return 0 if len(claims) == limit else None
+        # A short claim may have stopped at the tenants it locked (sql/050): only an empty one
+        # means nothing more is claimable now.
+        return 0 if claims else None
 
     async def drain(self, timeout: float) -> None:
         """Waits for the entries in hand (a sip dial: until answered or failed), then gives up
@@ -128,17 +132,13 @@ class Dispatcher:
             )
             log.warning("dispatch of %s failed (%s): entry %s", room, describe(exc), status)
             return
-        try:
-            call = await self.procedures.mark_dispatched(
-                claim.entry_id, room, dispatched.dispatch_id
-            )
-        except psycopg.Error as exc:
-            if exc.sqlstate != "BC004":
-                raise
+        ack = await self.acks.submit(Ack(claim.entry_id, room, dispatched.dispatch_id))
+        if ack.call_log_id is None:
             # Cancelled, or re-queued after our lease ran out: nobody will follow this call.
-            log.info("claim of %s is gone (%s): hanging up", room, exc.diag.message_primary)
+            log.info("claim of %s is gone (entry %s): hanging up", room, ack.status or "deleted")
             await self._hang_up_orphan(room)
             return
+        call = ack.call_log_id
         log.debug("dispatched %s (%s)", room, "adopted" if dispatched.adopted else "new")
         if self.gateway.settings.mode == "sip" and not (
             dispatched.adopted and await self.gateway.has_sip_participant(room)
