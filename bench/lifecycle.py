@@ -6,9 +6,10 @@ stay flat as batches and history grow.
 Part 1 (throughput): many batches at once, N client connections each looping claim_entries(10)
 -> mark_dispatched -> report_call_status ringing -> ongoing -> ended, every SQL call its own
 autocommit transaction; pgbench's simple-update workload (-N) on the same server is the ceiling.
-Part 2 (flat costs): the per-call cost of batch_status, claim_entries, the completing
-report_call_status and sweep on a 1k-entry batch vs a 100k-entry batch, with a large finished
-history in the tables. The ratios should stay near 1: these are O(1) / O(live rows) by design.
+Part 2 (flat costs): the per-call cost of batch_status, claim_entries, mark_dispatched, the
+(completing) report_call_status and sweep on a 1k-entry batch with no history, then again with
+1M finished entries and 5M events of history in the tables, and on a 100k-entry batch beside that
+history. The ratios should stay near 1: these are O(1) / O(live rows) by design.
 
 It prints figures and asserts nothing about speed. It runs on a fresh embedded PostgreSQL (temp
 data directory, deleted afterwards), or on the server named by BATCHCTL_DATABASE_URL, where it
@@ -437,8 +438,8 @@ def load_history_chunk(tenant: UUID, n_batches: int, conn: Conn) -> None:
     statement trigger (entries_after_insert) set total and completed_count, and the batch trigger
     then completes and finishes each batch and writes its (skipped) report: the same invariants
     the API keeps. Each entry gets its call log (whose insert trigger writes the call's event) and
-    one entry event; the real flow writes ~7 events per entry, but nothing on the measured paths
-    reads events, they only need to be big."""
+    four more events, its own three moves and the call's end: five per entry (the real flow
+    writes about seven)."""
     conn.execute("SELECT batchctl.set_reason('bench history')")
     ids = [
         r[0]
@@ -478,9 +479,14 @@ def load_history_chunk(tenant: UUID, n_batches: int, conn: Conn) -> None:
         """
         INSERT INTO batchctl.events
                (tenant_id, batch_id, object, object_id, from_status, to_status, reason)
-        SELECT e.tenant_id, e.batch_id, 'entry', e.id, 'dispatched', 'completed',
-               'report_call_status'
-          FROM batchctl.batch_entries e WHERE e.batch_id = ANY (%s)""",
+        SELECT e.tenant_id, e.batch_id, m.object, CASE m.object WHEN 'entry' THEN e.id
+                                                          ELSE e.call_log_id END,
+               m.from_status, m.to_status, 'bench history'
+          FROM batchctl.batch_entries e
+         CROSS JOIN (VALUES ('entry', 'queued', 'running'), ('entry', 'running', 'dispatched'),
+                            ('entry', 'dispatched', 'completed'), ('call', 'in_queue', 'ended'))
+                    AS m (object, from_status, to_status)
+         WHERE e.batch_id = ANY (%s)""",
         (ids,),
     )
 
@@ -627,49 +633,53 @@ def measure_completion(conn: Conn, batches: list[UUID], into: Samples) -> None:
         into.add("report ended (completes batch)", ms)
 
 
-def flat_costs(url: str, plan: Plan) -> None:
-    section("2. flat costs")
-    load_history(url, plan.history)
-    sizes = {"small": plan.small, "big": plan.big}
+def measure_sizes(
+    url: str, plan: Plan, sizes: dict[str, tuple[int, str]], label: str
+) -> dict[str, Samples]:
+    """Fresh batches (name -> size, phone prefix), each on its own tenant, measured in turn."""
     with psycopg.connect(url, autocommit=True) as conn:
         tenants = {
-            k: one(conn, "SELECT batchctl.create_tenant(%s, 1000)", f"flat-{k}") for k in sizes
+            k: one(conn, "SELECT batchctl.create_tenant(%s, 1000)", f"flat-{label}-{k}")
+            for k in sizes
         }
         batches: dict[str, UUID] = {}
-        for k, n in sizes.items():
+        for k, (n, prefix) in sizes.items():
             ms, batches[k] = timed(
                 partial(
                     one,
                     conn,
                     "SELECT batchctl.create_batch(%s, %s::jsonb, '{\"autostart\": false}')",
                     tenants[k],
-                    phone_entries(n, "9" if k == "big" else "8"),
+                    phone_entries(n, prefix),
                 )
             )
-            print(f"create_batch with {n:,} entries: {ms / 1000:.2f} s")
+            print(f"{label}: create_batch with {n:,} entries: {ms / 1000:.2f} s")
     # One batch per completion sample (the first, tiny, only warms the plan caches).
-    jobs = [partial(completion_batch, tenants["small"], 10)] + [
+    first = next(iter(tenants.values()))
+    jobs = [partial(completion_batch, first, 10)] + [
         partial(completion_batch, tenants[k], n)
-        for k, n in sizes.items()
+        for k, (n, _) in sizes.items()
         for _ in range(plan.completion_reps)
     ]
-    t0 = time.perf_counter()
     built = in_parallel(url, jobs)
-    print(f"completion samples: {len(jobs)} batches built in {time.perf_counter() - t0:.1f} s")
-    completions = {
-        "small": built[1 : 1 + plan.completion_reps],
-        "big": built[1 + plan.completion_reps :],
-    }
-
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ANALYZE batchctl.batch_entries")
         conn.execute("ANALYZE batchctl.call_logs")
-        # Warm this session's plan caches first, so neither size pays for them.
+        # Warm this session's plan caches first, so no size pays for them.
         measure_completion(conn, built[:1], Samples())
         results = {k: measure_batch(conn, tenants[k], batches[k], plan) for k in sizes}
-        for k in sizes:
-            measure_completion(conn, completions[k], results[k])
+        for i, k in enumerate(sizes):
+            reps = plan.completion_reps
+            measure_completion(conn, built[1 + i * reps : 1 + (i + 1) * reps], results[k])
+    return results
 
+
+def flat_costs(url: str, plan: Plan) -> None:
+    section("2. flat costs")
+    empty = measure_sizes(url, plan, {"small": (plan.small, "7")}, "empty")["small"]
+    load_history(url, plan.history)
+    sizes = {"small": (plan.small, "8"), "big": (plan.big, "9")}
+    after = measure_sizes(url, plan, sizes, "history")
     ops = [
         "batch_status",
         "claim_entries(10)",
@@ -678,15 +688,18 @@ def flat_costs(url: str, plan: Plan) -> None:
         "report ended (completes batch)",
         "sweep",
     ]
-    small_h, big_h = f"{plan.small // 1000}k batch", f"{plan.big // 1000}k batch"
+    small, big = f"{plan.small // 1000}k", f"{plan.big // 1000}k"
     print(
-        f"\nmedian ms per call, {plan.history:,} finished entries of history in the tables "
-        f"({plan.reps} samples; completion: {plan.completion_reps}, one batch each)"
+        f"\nmedian ms per call ({plan.reps} samples; completion: {plan.completion_reps}, one "
+        f"batch each); history: {plan.history:,} finished entries, 5 events each"
     )
-    print(f"  {'operation':<32}{small_h:>12}{big_h:>12}{'ratio':>8}")
+    print(
+        f"  {'operation':<32}{'empty, ' + small:>12}{'history, ' + small:>14}{'ratio':>7}"
+        f"{'history, ' + big:>15}{'ratio':>7}"
+    )
     for op in ops:
-        a, b = results["small"].median(op), results["big"].median(op)
-        print(f"  {op:<32}{a:>12.3f}{b:>12.3f}{b / a:>8.2f}")
+        e, h, b = empty.median(op), after["small"].median(op), after["big"].median(op)
+        print(f"  {op:<32}{e:>12.3f}{h:>14.3f}{h / e:>7.2f}{b:>15.3f}{b / e:>7.2f}")
 
 
 # --------------------------------------------------------------------------- main

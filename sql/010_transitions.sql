@@ -56,31 +56,35 @@ RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN batchctl.call_status_rank(p_status) = 3;
 
 -- The entry status a call's status stands for ('dispatched' while the call is live).
+-- (Each result a typed constant: a cast of the CASE would call the enum's input function, which
+-- is only STABLE, and an IMMUTABLE function calling it is not inlined.)
 CREATE OR REPLACE FUNCTION batchctl.entry_status_for_call(p_status batchctl.call_status)
 RETURNS batchctl.entry_status LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
-    WHEN p_status IN ('in_queue', 'ringing', 'ongoing') THEN 'dispatched'
-    WHEN p_status IN ('ended', 'completed') THEN 'completed'
-    WHEN p_status IN ('failed', 'error', 'not_reachable') THEN 'failed'
-    WHEN p_status IN ('declined', 'rejected', 'no_answer', 'busy', 'voicemail') THEN 'declined'
-    ELSE 'cancelled'
-END::batchctl.entry_status;
+    WHEN p_status IN ('in_queue', 'ringing', 'ongoing') THEN 'dispatched'::batchctl.entry_status
+    WHEN p_status IN ('ended', 'completed') THEN 'completed'::batchctl.entry_status
+    WHEN p_status IN ('failed', 'error', 'not_reachable') THEN 'failed'::batchctl.entry_status
+    WHEN p_status IN ('declined', 'rejected', 'no_answer', 'busy', 'voicemail') THEN 'declined'::batchctl.entry_status
+    ELSE 'cancelled'::batchctl.entry_status
+END;
 
 -- Deterministic per (entry, attempt): a daemon that crashed after LiveKit accepted a dispatch
 -- finds the same room on re-claim and adopts it instead of dialling again.
 CREATE OR REPLACE FUNCTION batchctl.room_name(p_entry_id uuid, p_attempt integer)
 RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN 'batchctl-' || p_entry_id || '-' || p_attempt;
+-- (Explicit casts: text || uuid is the STABLE any-type concatenation, which would stop inlining.)
+RETURN 'batchctl-' || p_entry_id::text || '-' || p_attempt::text;
 
 -- The call log of a room: a UUID v3 (RFC 4122, name-based) of the room name, so the daemon can
 -- hand it to the voice agent in the dispatch metadata before the call log exists, and a webhook
 -- maps a room to its call without a look-up. batchctl.identifiers computes the same in Python.
+-- Inlined like the rules above (one per acknowledgement); STABLE because convert_to is. The
+-- digest is written out three times because an inlined body cannot hold a sub-SELECT.
 CREATE OR REPLACE FUNCTION batchctl.call_log_id(p_room_name text)
-RETURNS uuid LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
-AS $$
-    SELECT encode(set_byte(set_byte(h, 6, (get_byte(h, 6) & 15) | 48), 8, (get_byte(h, 8) & 63) | 128),
-                  'hex')::uuid
-      FROM (SELECT decode(md5(decode('4d356a18331856babbebeb86390ccc97', 'hex')
-                              || convert_to(p_room_name, 'UTF8')), 'hex') AS h) name_hash
-$$;
+RETURNS uuid LANGUAGE sql STABLE PARALLEL SAFE
+RETURN encode(
+    set_byte(
+        set_byte(decode(md5(decode('4d356a18331856babbebeb86390ccc97', 'hex') || convert_to(p_room_name, 'UTF8')), 'hex'),
+                 6, (get_byte(decode(md5(decode('4d356a18331856babbebeb86390ccc97', 'hex') || convert_to(p_room_name, 'UTF8')), 'hex'), 6) & 15) | 48),
+        8, (get_byte(decode(md5(decode('4d356a18331856babbebeb86390ccc97', 'hex') || convert_to(p_room_name, 'UTF8')), 'hex'), 8) & 63) | 128),
+    'hex')::uuid;

@@ -378,3 +378,31 @@ def test_cancel_of_a_large_batch_is_fast(conn: psycopg.Connection[Any]) -> None:
     elapsed = time.monotonic() - t0
     assert elapsed < 5, f"cancel_batch of 10 000 entries took {elapsed:.1f} s"
     assert_invariants(conn)
+
+
+# The rules every transition evaluates (sql/010, and the report check in sql/050) are meant to be
+# inlined into the statements that use them; a body PostgreSQL will not inline (a SET clause, or
+# an IMMUTABLE function calling a STABLE one such as an enum's input) becomes a function call per
+# row, and nothing else would notice.
+INLINED_RULES = [
+    "batchctl.entry_status_for_call(s)",
+    "batchctl.call_transition_allowed(s, s)",
+    "batchctl.is_terminal(s)",
+    "batchctl.call_report_problem(s::text, '{}'::jsonb)",
+    "batchctl.entry_transition_allowed(e, e)",
+    "batchctl.batch_transition_allowed(b, b)",
+    "batchctl.room_name(u, 1)",
+    "batchctl.current_reason()",
+    "batchctl.call_log_id(r)",
+]
+ROW = """(values ('ended'::batchctl.call_status, 'queued'::batchctl.entry_status,
+                 'running'::batchctl.batch_status, gen_random_uuid(), 'batchctl-x-1'))
+         v (s, e, b, u, r)"""
+
+
+@pytest.mark.parametrize("call", INLINED_RULES)
+def test_transition_rules_are_inlined(conn: psycopg.Connection[Any], call: str) -> None:
+    rows = conn.execute(f"explain (verbose, costs off) select {call} from {ROW}").fetchall()
+    plan = "\n".join(next(iter(row.values())) for row in rows)
+    name = call.split("(")[0]
+    assert name not in plan, f"{name} is called, not inlined:\n{plan}"
