@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 BENCH_DB = "batchctl_bench_lifecycle"
 PGBENCH_DB = "batchctl_bench_pgbench"
+FLAT_DB = "batchctl_bench_flat"
 
 
 @dataclass(frozen=True)
@@ -711,23 +712,26 @@ def main() -> None:
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     started = time.perf_counter()
-    with server() as admin_url, scratch_database(admin_url, BENCH_DB) as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            print(machine(conn))
-            where = (
-                "BATCHCTL_DATABASE_URL"
-                if os.environ.get("BATCHCTL_DATABASE_URL")
-                else "embedded, fresh temp data dir"
-            )
-            print(f"mode: {'quick' if args.quick else 'full'}; server: {where}")
-            # Per-function timings for the breakdown in part 1 (superuser setting, per database).
-            conn.execute(
-                sql.SQL("ALTER DATABASE {} SET track_functions = 'all'").format(
-                    sql.Identifier(BENCH_DB)
+    with server() as admin_url:
+        with scratch_database(admin_url, BENCH_DB) as url:
+            with psycopg.connect(url, autocommit=True) as conn:
+                print(machine(conn))
+                where = (
+                    "BATCHCTL_DATABASE_URL"
+                    if os.environ.get("BATCHCTL_DATABASE_URL")
+                    else "embedded, fresh temp data dir"
                 )
-            )
-        throughput(admin_url, url, plan)
-        flat_costs(url, plan)
+                print(f"mode: {'quick' if args.quick else 'full'}; server: {where}")
+                # Per-function timings for part 1's breakdown (superuser setting, per database).
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} SET track_functions = 'all'").format(
+                        sql.Identifier(BENCH_DB)
+                    )
+                )
+            throughput(admin_url, url, plan)
+        # Part 2 on a database of its own, so that its baseline is a truly empty history.
+        with scratch_database(admin_url, FLAT_DB) as url:
+            flat_costs(url, plan)
     print(f"\ntotal {time.perf_counter() - started:.0f} s; {load()}")
 
 

@@ -86,9 +86,9 @@ class Dispatcher:
         claims = await self.procedures.claim_entries(self.worker, limit, self.lease_seconds)
         for claim in claims:
             self._spawn(self.dispatch(claim), claim)
-        # A short claim may have stopped at the tenants it locked (sql/050): only an empty one
-        # means nothing more is claimable now.
-        return 0 if claims else None
+        # A short claim took all the tenants it could lock had for now; a tenant another claimer
+        # held is that claimer's to fill (sql/050), so only a full claim means "more waiting".
+        return 0 if len(claims) == limit else None
 
     async def drain(self, timeout: float) -> None:
         """Waits for the entries in hand (a sip dial: until answered or failed), then gives up
