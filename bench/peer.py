@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 
@@ -65,14 +66,18 @@ async def pgqueuer_client(conn: psycopg.AsyncConnection, stop_at: float) -> int:
     return jobs
 
 
+async def claim(conn: psycopg.AsyncConnection, worker: str) -> list[tuple[Any, str]]:
+    cur = await conn.execute(
+        "SELECT entry_id, room_name FROM batchctl.claim_entries(%s, %s, 60)", (worker, BATCH)
+    )
+    return await cur.fetchall()
+
+
 async def batchctl_client(conn: psycopg.AsyncConnection, stop_at: float) -> int:
     worker = f"peer-{uuid.uuid4()}"
     entries = 0
     while time.perf_counter() < stop_at:
-        cur = await conn.execute(
-            "SELECT entry_id, room_name FROM batchctl.claim_entries(%s, %s, 60)", (worker, BATCH)
-        )
-        claims = await cur.fetchall()
+        claims = await claim(conn, worker)
         cur = await conn.execute(
             "SELECT call_log_id FROM batchctl.mark_dispatched_many(%s, %s, %s)",
             ([e for e, _ in claims], [r for _, r in claims], ["d-" + r for _, r in claims]),
@@ -89,10 +94,7 @@ async def batchctl_per_call_client(conn: psycopg.AsyncConnection, stop_at: float
     worker = f"peer-{uuid.uuid4()}"
     entries = 0
     while time.perf_counter() < stop_at:
-        cur = await conn.execute(
-            "SELECT entry_id, room_name FROM batchctl.claim_entries(%s, %s, 60)", (worker, BATCH)
-        )
-        claims = await cur.fetchall()
+        claims = await claim(conn, worker)
         calls = []
         for entry, room in claims:
             cur = await conn.execute(

@@ -45,6 +45,21 @@ AS $$
     ) locked
 $$;
 
+-- The set forms (mark_dispatched_many, report_call_statuses) take parallel arrays: BC001 unless
+-- each has one element per key (the optional one may be null).
+CREATE OR REPLACE FUNCTION batchctl.check_parallel_arrays(
+    p_names text, p_key text, p_keys integer, p_required integer, p_optional integer)
+RETURNS void LANGUAGE plpgsql IMMUTABLE
+SET search_path = batchctl, pg_catalog
+AS $$
+BEGIN
+    IF p_required IS DISTINCT FROM p_keys OR p_optional <> p_keys THEN
+        RAISE EXCEPTION '%: expected one per % (%), got % and %', p_names, p_key, coalesce(p_keys, 0),
+            coalesce(p_required, 0), coalesce(p_optional::text, 'none') USING ERRCODE = 'BC001';
+    END IF;
+END
+$$;
+
 -- A tenant-role session carries its tenant in the `batchctl.tenant_id` setting; a function
 -- called with another tenant's id answers "not found", as RLS would. A session acting as
 -- batchctl_tenant (and not also as worker or superuser) without the setting may do nothing.

@@ -162,12 +162,8 @@ AS $$
 DECLARE
     v_bad record;
 BEGIN
-    IF cardinality(p_entry_ids) IS DISTINCT FROM cardinality(p_room_names)
-       OR cardinality(p_dispatch_ids) <> cardinality(p_entry_ids) THEN
-        RAISE EXCEPTION 'p_room_names, p_dispatch_ids: expected one per entry id (%), got % and %',
-            coalesce(cardinality(p_entry_ids), 0), coalesce(cardinality(p_room_names), 0),
-            coalesce(cardinality(p_dispatch_ids)::text, 'none') USING ERRCODE = 'BC001';
-    END IF;
+    PERFORM check_parallel_arrays('p_room_names, p_dispatch_ids', 'entry id', cardinality(p_entry_ids),
+                                  cardinality(p_room_names), cardinality(p_dispatch_ids));
     -- Every change of an entry locks its batch first (sql/020): under these locks the entries
     -- read below cannot change before they are updated.
     PERFORM lock_batches(ARRAY(SELECT DISTINCT e.batch_id FROM batch_entries e WHERE e.id = ANY (p_entry_ids)));
@@ -338,12 +334,8 @@ DECLARE
     v_bad integer;
     v_rounds integer;
 BEGIN
-    IF cardinality(p_call_log_ids) IS DISTINCT FROM cardinality(p_statuses)
-       OR cardinality(p_details) <> cardinality(p_call_log_ids) THEN
-        RAISE EXCEPTION 'p_statuses, p_details: expected one per call log id (%), got % and %',
-            coalesce(cardinality(p_call_log_ids), 0), coalesce(cardinality(p_statuses), 0),
-            coalesce(cardinality(p_details)::text, 'none') USING ERRCODE = 'BC001';
-    END IF;
+    PERFORM check_parallel_arrays('p_statuses, p_details', 'call log id', cardinality(p_call_log_ids),
+                                  cardinality(p_statuses), cardinality(p_details));
     -- The first malformed report, and how many rounds: the most reports of one call.
     SELECT min(r.ord) FILTER (WHERE call_report_problem(r.status, r.detail) IS NOT NULL), max(r.nth)
       INTO v_bad, v_rounds
