@@ -272,6 +272,35 @@ def test_a_dispatch_whose_reply_timed_out_is_adopted_not_dialled_twice(
     assert {(e["status"], e["dispatch_failures"]) for e in entries} == {("completed", 1)}
 
 
+def test_an_unexpected_dispatch_error_counts_as_a_dispatch_failure(
+    db_url: str, api: SqlApi, tmp_path: Path
+) -> None:
+    """LiveKit created the dispatch but answered with a body the client cannot decode: an error
+    outside the ones the daemon plans for. It counts as a retryable dispatch failure (so five of
+    them would end the entry, where its lease alone would bring it back forever), and the
+    re-claim adopts the dispatch LiveKit made instead of dialling again."""
+    scenario = Scenario.from_dict(
+        {**QUICK_CALLS, "outcomes": {"ended": 1}, "dispatch_faults": {"garble_rate": 1}}
+    )
+    tenant = api.create_tenant("acme", 2)
+    batch = api.create_batch(tenant, phones(2))
+    with run_simulator(db_url, scenario) as sim:
+        daemon = Service(daemon_command(db_url, sim.url), tmp_path / "daemon.log")
+        with running(daemon):
+            wait_finished(api.conn, [batch], timeout=30, services=[daemon])
+        assert_one_dispatch_per_attempt(sim, api.conn)
+        assert sim.stats().requests["CreateDispatch"] == 2
+    entries = entry_rows(api.conn).values()
+    assert {(e["status"], e["dispatch_failures"]) for e in entries} == {("completed", 1)}
+    requeued = api.conn.execute(
+        """select reason from batchctl.events
+            where object = 'entry' and from_status = 'running' and to_status = 'queued'"""
+    ).fetchall()
+    assert len(requeued) == 2
+    assert all("dispatch failed unexpectedly: DecodeError" in r["reason"] for r in requeued)
+    assert_invariants(api.conn)
+
+
 def test_sip_mode_dials_and_maps_sip_failures_to_outcomes(
     db_url: str, api: SqlApi, tmp_path: Path
 ) -> None:

@@ -112,11 +112,24 @@ class Dispatcher:
         if was_full:
             self.wake.set()
         if not task.cancelled() and (exc := task.exception()) is not None:
-            # The entry stays claimed; its lease brings it back and the next claim adopts
-            # whatever LiveKit already has.
+            # Even recording the failure failed (the database is away): the entry stays
+            # claimed; its lease brings it back and the next claim adopts whatever LiveKit
+            # already has.
             log.error("%s failed", task.get_name(), exc_info=exc)
 
     async def dispatch(self, claim: Claim) -> None:
+        try:
+            await self._dispatch(claim)
+        except Exception as exc:
+            # An error nobody planned for (a bug, a reply that cannot be decoded) counts as a
+            # retryable dispatch failure: the entry's five failures bound it, where its lease
+            # alone would bring it back forever. The re-queue marks it dispatch_unconfirmed, so
+            # its re-claim adopts a dispatch LiveKit may have made. (A no-op once acknowledged.)
+            log.exception("dispatch of %s failed unexpectedly", claim.room_name)
+            error = f"dispatch failed unexpectedly: {type(exc).__name__}: {exc}"[:300]
+            await self.procedures.mark_dispatch_failed(claim.entry_id, error, True)
+
+    async def _dispatch(self, claim: Claim) -> None:
         room = claim.room_name
         agent = claim.options.get("agent_name") or self.default_agent
         metadata = dispatch_metadata(claim, self.gateway.settings.sip_trunk_id)

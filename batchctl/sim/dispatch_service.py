@@ -22,7 +22,7 @@ from batchctl.sim.calls import Call
 from batchctl.sim.context import SimContext
 from batchctl.sim.rooms import World
 from batchctl.sim.stats import DispatchRecord
-from batchctl.sim.twirp import Method, TwirpError
+from batchctl.sim.twirp import GarbledReply, Method, TwirpError
 
 SERVICE = "livekit.AgentDispatchService"
 
@@ -91,6 +91,8 @@ class AgentDispatchService:
             ).start()
         if fault == "stall":
             await asyncio.sleep(faults.stall_s)  # the dispatch exists; the caller may give up
+        if fault == "garble":
+            raise GarbledReply  # the dispatch exists; the caller cannot read that it does
         return dispatch
 
     async def list_dispatch(

@@ -33,7 +33,7 @@ from batchctl.sim.outcomes import ANSWERED, OUTCOMES
 Mode = Literal["auto", "agent", "sip"]
 MODES: tuple[str, ...] = ("auto", "agent", "sip")
 CRASH = "crash"  # an override: answered, and the agent dies after reporting "ongoing"
-Fault = Literal["error", "stall"]
+Fault = Literal["error", "stall", "garble"]
 # ListDispatch for a room that does not exist: "unavailable" (503) as a self-hosted LiveKit
 # answers, or "empty" as LiveKit Cloud does.
 MissingRoom = Literal["unavailable", "empty"]
@@ -68,6 +68,8 @@ class DispatchFaults:
     latency_s: float = 0.0  # added before every CreateDispatch is handled
     stall_rate: float = 0.0  # share whose reply is held back stall_s *after* the dispatch exists
     stall_s: float = 0.0  # long enough, it trips the client's timeout: an ambiguous dispatch
+    garble_rate: float = 0.0  # share answered 200 with a body that is no protobuf, *after* the
+    # dispatch exists: an error no client plans for
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,8 @@ class Scenario:
             return "error"
         if self._unit("stall", n) < faults.stall_rate:
             return "stall"
+        if self._unit("garble", n) < faults.garble_rate:
+            return "garble"
         return None
 
     def _override(self, phone: str, attempt: int) -> str | None:

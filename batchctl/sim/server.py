@@ -24,7 +24,7 @@ from batchctl.sim.rooms import World
 from batchctl.sim.scenario import Scenario
 from batchctl.sim.sip_service import SipService
 from batchctl.sim.stats import SimStats
-from batchctl.sim.twirp import Method, TwirpError
+from batchctl.sim.twirp import GarbledReply, Method, TwirpError
 from batchctl.sim.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
@@ -138,4 +138,7 @@ class Simulator:
         except TwirpError as exc:
             self.stats.error(name, exc.code)
             return exc.response()
+        except GarbledReply:
+            self.stats.error(name, "garbled")
+            return web.Response(body=GarbledReply.BODY, content_type=PROTOBUF)
         return web.Response(body=reply.SerializeToString(), content_type=PROTOBUF)

@@ -49,6 +49,13 @@ class TwirpError(Exception):
         return web.json_response(body, status=HTTP_STATUS[self.code])
 
 
+class GarbledReply(Exception):
+    """A handler's way to answer 200 with a body that is no protobuf message (a scenario fault:
+    the client fails to decode it)."""
+
+    BODY = b"\x0a\x7ftruncated"  # field 1 claims 127 bytes that never come
+
+
 @dataclass(frozen=True)
 class Method:
     """A Twirp method: its request message type and the handler, which gets the decoded request
