@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from batchctl.embedded import start_embedded
@@ -246,46 +247,36 @@ def test_a_livekit_outage_pauses_claims_instead_of_failing_entries(
     assert "claims pause until it answers" in daemon.log.read_text()
 
 
-def test_a_dispatch_whose_reply_timed_out_is_adopted_not_dialled_twice(
-    db_url: str, api: SqlApi, tmp_path: Path
+@pytest.mark.parametrize(
+    ("faults", "options", "error"),
+    [
+        # The reply came after our timeout.
+        ({"stall_rate": 1, "stall_s": 1.0}, ("--livekit-timeout", "0.3"), "timed out"),
+        # The reply cannot be decoded: an error outside the ones the daemon plans for. It still
+        # counts as a retryable dispatch failure (five end the entry, where the lease alone
+        # would bring it back forever).
+        ({"garble_rate": 1}, (), "dispatch failed unexpectedly: DecodeError"),
+    ],
+    ids=["reply timed out", "reply undecodable"],
+)
+def test_a_dispatch_livekit_made_but_did_not_confirm_is_adopted_not_dialled_twice(
+    db_url: str,
+    api: SqlApi,
+    tmp_path: Path,
+    faults: dict[str, Any],
+    options: tuple[str, ...],
+    error: str,
 ) -> None:
-    """LiveKit created the dispatch but its reply came after our timeout: the retry finds the
-    room's dispatch and adopts it; the callee gets one call, reported to one call log."""
+    """LiveKit created the dispatch, but the daemon could not learn so: one dispatch failure is
+    counted, and the retry finds the room's dispatch and adopts it; the callee gets one call,
+    reported to one call log."""
     scenario = Scenario.from_dict(
-        {
-            **QUICK_CALLS,
-            "outcomes": {"ended": 1},
-            "dispatch_faults": {"stall_rate": 1, "stall_s": 1.0},
-        }
+        {**QUICK_CALLS, "outcomes": {"ended": 1}, "dispatch_faults": faults}
     )
     tenant = api.create_tenant("acme", 2)
     batch = api.create_batch(tenant, phones(2))
     with run_simulator(db_url, scenario) as sim:
-        daemon = Service(
-            daemon_command(db_url, sim.url, "--livekit-timeout", "0.3"), tmp_path / "daemon.log"
-        )
-        with running(daemon):
-            wait_finished(api.conn, [batch], timeout=30, services=[daemon])
-        assert_one_dispatch_per_attempt(sim, api.conn)
-        assert sim.stats().requests["CreateDispatch"] == 2
-    entries = entry_rows(api.conn).values()
-    assert {(e["status"], e["dispatch_failures"]) for e in entries} == {("completed", 1)}
-
-
-def test_an_unexpected_dispatch_error_counts_as_a_dispatch_failure(
-    db_url: str, api: SqlApi, tmp_path: Path
-) -> None:
-    """LiveKit created the dispatch but answered with a body the client cannot decode: an error
-    outside the ones the daemon plans for. It counts as a retryable dispatch failure (so five of
-    them would end the entry, where its lease alone would bring it back forever), and the
-    re-claim adopts the dispatch LiveKit made instead of dialling again."""
-    scenario = Scenario.from_dict(
-        {**QUICK_CALLS, "outcomes": {"ended": 1}, "dispatch_faults": {"garble_rate": 1}}
-    )
-    tenant = api.create_tenant("acme", 2)
-    batch = api.create_batch(tenant, phones(2))
-    with run_simulator(db_url, scenario) as sim:
-        daemon = Service(daemon_command(db_url, sim.url), tmp_path / "daemon.log")
+        daemon = Service(daemon_command(db_url, sim.url, *options), tmp_path / "daemon.log")
         with running(daemon):
             wait_finished(api.conn, [batch], timeout=30, services=[daemon])
         assert_one_dispatch_per_attempt(sim, api.conn)
@@ -296,8 +287,7 @@ def test_an_unexpected_dispatch_error_counts_as_a_dispatch_failure(
         """select reason from batchctl.events
             where object = 'entry' and from_status = 'running' and to_status = 'queued'"""
     ).fetchall()
-    assert len(requeued) == 2
-    assert all("dispatch failed unexpectedly: DecodeError" in r["reason"] for r in requeued)
+    assert len(requeued) == 2 and all(error in r["reason"] for r in requeued), requeued
     assert_invariants(api.conn)
 
 
