@@ -271,3 +271,17 @@ def test_completer_fails_only_the_waiters_of_a_failed_flush() -> None:
     assert isinstance(first, ValueError) and isinstance(second, ValueError)
     assert later == [20, 30]
     assert calls == [[0, 1], [2, 3]]
+
+
+def test_dispatch_ids_are_optional(api: SqlApi, conn: Any) -> None:
+    tenant = api.create_tenant()
+    api.create_batch(tenant, phones(2))
+    a, b = api.claim()
+    rows = conn.execute(
+        "select call_log_id, status from batchctl.mark_dispatched_many(%s, %s)",
+        ([a.entry_id, b.entry_id], [a.room_name, b.room_name]),
+    ).fetchall()
+    assert [r["status"] for r in rows] == ["dispatched", "dispatched"]
+    ids = conn.execute("select dispatch_id from batchctl.call_logs").fetchall()
+    assert [r["dispatch_id"] for r in ids] == [None, None]
+    assert_invariants(conn)
