@@ -21,8 +21,8 @@ from collections.abc import Awaitable
 from aiohttp import web
 from livekit import api
 
+from batchctl.completer import Completer
 from batchctl.config import LiveKitCredentials
-from batchctl.daemon.completer import Completer
 from batchctl.daemon.loop import wait_for_any
 from batchctl.identifiers import call_log_id
 from batchctl.procedures import Procedures, StatusReport

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from batchctl.daemon.completer import Completer
+from batchctl.completer import Completer
 from batchctl.database import async_pool
 from batchctl.procedures import Ack, Procedures
 from invariants import assert_invariants

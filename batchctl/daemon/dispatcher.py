@@ -17,8 +17,8 @@ from uuid import UUID
 
 from livekit import api
 
+from batchctl.completer import Completer
 from batchctl.daemon.circuit import Circuit
-from batchctl.daemon.completer import Completer
 from batchctl.identifiers import call_log_id
 from batchctl.livekit import (
     LIVEKIT_ERRORS,

@@ -1,9 +1,10 @@
-"""Acknowledgements from many tasks, written to the database together.
+"""Calls from many tasks, written to the database together (River's "completer").
 
-Each dispatch task awaits its own acknowledgement; the completer sends what has piled up as
-one call (batchctl.mark_dispatched_many): one transaction, one counter update per batch. A flush
-starts as soon as the previous one returned, with no timer: a lone acknowledgement goes at
-once, and under load the ones arriving during a flush go together in the next.
+Each task awaits its own result; the completer sends what has piled up as one call of a set-form
+SQL function: one transaction, one counter update per batch. The daemon sends its dispatch
+acknowledgements this way (mark_dispatched_many), the webhook receiver its call reports
+(report_call_statuses). A flush starts as soon as the previous one returned, with no timer: a
+lone item goes at once, and under load the ones arriving during a flush go together in the next.
 """
 
 from __future__ import annotations
