@@ -17,6 +17,11 @@ SET search_path = batchctl, pg_catalog
 AS $$
 DECLARE
     v_pending integer := NEW.queued_count + NEW.running_count + NEW.dispatched_count;
+    -- Watchers get at most one batchctl_progress per batch in this interval (a status change or
+    -- the finish always notifies): a busy batch changes its counters hundreds of times a
+    -- second, and notifying commits go one at a time (bench/RESULTS.md). Watchers re-read on
+    -- their own timer too (SPEC §6: notifications only wake), so a change is late, never lost.
+    v_progress_interval CONSTANT interval := '100 milliseconds';
 BEGIN
     IF OLD.finished_at IS NOT NULL THEN
         -- prune() takes the entries it deletes out of the counters (entries_counted), so
@@ -47,6 +52,10 @@ BEGIN
         NEW.finished_at := now();
     END IF;
     NEW.updated_at := now();
+    IF NEW.status <> OLD.status OR NEW.finished_at IS NOT NULL OR OLD.progress_notified_at IS NULL
+       OR OLD.progress_notified_at <= clock_timestamp() - v_progress_interval THEN
+        NEW.progress_notified_at := clock_timestamp();
+    END IF;
     RETURN NEW;
 END
 $$;
@@ -92,7 +101,9 @@ BEGIN
             PERFORM pg_notify('batchctl_report', NEW.id::text);
         END IF;
     END IF;
-    PERFORM pg_notify('batchctl_progress', NEW.id::text);
+    IF NEW.progress_notified_at IS DISTINCT FROM OLD.progress_notified_at THEN
+        PERFORM pg_notify('batchctl_progress', NEW.id::text);
+    END IF;
     RETURN NULL;
 END
 $$;
