@@ -5,7 +5,8 @@
 Writes a CSV of distinct North American numbers (half E.164, half national, a few with their
 own time zone, three context columns), then measures, each on a fresh batch:
 
-  parse     reading the file and normalising the numbers (batchctl.leads.rows), no database
+  parse     reading the file and normalising the numbers (batchctl.leads.rows), no database:
+            in one process, and spread over the CPUs as `batchctl batch create` does
   import    batchctl.leads.staging.import_batch: the code path of `batchctl batch create`
             (parse + COPY into a temporary table + zone check + create_batch), with its two
             steps timed separately in a second run: stage (parse + COPY + zone check) and
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from batchctl.leads.parallel import available_cpus
 from batchctl.leads.rows import read_leads
 from batchctl.leads.staging import create_batch_from_stage, import_batch, stage_leads
 from benchlib import machine, scratch_database, server
@@ -41,6 +43,7 @@ T = TypeVar("T")
 
 BENCH_DB = "batchctl_bench_ingest"
 TARGET = 50_000
+CPUS = available_cpus()
 # Area codes in several zones; exchanges 200-999 and any line number are valid NANP numbers.
 AREA_CODES = ("212", "305", "312", "415", "503", "512", "602", "617", "702", "713", "808")
 ZONES = ("America/New_York", "America/Chicago", "Europe/London")
@@ -83,9 +86,9 @@ def main() -> None:
         write_csv(path, rows)
         print(f"{rows:,} rows, {path.stat().st_size / 1e6:.1f} MB; target {TARGET:,} rows/s")
 
-        def parse() -> int:
+        def parse(workers: int) -> int:
             with path.open(newline="", encoding="utf-8-sig") as stream:
-                return sum(1 for _ in read_leads(stream, "US"))
+                return sum(1 for _ in read_leads(stream, "US", workers=workers))
 
         with (
             server() as admin_url,
@@ -93,7 +96,8 @@ def main() -> None:
             psycopg.connect(url, autocommit=True) as conn,
         ):
             print(machine(conn))
-            report("parse (no database)", timed(parse)[0], rows)
+            report("parse, one process (no database)", timed(lambda: parse(1))[0], rows)
+            report(f"parse, {CPUS} processes (no database)", timed(lambda: parse(CPUS))[0], rows)
             run(conn, url, path, rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -106,14 +110,14 @@ def run(conn: psycopg.Connection[Any], url: str, path: Path, rows: int) -> None:
 
     def whole() -> Any:
         with path.open(newline="", encoding="utf-8-sig") as stream:
-            return import_batch(conn, tenant, read_leads(stream, "US"), {})
+            return import_batch(conn, tenant, read_leads(stream, "US", workers=CPUS), {})
 
     seconds, (batch, skipped) = timed(whole)
     assert not skipped
     report("import (batch create's path)", seconds, rows)
 
     with conn.transaction(), path.open(newline="", encoding="utf-8-sig") as stream:
-        stage_s, staged = timed(lambda: stage_leads(conn, read_leads(stream, "US")))
+        stage_s, staged = timed(lambda: stage_leads(conn, read_leads(stream, "US", workers=CPUS)))
         create_s, _ = timed(lambda: create_batch_from_stage(conn, tenant, {}))
     assert not staged.problems
     report("  stage: parse + COPY + zone check", stage_s, rows)

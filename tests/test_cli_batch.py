@@ -432,3 +432,28 @@ def test_subprocess_batch_create_and_show_unknown(db_url: str, conn: Any) -> Non
     assert unknown.stderr.strip().splitlines() == [
         f"error: batch {NO_SUCH_BATCH} not found (batchctl batch list shows them)"
     ]
+
+
+def test_subprocess_batch_create_of_a_big_file_reads_it_in_several_processes(
+    db_url: str, conn: Any, tmp_path: Path
+) -> None:
+    """Past 5,000 rows the numbers are normalised in worker processes, spawned from the
+    command: the batch and the skipped rows are as one process would make them."""
+    SqlApi(conn).create_tenant("acme")
+    path = tmp_path / "big.csv"
+    rows = [f"+1415{200 + i // 10_000}{i % 10_000:04d},Lead {i}" for i in range(6_000)]
+    rows[5_500] = "555-nope,Lead 5500"
+    path.write_text("phone,name\n" + "\n".join(rows) + "\n")
+    created = run_batchctl(
+        db_url, "batch", "create", "acme", "--csv", str(path), "--skip-invalid", "--json"
+    )
+    assert created.returncode == 0, created.stderr
+    doc = json.loads(created.stdout)
+    assert doc["batch_status"]["total"] == 5_999
+    assert [row["line"] for row in doc["skipped_rows"]] == [5_502]
+    last = conn.execute(
+        "select lead_name from batchctl.batch_entries where batch_id = %s"
+        " order by entry_index desc limit 1",
+        (doc["batch_id"],),
+    ).fetchone()
+    assert last["lead_name"] == "Lead 5999"

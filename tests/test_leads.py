@@ -183,6 +183,29 @@ def test_every_bad_row_is_reported_with_its_line_and_column() -> None:
     assert str(problems[2]).startswith('line 6, column phone: "(415) 555-0102" has no country')
 
 
+def test_a_big_file_read_by_several_processes_gives_the_same_rows_in_the_same_order() -> None:
+    """Past the first chunk (5,000 rows) the numbers are normalised in worker processes: every
+    lead and every bad row comes back as one process would give it, in line order."""
+    rows = ["phone,name,region"]
+    for i in range(12_001):
+        if i % 997 == 0:
+            rows.append(f"not a number {i},Lead {i},x")
+        elif i % 1_499 == 0:
+            rows.append(f'"+1415555{i % 10_000:04d},too many",Lead {i}')
+        else:
+            rows.append(f"({415 + i % 3}) {200 + i // 10_000}-{i % 10_000:04d},Lead {i},")
+    text = "\n".join(rows) + "\n"
+    serial = list(read_leads(lines(text), "US"))
+    parallel = list(read_leads(lines(text), "US", workers=2))
+    assert parallel == serial
+    leads, problems = split(parallel)
+    assert len(leads) + len(problems) == 12_001
+    assert [p.line for p in problems] == sorted(p.line for p in problems)
+    assert {p.line for p in problems} >= {2 + i for i in range(0, 12_001, 997)}
+    numbers = list(read_numbers(lines(text), "US", workers=2))
+    assert numbers == list(read_numbers(lines(text), "US"))
+
+
 def test_do_not_call_files_need_only_a_phone_column() -> None:
     text = "Phone,reason\n+14155550100,asked\n(415) 555-0101,\nnope,\n"
     numbers, problems = split(read_numbers(lines(text), "US"))

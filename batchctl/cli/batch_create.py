@@ -18,6 +18,7 @@ from batchctl.cli.csv_input import CSV_FILE, default_region_option, echo_problem
 from batchctl.cli.output import json_option, print_json
 from batchctl.cli.tenant import resolve_tenant
 from batchctl.database import connect
+from batchctl.leads.parallel import available_cpus
 from batchctl.leads.rows import read_leads
 from batchctl.leads.staging import InvalidRows, import_batch
 
@@ -130,7 +131,7 @@ def create(
         # Bad options fail before the file is read, with the database's message.
         conn.execute("SELECT batchctl.normalize_options(%s::jsonb)", (json.dumps(options),))
         with open_csv(csv_file) as stream:
-            leads = read_leads(stream, default_region)
+            leads = read_leads(stream, default_region, workers=available_cpus())
             try:
                 batch_id, skipped = import_batch(
                     conn, tenant_id, leads, options, skip_invalid=skip_invalid

@@ -13,6 +13,7 @@ from batchctl.cli.output import json_option, print_json
 from batchctl.cli.tenant import resolve_tenant
 from batchctl.database import connect
 from batchctl.leads.csvfile import Problem
+from batchctl.leads.parallel import available_cpus
 from batchctl.leads.phones import PhoneError, parse_phone
 from batchctl.leads.rows import read_numbers
 
@@ -64,7 +65,7 @@ def import_numbers(
         numbers: list[str] = []
         problems: list[Problem] = []
         with open_csv(file) as stream:
-            for item in read_numbers(stream, default_region):
+            for item in read_numbers(stream, default_region, workers=available_cpus()):
                 if isinstance(item, Problem):
                     problems.append(item)
                 else:

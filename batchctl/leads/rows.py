@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from batchctl.leads.csvfile import Problem, Record, read_records
+from batchctl.leads.parallel import map_in_chunks
 from batchctl.leads.phones import Phone, PhoneError, parse_phone
 
 PHONE = "phone"
@@ -55,32 +57,55 @@ def _phone(record: Record, default_region: str | None) -> Phone | Problem:
         return Problem(record.line, PHONE, str(exc))
 
 
-def read_leads(lines: Iterable[str], default_region: str | None) -> Iterator[Lead | Problem]:
-    for record in read_records(lines, LEAD_COLUMNS, PHONE):
-        if isinstance(record, Problem):
-            yield record
-            continue
-        phone = _phone(record, default_region)
-        if isinstance(phone, Problem):
-            yield phone
-            continue
-        cells = record.values
-        yield Lead(
-            line=record.line,
-            to_phone=phone.e164,
-            lead_name=cells.get("name") or None,
-            lead_id=cells.get("lead_id") or None,
-            context={k: v for k, v in cells.items() if v and k not in LEAD_COLUMNS},
-            timezone=cells.get("timezone") or None,
-            number_timezone=phone.timezone,
-        )
+def _lead(record: Record | Problem, default_region: str | None) -> Lead | Problem:
+    if isinstance(record, Problem):
+        return record
+    phone = _phone(record, default_region)
+    if isinstance(phone, Problem):
+        return phone
+    cells = record.values
+    return Lead(
+        line=record.line,
+        to_phone=phone.e164,
+        lead_name=cells.get("name") or None,
+        lead_id=cells.get("lead_id") or None,
+        context={k: v for k, v in cells.items() if v and k not in LEAD_COLUMNS},
+        timezone=cells.get("timezone") or None,
+        number_timezone=phone.timezone,
+    )
 
 
-def read_numbers(lines: Iterable[str], default_region: str | None) -> Iterator[Number | Problem]:
+def _number(record: Record | Problem, default_region: str | None) -> Number | Problem:
+    phone = record if isinstance(record, Problem) else _phone(record, default_region)
+    if isinstance(phone, Problem):
+        return phone
+    return Number(record.line, phone.e164)
+
+
+def _leads(
+    records: tuple[Record | Problem, ...], default_region: str | None
+) -> list[Lead | Problem]:
+    return [_lead(record, default_region) for record in records]
+
+
+def _numbers(
+    records: tuple[Record | Problem, ...], default_region: str | None
+) -> list[Number | Problem]:
+    return [_number(record, default_region) for record in records]
+
+
+def read_leads(
+    lines: Iterable[str], default_region: str | None, *, workers: int = 1
+) -> Iterator[Lead | Problem]:
+    """The file's leads and bad rows, in line order; with ``workers`` > 1 the numbers of a big
+    file are normalised in that many processes (batchctl.leads.parallel)."""
+    records = read_records(lines, LEAD_COLUMNS, PHONE)
+    return map_in_chunks(partial(_leads, default_region=default_region), records, workers)
+
+
+def read_numbers(
+    lines: Iterable[str], default_region: str | None, *, workers: int = 1
+) -> Iterator[Number | Problem]:
     """The ``phone`` column of a file, normalised; other columns are ignored."""
-    for record in read_records(lines, (PHONE,), PHONE):
-        phone = record if isinstance(record, Problem) else _phone(record, default_region)
-        if isinstance(phone, Problem):
-            yield phone
-        else:
-            yield Number(record.line, phone.e164)
+    records = read_records(lines, (PHONE,), PHONE)
+    return map_in_chunks(partial(_numbers, default_region=default_region), records, workers)
