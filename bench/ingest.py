@@ -8,9 +8,11 @@ own time zone, three context columns), then measures, each on a fresh batch:
   parse     reading the file and normalising the numbers (batchctl.leads.rows), no database:
             in one process, and spread over the CPUs as `batchctl batch create` does
   import    batchctl.leads.staging.import_batch: the code path of `batchctl batch create`
-            (parse + COPY into a temporary table + zone check + create_batch), with its two
-            steps timed separately in a second run: stage (parse + COPY + zone check) and
-            create (p_entries assembled server-side + batchctl.create_batch)
+            (parse + COPY into a temporary table + zone check + create_batch_from_rows), with
+            its two steps timed separately in a second run: stage (parse + COPY + zone check)
+            and create (the staged rows handed to batchctl.create_batch_from_rows), and beside
+            them the server's floor: the same rows inserted into a bare table, with no index
+            and with the two unique keys any design needs
   cli       `batchctl batch create` as a subprocess (adds interpreter start-up)
 
 The target (issue 6) is 50,000 rows/s for the whole path. It prints figures and asserts
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,7 +39,7 @@ import psycopg
 
 from batchctl.leads.parallel import available_cpus
 from batchctl.leads.rows import read_leads
-from batchctl.leads.staging import create_batch_from_stage, import_batch, stage_leads
+from batchctl.leads.staging import STAGE, create_batch_from_stage, import_batch, stage_leads
 from benchlib import machine, scratch_database, server
 
 T = TypeVar("T")
@@ -103,6 +106,28 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+# What the server alone takes to store the same rows, for scale: a plain INSERT ... SELECT of
+# the staged leads into a table with batch_entries' columns and nothing else, then with its two
+# unique keys (id; batch and number), which any design needs.
+FLOORS = (
+    ("bare rows, no index", ""),
+    ("bare rows, 2 unique keys", ", PRIMARY KEY (id), UNIQUE (batch_id, to_phone)"),
+)
+
+
+def insert_floor(conn: psycopg.Connection[Any], keys: str) -> None:
+    conn.execute(
+        "CREATE TABLE bench_floor (LIKE batchctl.batch_entries INCLUDING DEFAULTS"
+        f" EXCLUDING CONSTRAINTS{keys})"
+    )
+    conn.execute(
+        "INSERT INTO bench_floor (batch_id, tenant_id, entry_index, to_phone, lead_id, lead_name,"
+        " context, timezone) SELECT gen_random_uuid(), gen_random_uuid(), line, to_phone,"
+        f" lead_id, lead_name, context, coalesce(timezone, number_timezone) FROM {STAGE}"
+    )
+    conn.execute("DROP TABLE bench_floor")
+
+
 def run(conn: psycopg.Connection[Any], url: str, path: Path, rows: int) -> None:
     row = conn.execute("SELECT batchctl.create_tenant('bench', 10)").fetchone()
     assert row is not None
@@ -119,9 +144,12 @@ def run(conn: psycopg.Connection[Any], url: str, path: Path, rows: int) -> None:
     with conn.transaction(), path.open(newline="", encoding="utf-8-sig") as stream:
         stage_s, staged = timed(lambda: stage_leads(conn, read_leads(stream, "US", workers=CPUS)))
         create_s, _ = timed(lambda: create_batch_from_stage(conn, tenant, {}))
+        floors = [(label, timed(partial(insert_floor, conn, keys))[0]) for label, keys in FLOORS]
     assert not staged.problems
     report("  stage: parse + COPY + zone check", stage_s, rows)
-    report("  create: entries + create_batch", create_s, rows)
+    report("  create: create_batch_from_rows", create_s, rows)
+    for label, seconds in floors:
+        report(f"  floor: {label}", seconds, rows)
 
     command = [sys.executable, "-m", "batchctl", "--database-url", url, "batch", "create",
                str(tenant), "--csv", str(path), "--default-region", "US"]  # fmt: skip

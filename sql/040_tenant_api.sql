@@ -70,15 +70,11 @@ RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog
 AS $$
 DECLARE
-    v_options jsonb;
-    v_batch_id uuid;
     v_errors text[];
     v_rows integer;
-    v_distinct integer;
-    v_inserted integer;
 BEGIN
     PERFORM check_tenant(p_tenant_id);
-    v_options := normalize_options(p_options);
+    PERFORM normalize_options(p_options);
     IF p_entries IS NULL OR jsonb_typeof(p_entries) <> 'array' THEN
         RAISE EXCEPTION 'p_entries: expected a JSON array of {to_phone, lead_name?, lead_id?, context?, timezone?}, got %',
             coalesce(jsonb_typeof(p_entries), 'null') USING ERRCODE = 'BC001';
@@ -89,6 +85,8 @@ BEGIN
             USING ERRCODE = 'BC001';
     END IF;
 
+    -- Every problem of every entry, JSON shapes included; create_batch_from_rows checks the
+    -- numbers and zones again, which costs little beside this.
     WITH input AS (
         SELECT ord - 1 AS idx, e FROM jsonb_array_elements(p_entries) WITH ORDINALITY AS x (e, ord)
     ), problems AS (
@@ -126,31 +124,93 @@ BEGIN
     )
     SELECT array_agg(format('entries[%s]: %s', idx, problem) ORDER BY idx) INTO v_errors
       FROM problems WHERE problem IS NOT NULL;
-    IF v_errors IS NOT NULL THEN
-        RAISE EXCEPTION '% of % entries are invalid, nothing was created: %', cardinality(v_errors), v_rows,
-            array_to_string(v_errors[1:10], '; ')
-            || CASE WHEN cardinality(v_errors) > 10 THEN format('; … and %s more', cardinality(v_errors) - 10) ELSE '' END
-            USING ERRCODE = 'BC001', DETAIL = array_to_string(v_errors[1:1000], E'\n');
+    PERFORM raise_entry_errors(v_errors, v_rows);
+
+    RETURN create_batch_from_rows(p_tenant_id, ARRAY(
+        SELECT ROW(e ->> 'to_phone', e ->> 'lead_name', e ->> 'lead_id',
+                   nullif(e -> 'context', 'null'), e ->> 'timezone')::new_entry
+          FROM jsonb_array_elements(p_entries) WITH ORDINALITY AS x (e, ord)
+         ORDER BY ord), p_options, p_created_by);
+END
+$$;
+
+-- BC001 listing the bad entries (the first ten in the message, up to 1000 in DETAIL), if any.
+CREATE OR REPLACE FUNCTION batchctl.raise_entry_errors(p_errors text[], p_rows integer)
+RETURNS void LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog
+AS $$
+BEGIN
+    IF p_errors IS NOT NULL THEN
+        RAISE EXCEPTION '% of % entries are invalid, nothing was created: %', cardinality(p_errors), p_rows,
+            array_to_string(p_errors[1:10], '; ')
+            || CASE WHEN cardinality(p_errors) > 10 THEN format('; … and %s more', cardinality(p_errors) - 10) ELSE '' END
+            USING ERRCODE = 'BC001', DETAIL = array_to_string(p_errors[1:1000], E'\n');
     END IF;
+END
+$$;
+
+-- create_batch with the entries as rows rather than a JSON document: the same checks (a number
+-- in E.164, a known zone, a context object), errors, duplicates and do-not-call rules. The CLI
+-- hands its staged CSV rows over this way, and so may any service that has rows already.
+CREATE OR REPLACE FUNCTION batchctl.create_batch_from_rows(
+    p_tenant_id uuid, p_entries batchctl.new_entry[], p_options jsonb DEFAULT '{}',
+    p_created_by uuid DEFAULT NULL)
+RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    v_options jsonb;
+    v_batch_id uuid;
+    v_errors text[];
+    v_rows integer := coalesce(cardinality(p_entries), 0);
+    v_distinct integer;
+    v_inserted integer;
+BEGIN
+    PERFORM check_tenant(p_tenant_id);
+    v_options := normalize_options(p_options);
+    IF v_rows = 0 THEN
+        RAISE EXCEPTION 'p_entries: the list is empty; a batch needs at least one entry'
+            USING ERRCODE = 'BC001';
+    END IF;
+
+    WITH problems AS (
+        SELECT x.ord - 1 AS idx, CASE
+            WHEN NOT coalesce(is_e164(x.to_phone), false)
+                THEN format('to_phone %s is not an E.164 number (+ country code and number, e.g. +14155550123)',
+                            coalesce(to_jsonb(x.to_phone)::text, 'null'))
+            WHEN x.context IS NOT NULL AND jsonb_typeof(x.context) <> 'object'
+                THEN 'context must be a JSON object'
+            WHEN x.timezone IS NOT NULL AND NOT tz.valid
+                THEN format('unknown timezone %s (use an IANA name such as Europe/Berlin)', to_jsonb(x.timezone))
+            END AS problem
+          FROM unnest(p_entries) WITH ORDINALITY AS x (to_phone, lead_name, lead_id, context, timezone, ord)
+          -- Each distinct zone is checked once, not once per row.
+          LEFT JOIN (SELECT z.tz, is_valid_timezone(z.tz) AS valid
+                       FROM (SELECT DISTINCT u.timezone AS tz FROM unnest(p_entries) u) z) tz
+                 ON tz.tz = x.timezone
+    )
+    SELECT array_agg(format('entries[%s]: %s', idx, problem) ORDER BY idx) INTO v_errors
+      FROM problems WHERE problem IS NOT NULL;
+    PERFORM raise_entry_errors(v_errors, v_rows);
 
     PERFORM set_reason('create_batch');
     INSERT INTO batches (tenant_id, options, created_by, metadata)
     VALUES (p_tenant_id, v_options, p_created_by, v_options -> 'metadata')
     RETURNING id INTO v_batch_id;
 
-    WITH input AS (
-        SELECT ord - 1 AS idx, e FROM jsonb_array_elements(p_entries) WITH ORDINALITY AS x (e, ord)
-    ), firsts AS (
-        SELECT DISTINCT ON (e ->> 'to_phone') idx, e FROM input ORDER BY e ->> 'to_phone', idx
+    WITH firsts AS (
+        SELECT DISTINCT ON (x.to_phone) x.*
+          FROM unnest(p_entries) WITH ORDINALITY AS x (to_phone, lead_name, lead_id, context, timezone, ord)
+         ORDER BY x.to_phone, x.ord
     )
     INSERT INTO batch_entries (batch_id, tenant_id, entry_index, to_phone, lead_id, lead_name, context, timezone)
-    SELECT v_batch_id, p_tenant_id, idx, e ->> 'to_phone', e ->> 'lead_id', e ->> 'lead_name',
-           coalesce(nullif(e -> 'context', 'null'), '{}'), e ->> 'timezone'
+    SELECT v_batch_id, p_tenant_id, f.ord - 1, f.to_phone, f.lead_id, f.lead_name,
+           coalesce(f.context, '{}'), f.timezone
       FROM firsts f
-     WHERE NOT EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.tenant_id = p_tenant_id AND d.phone = f.e ->> 'to_phone')
-     ORDER BY idx;
+     WHERE NOT EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.tenant_id = p_tenant_id AND d.phone = f.to_phone)
+     ORDER BY f.ord;
     GET DIAGNOSTICS v_inserted = ROW_COUNT;
-    SELECT count(DISTINCT e ->> 'to_phone') INTO v_distinct FROM jsonb_array_elements(p_entries) e;
+    SELECT count(DISTINCT u.to_phone) INTO v_distinct FROM unnest(p_entries) u;
 
     UPDATE batches
        SET duplicates = v_rows - v_distinct,

@@ -56,6 +56,26 @@ class SqlApi:
             created_by,
         )
 
+    def create_batch_from_rows(
+        self,
+        tenant_id: UUID,
+        entries: list[dict[str, Any]],
+        options: dict[str, Any] | None = None,
+    ) -> UUID:
+        """The rows form: the same entries as batchctl.new_entry values, in order."""
+        return self._one(
+            """select batchctl.create_batch_from_rows(%s, (
+                   select array_agg(row(r.to_phone, r.lead_name, r.lead_id, r.context,
+                                        r.timezone)::batchctl.new_entry order by r.ord)
+                     from jsonb_populate_recordset(null::batchctl.new_entry, %s::jsonb)
+                          with ordinality
+                          as r (to_phone, lead_name, lead_id, context, timezone, ord)
+               ), %s::jsonb)""",
+            tenant_id,
+            json.dumps(entries),
+            json.dumps(options or {}),
+        )
+
     def start_batch(self, tenant_id: UUID, batch_id: UUID) -> None:
         self.conn.execute("select batchctl.start_batch(%s, %s)", (tenant_id, batch_id))
 

@@ -122,6 +122,55 @@ def test_bad_entry_timezone(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
     )
 
 
+def test_rows_form_makes_the_batch_create_batch_makes(
+    conn: Any, api: SqlApi, tenant: uuid.UUID
+) -> None:
+    """create_batch_from_rows: the same entries, duplicates and do-not-call skips as the JSON
+    form (create_batch itself ends in it)."""
+    entries = [
+        {"to_phone": "+14155550100", "lead_name": "Ann", "lead_id": "7", "context": {"a": "1"}},
+        {"to_phone": "+14155559999"},  # on the do-not-call list
+        {"to_phone": "+14155550101", "timezone": "America/Chicago"},
+        {"to_phone": "+14155550100", "lead_name": "Ann again"},  # a duplicate: the first stays
+    ]
+    columns = "entry_index, to_phone, lead_name, lead_id, context, timezone, status::text"
+
+    def made(batch: uuid.UUID) -> tuple[Any, ...]:
+        status = api.batch_status(tenant, batch)
+        rows = conn.execute(
+            f"select {columns} from batchctl.batch_entries where batch_id = %s order by 1",
+            (batch,),
+        ).fetchall()
+        counts = {k: status[k] for k in ("status", "total", "queued", "duplicates", "dnc_skipped")}
+        return counts, rows
+
+    by_rows = made(api.create_batch_from_rows(tenant, entries, {"wave_size": 2}))
+    assert by_rows == made(api.create_batch(tenant, entries, {"wave_size": 2}))
+    counts, rows = by_rows
+    assert counts == {"status": "running", "total": 2, "queued": 2, "duplicates": 1,
+                      "dnc_skipped": 1}  # fmt: skip
+    assert [r["lead_name"] for r in rows] == ["Ann", None]
+    assert_invariants(conn)
+
+
+def test_rows_form_names_every_bad_row_and_creates_nothing(
+    conn: Any, api: SqlApi, tenant: uuid.UUID
+) -> None:
+    entries: list[Any] = [
+        {"to_phone": "+14155550100"},
+        {"to_phone": "12345"},
+        {"lead_name": "no number"},
+        {"to_phone": "+14155550102", "context": ["not", "an", "object"]},
+        {"to_phone": "+14155550103", "timezone": "Mars/Olympus"},
+    ]
+    msg = rejected(conn, "BC001", lambda: api.create_batch_from_rows(tenant, entries), "4 of 5")
+    for i, needle in ((1, '"12345"'), (2, "null"), (3, "context"), (4, "Mars/Olympus")):
+        assert f"entries[{i}]: " in msg and needle in msg, (i, msg)
+    assert "entries[0]" not in msg
+    rejected(conn, "BC001", lambda: api.create_batch_from_rows(tenant, []), "empty")
+    rejected(conn, "BC001", lambda: api.create_batch_from_rows(tenant, entries[:1], {"x": 1}), "x")
+
+
 @pytest.mark.parametrize("tz", ["Mars/Base", "", "Europe/Nowhere"])
 def test_bad_tenant_timezone(conn: Any, api: SqlApi, tenant: uuid.UUID, tz: str) -> None:
     """create_tenant with an unknown zone is BC001 and creates no tenant."""

@@ -1,9 +1,9 @@
-"""A lead file -> a batch, through ``batchctl.create_batch``.
+"""A lead file -> a batch, through ``batchctl.create_batch_from_rows``.
 
 The leads are streamed with COPY into a temporary table while the file is read, and the
-``p_entries`` array is assembled from it on the server: no giant JSON string in Python, and
-the database itself judges the time zones (with the same function create_batch uses), so a
-bad zone is reported by its CSV line instead of by its array index.
+``p_entries`` rows are assembled from it on the server: no JSON document of the whole file is
+built and taken apart again, and the database itself judges the time zones (with the same
+function create_batch uses), so a bad zone is reported by its CSV line instead of by its index.
 """
 
 from __future__ import annotations
@@ -79,15 +79,14 @@ def drop_staged(conn: psycopg.Connection[Any], problems: list[Problem]) -> None:
 def create_batch_from_stage(
     conn: psycopg.Connection[Any], tenant_id: UUID, options: Mapping[str, Any]
 ) -> UUID:
-    """``create_batch`` with the staged leads in line order. A row without a zone of its own
-    gets its number's, when the database knows that zone; else the tenant's applies."""
+    """``create_batch_from_rows`` with the staged leads in line order. A row without a zone of
+    its own gets its number's, when the database knows that zone; else the tenant's applies."""
     row = conn.execute(
         f"""WITH zones AS MATERIALIZED (SELECT DISTINCT number_timezone AS tz FROM {STAGE})
-            SELECT batchctl.create_batch(%s, (
-                SELECT coalesce(jsonb_agg(jsonb_build_object(
-                           'to_phone', s.to_phone, 'lead_name', s.lead_name,
-                           'lead_id', s.lead_id, 'context', s.context,
-                           'timezone', coalesce(s.timezone, z.tz)) ORDER BY s.line), '[]')
+            SELECT batchctl.create_batch_from_rows(%s, (
+                SELECT array_agg(ROW(s.to_phone, s.lead_name, s.lead_id, s.context,
+                                     coalesce(s.timezone, z.tz))::batchctl.new_entry
+                                 ORDER BY s.line)
                   FROM {STAGE} s
                   LEFT JOIN (SELECT tz FROM zones WHERE batchctl.is_valid_timezone(tz)) z
                          ON z.tz = s.number_timezone
