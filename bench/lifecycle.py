@@ -6,6 +6,7 @@ stay flat as batches and history grow.
 Part 1 (throughput): many batches at once, N client connections each looping claim_entries(10)
 -> mark_dispatched -> report_call_status ringing -> ongoing -> ended, every SQL call its own
 autocommit transaction; pgbench's simple-update workload (-N) on the same server is the ceiling.
+The same lifecycle is also run as a pgbench script, so that one C client drives both sides.
 Part 2 (flat costs): the per-call cost of batch_status, claim_entries, mark_dispatched, the
 (completing) report_call_status and sweep on a 1k-entry batch with no history, then again with
 1M finished entries and 5M events of history in the tables, and on a 100k-entry batch beside that
@@ -25,12 +26,14 @@ import os
 import re
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -46,6 +49,7 @@ T = TypeVar("T")
 BENCH_DB = "batchctl_bench_lifecycle"
 PGBENCH_DB = "batchctl_bench_pgbench"
 FLAT_DB = "batchctl_bench_flat"
+CLAIM = 10  # entries per claim_entries call, as the daemon's claims
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,8 @@ def lifecycle_worker(
         # with nothing in flight.
         while time.time() < stop_at:
             claims = conn.execute(
-                "SELECT entry_id, room_name FROM batchctl.claim_entries(%s, 10, 60)", (worker,)
+                "SELECT entry_id, room_name FROM batchctl.claim_entries(%s, %s, 60)",
+                (worker, CLAIM),
             ).fetchall()
             if not claims:
                 # Another claimer holds the tenants' locks (SKIP LOCKED) or caps are reached:
@@ -300,10 +305,14 @@ def print_function_breakdown(
         )
 
 
-def pgbench_tps(url: str, clients: int, seconds: int) -> float:
+def pgbench_tps(url: str, clients: int, seconds: int, script: Path | None = None) -> float:
+    """pgbench's -N workload, or with ``script`` that script, run by ``clients`` connections:
+    script runs per second."""
     exe, env = pg_bin("pgbench")
+    workload = ["-N"] if script is None else ["-n", "-f", str(script)]
+    threads = str(min(clients, 2))
     out = subprocess.run(
-        [str(exe), "-N", "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds), url],
+        [str(exe), *workload, "-c", str(clients), "-j", threads, "-T", str(seconds), url],
         check=True,
         capture_output=True,
         text=True,
@@ -312,6 +321,26 @@ def pgbench_tps(url: str, clients: int, seconds: int) -> float:
     match = re.search(r"tps = ([0-9.]+)", out)
     assert match, out
     return float(match.group(1))
+
+
+def lifecycle_script(claim: int) -> str:
+    """The lifecycle as a pgbench script, so that pgbench's own client drives it as it drives -N
+    (no Python between the server and its clients): claim_entries(claim), mark_dispatched for
+    each entry claimed, then ringing, ongoing and ended for each call; every line its own
+    autocommit transaction. The workload always has ``claim`` entries to give."""
+    n = range(1, claim + 1)
+    picks = ", ".join(f"e[{i}] AS e{i}, r[{i}] AS r{i}" for i in n)
+    lines = [
+        f"SELECT {picks} FROM (SELECT array_agg(entry_id) AS e, array_agg(room_name) AS r"
+        f" FROM batchctl.claim_entries('pgbench-' || :client_id, {claim}, 60)) c \\gset",
+        *(f"SELECT batchctl.mark_dispatched(':e{i}', ':r{i}') AS c{i} \\gset" for i in n),
+        *(
+            f"SELECT batchctl.report_call_status(':c{i}', '{status}');"
+            for status in ("ringing", "ongoing", "ended")
+            for i in n
+        ),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def cancel_open_batches(conn: Conn, tenants: list[UUID], reason: str) -> None:
@@ -389,6 +418,20 @@ def throughput(admin_url: str, url: str, plan: Plan) -> None:
                 # The clients' backends flushed their statistics when they exited.
                 time.sleep(0.5)
                 print_function_breakdown(before, function_stats(conn), run.lifecycles)
+
+        # The same lifecycle with pgbench's client, as -N has: no Python client taking CPU from
+        # the server on a small machine. Each script run is one claim and its entries' calls.
+        fresh_batches(conn, tenants, plan, 20)
+        tps = pgbench_tps(pgb_url, plan.clients, plan.pgbench_s)
+        with tempfile.TemporaryDirectory() as work:
+            script = Path(work) / "lifecycle.sql"
+            script.write_text(lifecycle_script(CLAIM))
+            runs_per_s = pgbench_tps(url, plan.clients, plan.pgbench_s, script)
+        by_pgbench = (runs_per_s * CLAIM, runs_per_s * (1 + 4 * CLAIM), tps)
+        print(
+            f"pgbench -N -c {plan.clients}: {tps:,.0f} TPS; the lifecycle script, same client: "
+            f"{by_pgbench[1]:,.0f} txn/s"
+        )
         cancel_open_batches(conn, tenants, "bench: done")  # nothing left running for part 2
 
     print(
@@ -402,9 +445,14 @@ def throughput(admin_url: str, url: str, plan: Plan) -> None:
             f"{r.lifecycles_per_s:>14,.0f}{r.txns_per_s:>12,.0f}"
             f"{tps:>13,.0f}{100 * r.txns_per_s / tps:>13.0f}%{claims:>9}{r.empty_claims:>7}"
         )
+    lifecycles, txns, tps = by_pgbench
+    print(
+        f"  {str(plan.clients) + ' pgbench':<11}{lifecycles:>14,.0f}{txns:>12,.0f}{tps:>13,.0f}"
+        f"{100 * txns / tps:>13.0f}%{'':>9}{'':>7}"
+    )
     print(
         "  (batched: each transaction moves a claim's 10 entries one step, as the completers "
-        "send them)"
+        "send them;\n   pgbench: the same SQL as the first row, driven by pgbench's client)"
     )
 
 
