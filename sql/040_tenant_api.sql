@@ -80,13 +80,9 @@ BEGIN
             coalesce(jsonb_typeof(p_entries), 'null') USING ERRCODE = 'BC001';
     END IF;
     v_rows := jsonb_array_length(p_entries);
-    IF v_rows = 0 THEN
-        RAISE EXCEPTION 'p_entries: the list is empty; a batch needs at least one entry'
-            USING ERRCODE = 'BC001';
-    END IF;
 
     -- Every problem of every entry, JSON shapes included; create_batch_from_rows checks the
-    -- numbers and zones again, which costs little beside this.
+    -- numbers and zones again, which costs little beside this, and refuses an empty list.
     WITH input AS (
         SELECT ord - 1 AS idx, e FROM jsonb_array_elements(p_entries) WITH ORDINALITY AS x (e, ord)
     ), problems AS (
