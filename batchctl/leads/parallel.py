@@ -33,13 +33,12 @@ def map_in_chunks(
     work: Callable[[tuple[T, ...]], list[R]],
     items: Iterable[T],
     workers: int,
-    chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[R]:
     """``work`` over ``items`` a chunk at a time; every chunk after the first goes to one of
     ``workers`` processes when there are at least two. ``work`` must be picklable (a module
     function, or a functools.partial of one)."""
     rows = iter(items)
-    chunks = iter(lambda: tuple(islice(rows, chunk_rows)), ())
+    chunks = iter(lambda: tuple(islice(rows, CHUNK_ROWS)), ())
     first = next(chunks, None)
     if first is None:
         return
