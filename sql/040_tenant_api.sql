@@ -74,6 +74,7 @@ DECLARE
     v_rows integer;
 BEGIN
     PERFORM check_tenant(p_tenant_id);
+    -- A bad option is reported before bad entries, as create_batch_from_rows does.
     PERFORM normalize_options(p_options);
     IF p_entries IS NULL OR jsonb_typeof(p_entries) <> 'array' THEN
         RAISE EXCEPTION 'p_entries: expected a JSON array of {to_phone, lead_name?, lead_id?, context?, timezone?}, got %',
