@@ -12,6 +12,9 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,3 +108,39 @@ def percentile(values: Sequence[float], p: float) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[max(0, min(98, round(p) - 1))]
+
+
+@contextmanager
+def wait_events(server_url: str, database: str) -> Iterator[Counter[str]]:
+    """Samples, every 5 ms while the block runs, what each client backend of ``database`` is
+    doing (pg_stat_activity): "CPU" when it waits on nothing, else its wait event. The counter
+    fills as the block runs; print it with ``wait_profile``."""
+    seen: Counter[str] = Counter()
+    done = threading.Event()
+
+    def sample() -> None:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            while not done.is_set():
+                for (event,) in conn.execute(
+                    """SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU')
+                         FROM pg_stat_activity
+                        WHERE datname = %s AND backend_type = 'client backend'
+                          AND state <> 'idle' AND pid <> pg_backend_pid()""",
+                    (database,),
+                ):
+                    seen[event] += 1
+                time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        sampler.join()
+
+
+def wait_profile(seen: Counter[str], top: int = 5) -> str:
+    """The most frequent of ``wait_events``' samples, as shares of the busy ones."""
+    busy = sum(seen.values()) or 1
+    return ", ".join(f"{event} {100 * n / busy:.0f}%" for event, n in seen.most_common(top))

@@ -16,7 +16,8 @@ asyncio clients, each its own autocommit connection, looping for the same time.
   batchctl, one call per call: the same with mark_dispatched and report_call_status per entry
             (21 transactions per 10 entries), what voice workers reporting directly cost
 
-It prints figures and the ratio; it asserts nothing about speed.
+It prints figures, the ratio, and where each side's backends spent their time (sampled from
+pg_stat_activity); it asserts nothing about speed.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ from typing import Any
 
 import psycopg
 
-from benchlib import machine, scratch_database, section, server
+from benchlib import machine, scratch_database, section, server, wait_events, wait_profile
 
 BATCH = 10
+PEER_DB = "batchctl_bench_peer"
+PGQUEUER_DB = "batchctl_bench_pgqueuer"
 Client = Callable[[psycopg.AsyncConnection, float], Awaitable[int]]
 
 
@@ -143,8 +146,8 @@ def main() -> None:
 
     with (
         server() as admin_url,
-        scratch_database(admin_url, "batchctl_bench_peer") as url,
-        scratch_database(admin_url, "batchctl_bench_pgqueuer", migrated=False) as pgq_url,
+        scratch_database(admin_url, PEER_DB) as url,
+        scratch_database(admin_url, PGQUEUER_DB, migrated=False) as pgq_url,
     ):
         with psycopg.connect(url) as conn:
             print(machine(conn))
@@ -159,9 +162,11 @@ def main() -> None:
             with psycopg.connect(database, autocommit=True) as conn:
                 conn.execute("ANALYZE")
         section(f"{args.clients} clients, {args.seconds:.0f} s each, PgQueuer first")
-        jobs = asyncio.run(run_clients(pgq_url, args.clients, args.seconds, pgqueuer_client))
+        with wait_events(admin_url, PGQUEUER_DB) as pgqueuer_waits:
+            jobs = asyncio.run(run_clients(pgq_url, args.clients, args.seconds, pgqueuer_client))
         print(f"  PgQueuer  enqueue -> dequeue -> ack:             {jobs:8,.0f} jobs/s")
-        done = asyncio.run(run_clients(url, args.clients, args.seconds, batchctl_client))
+        with wait_events(admin_url, PEER_DB) as batchctl_waits:
+            done = asyncio.run(run_clients(url, args.clients, args.seconds, batchctl_client))
         print(f"  batchctl  claim -> dispatch -> final report:     {done:8,.0f} entries/s")
         single = asyncio.run(run_clients(url, args.clients, args.seconds, batchctl_per_call_client))
         print(f"  batchctl  the same, one call per call:           {single:8,.0f} entries/s")
@@ -169,6 +174,9 @@ def main() -> None:
             f"  ratio batchctl / PgQueuer: {done / jobs:.2f} (target >= 1.0); "
             f"one call per call: {single / jobs:.2f}"
         )
+        print("  where the backends were (pg_stat_activity samples):")
+        print(f"    PgQueuer: {wait_profile(pgqueuer_waits)}")
+        print(f"    batchctl: {wait_profile(batchctl_waits)}")
 
 
 if __name__ == "__main__":
