@@ -111,15 +111,18 @@ async def batchctl_per_call_client(conn: psycopg.AsyncConnection, stop_at: float
 
 
 def load_campaign(url: str, entries: int) -> None:
-    """Four tenants whose caps never bind, with enough queued entries for the whole run."""
-    per_batch = 5_000
+    """Four tenants whose caps never bind, three batches each, with ``entries`` queued in all.
+    The shape stays the same whatever the size: a claim spreads over the tenant's batches (fair
+    share), so more batches per tenant would mean more batch rows per acknowledgement."""
+    batches = 12
+    per_batch = -(-entries // batches)
     with psycopg.connect(url, autocommit=True) as conn:
         tenants = [
             conn.execute("SELECT batchctl.create_tenant(%s, 10000)", (f"t{t}",)).fetchone()[0]  # type: ignore[index]
             for t in range(4)
         ]
-        for b in range(-(-entries // per_batch)):
-            leads = [{"to_phone": f"+1202{b:03d}{i:04d}"} for i in range(per_batch)]
+        for b in range(batches):
+            leads = [{"to_phone": f"+1202{b:02d}{i:06d}"} for i in range(per_batch)]
             conn.execute(
                 "SELECT batchctl.create_batch(%s, %s::jsonb, '{\"wave_size\": 1000}')",
                 (tenants[b % 4], json.dumps(leads)),
