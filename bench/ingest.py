@@ -5,6 +5,7 @@
 Writes a CSV of distinct North American numbers (half E.164, half national, a few with their
 own time zone, three context columns), then measures, each on a fresh batch:
 
+  read      reading the file's records only (batchctl.leads.csvfile), no number parsing
   parse     reading the file and normalising the numbers (batchctl.leads.rows), no database:
             in one process, and spread over the CPUs as `batchctl batch create` does
   import    batchctl.leads.staging.import_batch: the code path of `batchctl batch create`
@@ -14,6 +15,8 @@ own time zone, three context columns), then measures, each on a fresh batch:
             them the server's floor: the same rows inserted into a bare table, with no index
             and with the two unique keys any design needs
   cli       `batchctl batch create` as a subprocess (adds interpreter start-up)
+  ceiling   the most any overlap of parsing and storing could give on this machine: its CPUs
+            divided by the CPU time one row takes (parsed in one process, then created)
 
 The target (issue 6) is 50,000 rows/s for the whole path. It prints figures and asserts
 nothing. It runs on a fresh embedded PostgreSQL (temp data directory, deleted afterwards), or
@@ -37,8 +40,9 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from batchctl.leads.csvfile import read_records
 from batchctl.leads.parallel import available_cpus
-from batchctl.leads.rows import read_leads
+from batchctl.leads.rows import LEAD_COLUMNS, PHONE, read_leads
 from batchctl.leads.staging import STAGE, create_batch_from_stage, import_batch, stage_leads
 from benchlib import machine, scratch_database, server
 
@@ -89,6 +93,10 @@ def main() -> None:
         write_csv(path, rows)
         print(f"{rows:,} rows, {path.stat().st_size / 1e6:.1f} MB; target {TARGET:,} rows/s")
 
+        def read() -> int:
+            with path.open(newline="", encoding="utf-8-sig") as stream:
+                return sum(1 for _ in read_records(stream, LEAD_COLUMNS, PHONE))
+
         def parse(workers: int) -> int:
             with path.open(newline="", encoding="utf-8-sig") as stream:
                 return sum(1 for _ in read_leads(stream, "US", workers=workers))
@@ -99,9 +107,17 @@ def main() -> None:
             psycopg.connect(url, autocommit=True) as conn,
         ):
             print(machine(conn))
-            report("parse, one process (no database)", timed(lambda: parse(1))[0], rows)
+            report("read the records only", timed(read)[0], rows)
+            serial_parse_s = timed(lambda: parse(1))[0]
+            report("parse, one process (no database)", serial_parse_s, rows)
             report(f"parse, {CPUS} processes (no database)", timed(lambda: parse(CPUS))[0], rows)
-            run(conn, url, path, rows)
+            create_s = run(conn, url, path, rows)
+            print(
+                f"  ceiling on {CPUS} CPUs: {CPUS * rows / (serial_parse_s + create_s):,.0f} rows/s"
+                f" (each row's CPU time: parse {1e6 * serial_parse_s / rows:.0f} µs +"
+                f" create {1e6 * create_s / rows:.0f} µs, with parsing and storing perfectly"
+                " overlapped)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -128,7 +144,8 @@ def insert_floor(conn: psycopg.Connection[Any], keys: str) -> None:
     conn.execute("DROP TABLE bench_floor")
 
 
-def run(conn: psycopg.Connection[Any], url: str, path: Path, rows: int) -> None:
+def run(conn: psycopg.Connection[Any], url: str, path: Path, rows: int) -> float:
+    """Prints the import's figures; returns the seconds create_batch_from_rows took."""
     row = conn.execute("SELECT batchctl.create_tenant('bench', 10)").fetchone()
     assert row is not None
     tenant = row[0]
@@ -159,6 +176,7 @@ def run(conn: psycopg.Connection[Any], url: str, path: Path, rows: int) -> None:
     report("cli (batchctl batch create)", seconds, rows)
     status = conn.execute("SELECT batchctl.batch_status(%s, %s)", (tenant, batch)).fetchone()
     assert status is not None and status[0]["total"] == rows, status
+    return create_s
 
 
 if __name__ == "__main__":
