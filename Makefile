@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/peer.py
+	$(BIN)/python bench/peer_bounds.py
 	$(BIN)/python bench/dispatch_latency.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/report_build.py
