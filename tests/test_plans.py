@@ -402,6 +402,7 @@ INLINED_RULES = [
     "batchctl.room_name(u, 1)",
     "batchctl.current_reason()",
     "batchctl.call_log_id(r)",
+    "batchctl.is_e164(r)",  # create_batch's check of every entry
 ]
 ROW = """(values ('ended'::batchctl.call_status, 'queued'::batchctl.entry_status,
                  'running'::batchctl.batch_status, gen_random_uuid(), 'batchctl-x-1'))
@@ -414,3 +415,24 @@ def test_transition_rules_are_inlined(conn: psycopg.Connection[Any], call: str) 
     plan = "\n".join(next(iter(row.values())) for row in rows)
     name = call.split("(")[0]
     assert name not in plan, f"{name} is called, not inlined:\n{plan}"
+
+
+def test_entry_ids_follow_creation_order_where_the_server_has_uuidv7(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """Migration 0010: a new batch's entries go in at the right edge of the primary key."""
+    row = conn.execute("select to_regprocedure('pg_catalog.uuidv7()') is not null as v7").fetchone()
+    if not (row and row["v7"]):
+        pytest.skip("uuidv7() is PostgreSQL 18's")
+    api = SqlApi(conn)
+    batch = api.create_batch(api.create_tenant(), phones(300))
+    ids = [
+        r["id"]
+        for r in conn.execute(
+            "select id from batchctl.batch_entries where batch_id = %s order by entry_index",
+            (batch,),
+        )
+    ]
+    assert len(ids) == 300
+    assert {i.version for i in ids} == {7}
+    assert ids == sorted(ids)
