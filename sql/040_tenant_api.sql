@@ -158,13 +158,45 @@ AS $$
 DECLARE
     v_options jsonb;
     v_batch_id uuid;
-    v_errors text[];
-    v_rows integer := coalesce(cardinality(p_entries), 0);
-    v_distinct integer;
-    v_inserted integer;
 BEGIN
     PERFORM check_tenant(p_tenant_id);
     v_options := normalize_options(p_options);
+    PERFORM set_reason('create_batch');
+    INSERT INTO batches (tenant_id, options, created_by, metadata)
+    VALUES (p_tenant_id, v_options, p_created_by, v_options -> 'metadata')
+    RETURNING id INTO v_batch_id;
+    PERFORM add_entries(p_tenant_id, v_batch_id, p_entries);
+    IF (v_options ->> 'autostart')::boolean THEN
+        UPDATE batches SET status = 'running' WHERE id = v_batch_id AND tenant_id = p_tenant_id;
+    END IF;
+    RETURN v_batch_id;
+END
+$$;
+
+-- More entries for a batch that has not finished (pending, running or paused), with
+-- create_batch's checks and rules: nothing is added unless every entry is valid; a number
+-- already in the batch, or earlier in p_entries, is a duplicate; a do-not-call number is
+-- skipped (counted again by each call that lists it). Entry indices continue from the rows the
+-- batch was given before. Returns the number of entries added. A large list can be added in
+-- parts, each part one call, all in one transaction (the CLI does this while it reads a file).
+CREATE OR REPLACE FUNCTION batchctl.add_entries(
+    p_tenant_id uuid, p_batch_id uuid, p_entries batchctl.new_entry[])
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog
+AS $$
+DECLARE
+    -- Locked: a batch that completes or is cancelled meanwhile gets nothing added.
+    v_batch batches := lock_tenant_batch(p_tenant_id, p_batch_id);
+    v_given integer := v_batch.total + v_batch.duplicates + v_batch.dnc_skipped;
+    v_errors text[];
+    v_rows integer := coalesce(cardinality(p_entries), 0);
+    v_new integer;  -- distinct numbers not in the batch yet
+    v_inserted integer;
+BEGIN
+    IF is_terminal(v_batch.status) THEN
+        RAISE EXCEPTION 'batch % is %; entries can only be added to a pending, running or paused batch',
+            p_batch_id, v_batch.status USING ERRCODE = 'BC003';
+    END IF;
     IF v_rows = 0 THEN
         RAISE EXCEPTION 'p_entries: the list is empty; a batch needs at least one entry'
             USING ERRCODE = 'BC001';
@@ -191,30 +223,38 @@ BEGIN
     PERFORM raise_entry_errors(v_errors, v_rows);
 
     PERFORM set_reason('create_batch');
-    INSERT INTO batches (tenant_id, options, created_by, metadata)
-    VALUES (p_tenant_id, v_options, p_created_by, v_options -> 'metadata')
-    RETURNING id INTO v_batch_id;
-
     WITH firsts AS (
         SELECT DISTINCT ON (x.to_phone) x.*
           FROM unnest(p_entries) WITH ORDINALITY AS x (to_phone, lead_name, lead_id, context, timezone, ord)
          ORDER BY x.to_phone, x.ord
+    ), fresh AS (
+        -- (A batch given nothing yet has nothing to compare with: no probe per entry.)
+        SELECT f.* FROM firsts f
+         WHERE v_given = 0
+            OR NOT EXISTS (SELECT 1 FROM batch_entries e
+                            WHERE e.batch_id = p_batch_id AND e.to_phone = f.to_phone
+                              AND e.tenant_id = p_tenant_id)
+    ), added AS (
+        INSERT INTO batch_entries (batch_id, tenant_id, entry_index, to_phone, lead_id, lead_name, context, timezone)
+        SELECT p_batch_id, p_tenant_id, v_given + f.ord - 1, f.to_phone, f.lead_id, f.lead_name,
+               coalesce(f.context, '{}'), f.timezone
+          FROM fresh f
+         WHERE NOT EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.tenant_id = p_tenant_id AND d.phone = f.to_phone)
+         ORDER BY f.ord
+        RETURNING 1
     )
-    INSERT INTO batch_entries (batch_id, tenant_id, entry_index, to_phone, lead_id, lead_name, context, timezone)
-    SELECT v_batch_id, p_tenant_id, f.ord - 1, f.to_phone, f.lead_id, f.lead_name,
-           coalesce(f.context, '{}'), f.timezone
-      FROM firsts f
-     WHERE NOT EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.tenant_id = p_tenant_id AND d.phone = f.to_phone)
-     ORDER BY f.ord;
-    GET DIAGNOSTICS v_inserted = ROW_COUNT;
-    SELECT count(DISTINCT u.to_phone) INTO v_distinct FROM unnest(p_entries) u;
+    SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FROM added) INTO v_new, v_inserted;
 
     UPDATE batches
-       SET duplicates = v_rows - v_distinct,
-           dnc_skipped = v_distinct - v_inserted,
-           status = CASE WHEN (v_options ->> 'autostart')::boolean THEN 'running' ELSE status END
-     WHERE id = v_batch_id AND tenant_id = p_tenant_id;
-    RETURN v_batch_id;
+       SET duplicates = duplicates + v_rows - v_new,
+           dnc_skipped = dnc_skipped + v_new - v_inserted
+     WHERE id = p_batch_id AND tenant_id = p_tenant_id;
+    IF v_batch.status = 'running' AND v_inserted > 0 THEN
+        -- New work in a running batch: wake the dispatcher (a start notifies on its own).
+        PERFORM pg_notify('batchctl_dispatch',
+                          json_build_object('tenant_id', p_tenant_id, 'batch_id', p_batch_id)::text);
+    END IF;
+    RETURN v_inserted;
 END
 $$;
 

@@ -4,6 +4,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA batchctl FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     batchctl.create_batch(uuid, jsonb, jsonb, uuid),
     batchctl.create_batch_from_rows(uuid, batchctl.new_entry[], jsonb, uuid),
+    batchctl.add_entries(uuid, uuid, batchctl.new_entry[]),
     batchctl.start_batch(uuid, uuid),
     batchctl.pause_batch(uuid, uuid),
     batchctl.resume_batch(uuid, uuid),

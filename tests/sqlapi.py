@@ -22,6 +22,14 @@ ENTRY_FOR_CALL = {
 }  # fmt: skip
 
 
+# A JSON array of entries (a parameter) as batchctl.new_entry[], in order.
+NEW_ENTRIES = """(select array_agg(row(r.to_phone, r.lead_name, r.lead_id, r.context,
+                                      r.timezone)::batchctl.new_entry order by r.ord)
+                    from jsonb_populate_recordset(null::batchctl.new_entry, %s::jsonb)
+                         with ordinality
+                         as r (to_phone, lead_name, lead_id, context, timezone, ord))"""
+
+
 class SqlApi:
     def __init__(self, conn: psycopg.Connection) -> None:
         self.conn = conn
@@ -64,16 +72,18 @@ class SqlApi:
     ) -> UUID:
         """The rows form: the same entries as batchctl.new_entry values, in order."""
         return self._one(
-            """select batchctl.create_batch_from_rows(%s, (
-                   select array_agg(row(r.to_phone, r.lead_name, r.lead_id, r.context,
-                                        r.timezone)::batchctl.new_entry order by r.ord)
-                     from jsonb_populate_recordset(null::batchctl.new_entry, %s::jsonb)
-                          with ordinality
-                          as r (to_phone, lead_name, lead_id, context, timezone, ord)
-               ), %s::jsonb)""",
+            f"select batchctl.create_batch_from_rows(%s, {NEW_ENTRIES}, %s::jsonb)",
             tenant_id,
             json.dumps(entries),
             json.dumps(options or {}),
+        )
+
+    def add_entries(self, tenant_id: UUID, batch_id: UUID, entries: list[dict[str, Any]]) -> int:
+        return self._one(
+            f"select batchctl.add_entries(%s, %s, {NEW_ENTRIES})",
+            tenant_id,
+            batch_id,
+            json.dumps(entries),
         )
 
     def start_batch(self, tenant_id: UUID, batch_id: UUID) -> None:

@@ -600,6 +600,33 @@ class BatchMachine(RuleBasedStateMachine):
         assert (status["duplicates"], status["dnc_skipped"]) == (b.duplicates, b.dnc_skipped)
 
     @precondition(lambda self: self.m.batches)
+    @rule(pick=PICK, numbers=st.lists(st.sampled_from(PHONES), min_size=1, max_size=4))
+    def add_entries(self, pick: int, numbers: list[str]) -> None:
+        b = choose(self.m.batches, pick)
+        rows = [{"to_phone": p, "lead_name": f"added {i}"} for i, p in enumerate(numbers)]
+        if b.status in TERMINAL_BATCH:
+            with self.rejected("BC003"):
+                self.api.add_entries(b.tenant.id, b.id, rows)
+            return
+        given = len(b.entries) + b.duplicates + b.dnc_skipped
+        in_batch = {e.phone for e in b.entries}
+        fresh = [(i, p) for i, p in enumerate(numbers) if p not in [*in_batch, *numbers[:i]]]
+        kept = [(given + i, p) for i, p in fresh if p not in b.tenant.dnc]
+        assert self.api.add_entries(b.tenant.id, b.id, rows) == len(kept)
+        b.duplicates += len(numbers) - len(fresh)
+        b.dnc_skipped += len(fresh) - len(kept)
+        db_rows = self.conn.execute(
+            """select id, entry_index, to_phone from batchctl.batch_entries
+                where batch_id = %s and entry_index >= %s order by entry_index""",
+            (b.id, given),
+        ).fetchall()
+        assert [(r["entry_index"], r["to_phone"]) for r in db_rows] == kept
+        for r in db_rows:
+            e = MEntry(r["id"], b, r["entry_index"], r["to_phone"])
+            b.entries.append(e)
+            self.m.entries[e.id] = e
+
+    @precondition(lambda self: self.m.batches)
     @rule(
         pick=PICK,
         op=st.sampled_from(["start", "pause", "resume", "cancel"]),

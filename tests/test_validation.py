@@ -171,6 +171,62 @@ def test_rows_form_names_every_bad_row_and_creates_nothing(
     rejected(conn, "BC001", lambda: api.create_batch_from_rows(tenant, entries[:1], {"x": 1}), "x")
 
 
+def test_add_entries_extends_an_unfinished_batch_with_the_same_rules(
+    conn: Any, api: SqlApi, tenant: uuid.UUID
+) -> None:
+    """add_entries: indices go on from the rows given before; a number already in the batch or
+    earlier in the call is a duplicate; a do-not-call number is skipped; a running batch's new
+    entries are claimable at once."""
+    api.add_dnc(tenant, "+14155559999")
+    batch = api.create_batch_from_rows(tenant, phones(2), {"wave_size": 50})
+    added = api.add_entries(
+        tenant,
+        batch,
+        [
+            {"to_phone": "+14155550001"},  # already in the batch (phones(2) has it)
+            {"to_phone": "+14155550100", "lead_name": "new"},
+            {"to_phone": "+14155559999"},  # do-not-call
+            {"to_phone": "+14155550100", "lead_name": "again"},  # earlier in this call
+        ],
+    )
+    assert added == 1
+    status = api.batch_status(tenant, batch)
+    counts = {k: status[k] for k in ("status", "total", "queued", "duplicates", "dnc_skipped")}
+    assert counts == {"status": "running", "total": 3, "queued": 3, "duplicates": 2,
+                      "dnc_skipped": 1}  # fmt: skip
+    rows = conn.execute(
+        """select entry_index, to_phone, lead_name from batchctl.batch_entries
+            where batch_id = %s order by entry_index""",
+        (batch,),
+    ).fetchall()
+    assert [(r["entry_index"], r["lead_name"]) for r in rows][-1] == (3, "new")
+    assert "+14155550100" in {c.to_phone for c in api.claim(limit=10)}
+    assert_invariants(conn)
+
+
+def test_add_entries_changes_nothing_for_bad_rows_a_finished_batch_or_another_tenant(
+    conn: Any, api: SqlApi, tenant: uuid.UUID
+) -> None:
+    batch = api.create_batch_from_rows(tenant, phones(1), {"autostart": False})
+    msg = rejected(
+        conn,
+        "BC001",
+        lambda: api.add_entries(tenant, batch, [*phones(1, start=5), {"to_phone": "12345"}]),
+        "1 of 2",
+    )
+    assert 'entries[1]: to_phone "12345"' in msg
+    rejected(conn, "BC001", lambda: api.add_entries(tenant, batch, []), "empty")
+    other = api.create_tenant("other")
+    rejected(conn, "BC002", lambda: api.add_entries(other, batch, phones(1, start=5)), "not found")
+    api.cancel_batch(tenant, batch)
+    rejected(
+        conn,
+        "BC003",
+        lambda: api.add_entries(tenant, batch, phones(1, start=5)),
+        "cancelled; entries can only be added to a pending, running or paused batch",
+    )
+
+
 @pytest.mark.parametrize("tz", ["Mars/Base", "", "Europe/Nowhere"])
 def test_bad_tenant_timezone(conn: Any, api: SqlApi, tenant: uuid.UUID, tz: str) -> None:
     """create_tenant with an unknown zone is BC001 and creates no tenant."""
