@@ -9,11 +9,13 @@ own time zone, three context columns), then measures, each on a fresh batch:
   parse     reading the file and normalising the numbers (batchctl.leads.rows), no database:
             in one process, and spread over the CPUs as `batchctl batch create` does
   import    batchctl.leads.staging.import_batch: the code path of `batchctl batch create`
-            (parse + COPY into a temporary table + zone check + create_batch_from_rows), with
-            its two steps timed separately in a second run: stage (parse + COPY + zone check)
-            and create (the staged rows handed to batchctl.create_batch_from_rows), and beside
-            them the server's floor: the same rows inserted into a bare table, with no index
-            and with the two unique keys any design needs
+            (chunks of 5,000 parsed by worker processes, each COPYed into a temporary table,
+            zone-checked and stored by create_batch_from_rows / add_entries while the next
+            ones are parsed); then the same two steps one after the other for the whole file:
+            stage (parse + COPY + zone check) and create (the staged rows handed to
+            batchctl.create_batch_from_rows), and beside them the server's floor: the same rows
+            inserted into a bare table, with no index and with the two unique keys any design
+            needs
   cli       `batchctl batch create` as a subprocess (adds interpreter start-up)
   ceiling   the most any overlap of parsing and storing could give on this machine: its CPUs
             divided by the CPU time one row takes (parsed in one process, then created)
@@ -43,7 +45,13 @@ import psycopg
 from batchctl.leads.csvfile import read_records
 from batchctl.leads.parallel import available_cpus
 from batchctl.leads.rows import LEAD_COLUMNS, PHONE, read_leads
-from batchctl.leads.staging import STAGE, create_batch_from_stage, import_batch, stage_leads
+from batchctl.leads.staging import (
+    STAGE,
+    create_batch_from_stage,
+    import_batch,
+    open_stage,
+    stage_leads,
+)
 from benchlib import machine, scratch_database, server
 
 T = TypeVar("T")
@@ -159,6 +167,7 @@ def run(conn: psycopg.Connection[Any], url: str, path: Path, rows: int) -> float
     report("import (batch create's path)", seconds, rows)
 
     with conn.transaction(), path.open(newline="", encoding="utf-8-sig") as stream:
+        open_stage(conn)
         stage_s, staged = timed(lambda: stage_leads(conn, read_leads(stream, "US", workers=CPUS)))
         create_s, _ = timed(lambda: create_batch_from_stage(conn, tenant, {}))
         floors = [(label, timed(partial(insert_floor, conn, keys))[0]) for label, keys in FLOORS]

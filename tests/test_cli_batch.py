@@ -17,6 +17,7 @@ import pytest
 from batchctl.cli.batch_common import ENTRY_STATUSES
 from batchctl.cli.batch_watch import Progress
 from clitools import UNREACHABLE, count, create_tenant, invoke, one_line_error, run_batchctl
+from invariants import assert_invariants
 from sqlapi import SqlApi, phones
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "leads.csv"
@@ -148,6 +149,52 @@ def test_duplicates_and_do_not_call_numbers_are_counted(db_url: str, tmp_path: P
     csv = write(tmp_path, "phone\n+14155550100\n(415) 555-0100\n415-555-0199\n+14155550101\n")
     status = create_batch(db_url, "acme", csv, "--default-region", "US")["batch_status"]
     assert (status["total"], status["duplicates"], status["dnc_skipped"]) == (2, 1, 1)
+
+
+def big_csv(tmp_path: Path, rows: int, changes: dict[int, str]) -> Path:
+    """``rows`` distinct valid leads ("Lead i" on data row i, file line i + 2), with the rows
+    in ``changes`` replaced by their number."""
+    lines = [f"+1415{200 + i // 10_000}{i % 10_000:04d},Lead {i}" for i in range(rows)]
+    for row, phone in changes.items():
+        lines[row] = f"{phone},Lead {row}"
+    return write(tmp_path, "phone,name\n" + "\n".join(lines) + "\n", "big.csv")
+
+
+def test_a_file_of_several_chunks_becomes_one_batch_with_the_same_rules(
+    db_url: str, conn: Any, tmp_path: Path
+) -> None:
+    """The file is stored 5,000 rows at a time (create_batch_from_rows, then add_entries): a
+    duplicate across chunks is a duplicate, indices run on, the last row is there; a
+    do-not-call number counts once per chunk that lists it."""
+    create_tenant(db_url, "acme")
+    assert invoke(db_url, "dnc", "add", "acme", "+14155550199").exit_code == 0
+    dnc = "+14155550199"
+    csv = big_csv(tmp_path, 11_000, {100: dnc, 9_000: dnc, 7_000: "+14152000010"})
+    status = create_batch(db_url, "acme", csv)["batch_status"]
+    assert (status["total"], status["duplicates"], status["dnc_skipped"]) == (10_997, 1, 2)
+    last = conn.execute(
+        """select entry_index, lead_name from batchctl.batch_entries
+            where batch_id = %s order by entry_index desc limit 1""",
+        (status["batch_id"],),
+    ).fetchone()
+    assert (last["entry_index"], last["lead_name"]) == (10_999, "Lead 10999")
+    assert_invariants(conn)
+
+
+def test_bad_rows_in_any_chunk_are_all_listed_and_nothing_is_created(
+    db_url: str, conn: Any, tmp_path: Path
+) -> None:
+    """A bad row in the second chunk stops the storing but not the reading: a bad row in the
+    third is listed too, and the batch the first chunk created is rolled back."""
+    create_tenant(db_url, "acme")
+    csv = big_csv(tmp_path, 11_000, {6_000: "555-nope", 10_500: "555-nix"})
+    result = invoke(db_url, "batch", "create", "acme", "--csv", str(csv))
+    one_line_error(result, "2 of 11000 rows in big.csv are invalid", "nothing was created")
+    assert [line.split(",")[0] for line in result.stderr.splitlines()[:-1]] == [
+        "big.csv: line 6002",
+        "big.csv: line 10502",
+    ]
+    assert count(conn, "batches") == 0 and count(conn, "batch_entries") == 0
 
 
 def test_a_number_without_a_single_zone_leaves_the_tenant_s_zone_to_apply(

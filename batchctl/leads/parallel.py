@@ -29,6 +29,12 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def chunked(items: Iterable[T], size: int) -> Iterator[tuple[T, ...]]:
+    """``items`` in tuples of ``size`` (the last one shorter), read as they are needed."""
+    rows = iter(items)
+    return iter(lambda: tuple(islice(rows, size)), ())
+
+
 def map_in_chunks(
     work: Callable[[tuple[T, ...]], list[R]],
     items: Iterable[T],
@@ -37,8 +43,7 @@ def map_in_chunks(
     """``work`` over ``items`` a chunk at a time; every chunk after the first goes to one of
     ``workers`` processes when there are at least two. ``work`` must be picklable (a module
     function, or a functools.partial of one)."""
-    rows = iter(items)
-    chunks = iter(lambda: tuple(islice(rows, CHUNK_ROWS)), ())
+    chunks = chunked(items, CHUNK_ROWS)
     first = next(chunks, None)
     if first is None:
         return

@@ -1,9 +1,12 @@
-"""A lead file -> a batch, through ``batchctl.create_batch_from_rows``.
+"""A lead file -> a batch, through ``batchctl.create_batch_from_rows`` and ``add_entries``.
 
-The leads are streamed with COPY into a temporary table while the file is read, and the
-``p_entries`` rows are assembled from it on the server: no JSON document of the whole file is
-built and taken apart again, and the database itself judges the time zones (with the same
-function create_batch uses), so a bad zone is reported by its CSV line instead of by its index.
+The leads go a chunk at a time with COPY into a temporary table, and each chunk's
+``p_entries`` rows are assembled from it on the server: no JSON document of the file is built
+and taken apart again, and the database itself judges the time zones (with the same function
+create_batch uses), so a bad zone is reported by its CSV line instead of by its index. The
+first chunk creates the batch and each later one is added to it, all in one transaction: the
+server stores a chunk while the worker processes (batchctl.leads.parallel) parse the next ones,
+and no statement holds the whole file in memory.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from uuid import UUID
 import psycopg
 
 from batchctl.leads.csvfile import Problem
+from batchctl.leads.parallel import chunked
 from batchctl.leads.rows import Lead
 
 STAGE = "pg_temp.batchctl_csv_leads"
+CHUNK_ROWS = 5_000  # leads per COPY and per create/add call
 
 
 class InvalidRows(ValueError):
@@ -36,16 +41,24 @@ class Staged:
     rows: int = 0  # data rows read, valid or not
     problems: list[Problem] = field(default_factory=list)
 
+    @property
+    def valid(self) -> int:
+        return self.rows - len(self.problems)
 
-def stage_leads(conn: psycopg.Connection[Any], leads: Iterable[Lead | Problem]) -> Staged:
-    """Copies the valid leads into a temporary table (dropped at commit or rollback: call this
-    inside a transaction) and collects the problems, the database's time-zone verdicts
-    included, in line order."""
+
+def open_stage(conn: psycopg.Connection[Any]) -> None:
+    """The temporary table leads are staged in, dropped at commit or rollback: call this
+    inside a transaction."""
     conn.execute(
         f"CREATE TEMP TABLE {STAGE} (line integer NOT NULL,"
         " to_phone text NOT NULL, lead_name text, lead_id text, context jsonb NOT NULL,"
         " timezone text, number_timezone text) ON COMMIT DROP"
     )
+
+
+def stage_leads(conn: psycopg.Connection[Any], leads: Iterable[Lead | Problem]) -> Staged:
+    """Copies the valid leads into the stage (see open_stage) and collects the problems, the
+    database's time-zone verdicts on the rows staged included, in line order."""
     staged = Staged()
     columns = "line, to_phone, lead_name, lead_id, context, timezone, number_timezone"
     with conn.cursor().copy(f"COPY {STAGE} ({columns}) FROM STDIN") as copy:
@@ -76,25 +89,35 @@ def drop_staged(conn: psycopg.Connection[Any], problems: list[Problem]) -> None:
     conn.execute(f"DELETE FROM {STAGE} WHERE line IN (SELECT unnest(%s::int[]))", (lines,))
 
 
+# The staged leads as p_entries, in line order. A row without a zone of its own gets its
+# number's, when the database knows that zone; else the tenant's applies.
+STAGED_ENTRIES = f"""(
+    SELECT array_agg(ROW(s.to_phone, s.lead_name, s.lead_id, s.context,
+                         coalesce(s.timezone, z.tz))::batchctl.new_entry ORDER BY s.line)
+      FROM {STAGE} s
+      LEFT JOIN (SELECT tz FROM zones WHERE batchctl.is_valid_timezone(tz)) z
+             ON z.tz = s.number_timezone)"""
+NUMBER_ZONES = f"WITH zones AS MATERIALIZED (SELECT DISTINCT number_timezone AS tz FROM {STAGE})"
+
+
 def create_batch_from_stage(
     conn: psycopg.Connection[Any], tenant_id: UUID, options: Mapping[str, Any]
 ) -> UUID:
-    """``create_batch_from_rows`` with the staged leads in line order. A row without a zone of
-    its own gets its number's, when the database knows that zone; else the tenant's applies."""
+    """``create_batch_from_rows`` with the staged leads."""
     row = conn.execute(
-        f"""WITH zones AS MATERIALIZED (SELECT DISTINCT number_timezone AS tz FROM {STAGE})
-            SELECT batchctl.create_batch_from_rows(%s, (
-                SELECT array_agg(ROW(s.to_phone, s.lead_name, s.lead_id, s.context,
-                                     coalesce(s.timezone, z.tz))::batchctl.new_entry
-                                 ORDER BY s.line)
-                  FROM {STAGE} s
-                  LEFT JOIN (SELECT tz FROM zones WHERE batchctl.is_valid_timezone(tz)) z
-                         ON z.tz = s.number_timezone
-            ), %s::jsonb)""",
+        f"{NUMBER_ZONES} SELECT batchctl.create_batch_from_rows(%s, {STAGED_ENTRIES}, %s::jsonb)",
         (tenant_id, json.dumps(options)),
     ).fetchone()
     assert row is not None
     return row[0]
+
+
+def add_staged(conn: psycopg.Connection[Any], tenant_id: UUID, batch_id: UUID) -> None:
+    """``add_entries`` with the staged leads."""
+    conn.execute(
+        f"{NUMBER_ZONES} SELECT batchctl.add_entries(%s, %s, {STAGED_ENTRIES})",
+        (tenant_id, batch_id),
+    )
 
 
 def import_batch(
@@ -108,9 +131,25 @@ def import_batch(
     """Creates a batch from ``leads`` in one transaction; returns its id and the rows skipped.
     Raises InvalidRows (creating nothing) when rows are bad and ``skip_invalid`` is false."""
     with conn.transaction():
-        staged = stage_leads(conn, leads)
-        if staged.problems:
-            if not skip_invalid:
-                raise InvalidRows(staged.problems, staged.rows)
-            drop_staged(conn, staged.problems)
-        return create_batch_from_stage(conn, tenant_id, options), staged.problems
+        open_stage(conn)
+        read = Staged()
+        batch: UUID | None = None
+        for chunk in chunked(leads, CHUNK_ROWS):
+            staged = stage_leads(conn, chunk)
+            read.rows += staged.rows
+            read.problems += staged.problems
+            # Once a row is bad and bad rows are not skipped, the rest is only read, so that
+            # every bad row can be listed.
+            if staged.valid and (skip_invalid or not read.problems):
+                if staged.problems:
+                    drop_staged(conn, staged.problems)
+                if batch is None:
+                    batch = create_batch_from_stage(conn, tenant_id, options)
+                else:
+                    add_staged(conn, tenant_id, batch)
+            conn.execute(f"TRUNCATE {STAGE}")
+        if read.problems and not skip_invalid:
+            raise InvalidRows(read.problems, read.rows)
+        if batch is None:  # no valid row: create_batch_from_rows says the list is empty
+            batch = create_batch_from_stage(conn, tenant_id, options)
+        return batch, read.problems
