@@ -222,7 +222,8 @@ BEGIN
       FROM problems WHERE problem IS NOT NULL;
     PERFORM raise_entry_errors(v_errors, v_rows);
 
-    PERFORM set_reason('create_batch');
+    -- (No set_reason: inserted entries write no events, and the counter update below changes
+    -- no status.)
     WITH firsts AS (
         SELECT DISTINCT ON (x.to_phone) x.*
           FROM unnest(p_entries) WITH ORDINALITY AS x (to_phone, lead_name, lead_id, context, timezone, ord)
