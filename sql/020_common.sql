@@ -14,7 +14,7 @@
 -- The reason recorded in events for the transitions the current statement makes.
 CREATE OR REPLACE FUNCTION batchctl.set_reason(p_reason text)
 RETURNS void LANGUAGE sql VOLATILE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$ SELECT set_config('batchctl.reason', coalesce(p_reason, ''), true) $$;
 
 -- (A SQL-standard body without SET, like the rules in sql/010: inlined into every event insert.)
@@ -24,7 +24,7 @@ RETURN coalesce(nullif(pg_catalog.current_setting('batchctl.reason', true), ''),
 
 CREATE OR REPLACE FUNCTION batchctl.lock_batches(p_batch_ids uuid[])
 RETURNS void LANGUAGE sql VOLATILE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
     SELECT count(*) FROM (
         SELECT 1 FROM batchctl.batches WHERE id = ANY (p_batch_ids) ORDER BY id FOR NO KEY UPDATE
@@ -36,7 +36,7 @@ $$;
 -- visit every shard.
 CREATE OR REPLACE FUNCTION batchctl.lock_tenant_batches(p_tenant_id uuid, p_batch_ids uuid[])
 RETURNS void LANGUAGE sql VOLATILE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
     SELECT count(*) FROM (
         SELECT 1 FROM batchctl.batches
@@ -50,7 +50,7 @@ $$;
 CREATE OR REPLACE FUNCTION batchctl.check_parallel_arrays(
     p_names text, p_key text, p_keys integer, p_required integer, p_optional integer)
 RETURNS void LANGUAGE plpgsql IMMUTABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_required IS DISTINCT FROM p_keys OR p_optional <> p_keys THEN
@@ -65,7 +65,7 @@ $$;
 -- batchctl_tenant (and not also as worker or superuser) without the setting may do nothing.
 CREATE OR REPLACE FUNCTION batchctl.check_tenant(p_tenant_id uuid)
 RETURNS void LANGUAGE plpgsql STABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_session_tenant text := nullif(current_setting('batchctl.tenant_id', true), '');
@@ -92,7 +92,7 @@ $$;
 -- The tenant's batch, locked; "not found" for a missing id or another tenant's batch.
 CREATE OR REPLACE FUNCTION batchctl.lock_tenant_batch(p_tenant_id uuid, p_batch_id uuid)
 RETURNS batchctl.batches LANGUAGE plpgsql VOLATILE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_batch batchctl.batches;

@@ -11,7 +11,7 @@ RETURN p_phone OPERATOR(pg_catalog.~) '^\+[1-9][0-9]{6,14}$';
 -- Good enough to catch a typo in a report recipient; the SMTP server has the last word.
 CREATE OR REPLACE FUNCTION batchctl.is_email(p_address text)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$ SELECT p_address ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' $$;
 
 -- An IANA zone name (Europe/Berlin, UTC, Etc/GMT+3). The pattern turns away the POSIX
@@ -19,7 +19,7 @@ AS $$ SELECT p_address ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' $$;
 -- names that merely look right.
 CREATE OR REPLACE FUNCTION batchctl.is_valid_timezone(p_tz text)
 RETURNS boolean LANGUAGE plpgsql STABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_tz IS NULL OR p_tz !~ '^[A-Za-z][A-Za-z0-9_]*(/[A-Za-z0-9_+-]+)*$' THEN
@@ -35,7 +35,7 @@ $$;
 -- The call statuses a retry may be asked for: outcomes where another try can succeed.
 CREATE OR REPLACE FUNCTION batchctl.retryable_outcomes()
 RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
     SELECT ARRAY['failed', 'error', 'not_reachable', 'declined', 'rejected', 'no_answer', 'busy',
                  'voicemail']
@@ -43,7 +43,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.default_options()
 RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
     SELECT jsonb_build_object(
         'agent_name', NULL,
@@ -69,7 +69,7 @@ $$;
 CREATE OR REPLACE FUNCTION batchctl.require_int(
     p_key text, p_value jsonb, p_min integer, p_max integer)
 RETURNS void LANGUAGE plpgsql IMMUTABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF jsonb_typeof(p_value) <> 'number' OR p_value::text !~ '^-?[0-9]+$'
@@ -82,7 +82,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.require_outcomes(p_key text, p_value jsonb)
 RETURNS void LANGUAGE plpgsql IMMUTABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_bad text;
@@ -103,7 +103,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.parse_timestamptz(p_key text, p_value jsonb)
 RETURNS timestamptz LANGUAGE plpgsql STABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_value IS NULL OR p_value = 'null' THEN
@@ -122,7 +122,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.validate_call_window(p_window jsonb)
 RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_days constant text[] := ARRAY['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
@@ -174,7 +174,7 @@ $$;
 -- BC001 naming the key.
 CREATE OR REPLACE FUNCTION batchctl.normalize_options(p_options jsonb)
 RETURNS jsonb LANGUAGE plpgsql STABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_defaults constant jsonb := default_options();
@@ -276,7 +276,7 @@ $$;
 -- NULL window: any time, so p_now.
 CREATE OR REPLACE FUNCTION batchctl.next_window_open(p_window jsonb, p_tz text, p_now timestamptz)
 RETURNS timestamptz LANGUAGE plpgsql STABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_local timestamp := p_now AT TIME ZONE p_tz;
@@ -307,5 +307,5 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.in_call_window(p_window jsonb, p_tz text, p_now timestamptz)
 RETURNS boolean LANGUAGE sql STABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$ SELECT next_window_open(p_window, p_tz, p_now) = p_now $$;

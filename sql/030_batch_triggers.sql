@@ -8,12 +8,12 @@
 -- take those entries out of a finished batch's counters.
 CREATE OR REPLACE FUNCTION batchctl.pruning()
 RETURNS boolean LANGUAGE sql STABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$ SELECT coalesce(current_setting('batchctl.pruning', true), '') = 'on' $$;
 
 CREATE OR REPLACE FUNCTION batchctl.batches_before_update()
 RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_pending integer := NEW.queued_count + NEW.running_count + NEW.dispatched_count;
@@ -62,7 +62,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.batches_after_insert()
 RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason)
@@ -73,7 +73,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.batches_after_update()
 RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_report_to text[];
@@ -119,7 +119,7 @@ CREATE OR REPLACE TRIGGER batches_after_update AFTER UPDATE ON batchctl.batches
 -- except by prune(), which deletes a pruned object's events with the object.
 CREATE OR REPLACE FUNCTION batchctl.events_append_only()
 RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'DELETE' AND pruning() THEN

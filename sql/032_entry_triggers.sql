@@ -4,7 +4,7 @@
 
 CREATE OR REPLACE FUNCTION batchctl.entries_after_update()
 RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_bad record;
@@ -74,7 +74,7 @@ $$;
 -- entry is marked so, and its number stays busy until a claim of it is acknowledged.
 CREATE OR REPLACE FUNCTION batchctl.entries_before_requeue()
 RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_batch_status batch_status;
@@ -102,7 +102,7 @@ $$;
 -- entries of a live batch would pull them from under its calls and its completion.
 CREATE OR REPLACE FUNCTION batchctl.entries_before_delete()
 RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF pg_trigger_depth() = 1 AND NOT pruning() THEN
@@ -119,7 +119,7 @@ $$;
 -- Both triggers name their transition table changed_entries.
 CREATE OR REPLACE FUNCTION batchctl.entries_counted()
 RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_sign integer := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;

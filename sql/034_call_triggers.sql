@@ -4,7 +4,7 @@
 
 CREATE OR REPLACE FUNCTION batchctl.call_logs_before_update()
 RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT call_transition_allowed(OLD.status, NEW.status) THEN
@@ -32,7 +32,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.call_logs_after_insert()
 RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason)
@@ -44,7 +44,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.call_logs_after_update()
 RETURNS trigger LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM new_calls) THEN

@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION batchctl.create_tenant(
     p_name text, p_max_concurrent_calls integer DEFAULT 3, p_timezone text DEFAULT 'UTC')
 RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_id uuid;
@@ -31,7 +31,7 @@ $$;
 -- A call already live is left to end (hang it up with cancel_entry if needed).
 CREATE OR REPLACE FUNCTION batchctl.add_dnc(p_tenant_id uuid, p_phone text)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_batch_ids uuid[];
@@ -67,7 +67,7 @@ $$;
 CREATE OR REPLACE FUNCTION batchctl.create_batch(
     p_tenant_id uuid, p_entries jsonb, p_options jsonb DEFAULT '{}', p_created_by uuid DEFAULT NULL)
 RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_errors text[];
@@ -134,7 +134,7 @@ $$;
 -- BC001 listing the bad entries (the first ten in the message, up to 1000 in DETAIL), if any.
 CREATE OR REPLACE FUNCTION batchctl.raise_entry_errors(p_errors text[], p_rows integer)
 RETURNS void LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_errors IS NOT NULL THEN
@@ -153,7 +153,7 @@ CREATE OR REPLACE FUNCTION batchctl.create_batch_from_rows(
     p_tenant_id uuid, p_entries batchctl.new_entry[], p_options jsonb DEFAULT '{}',
     p_created_by uuid DEFAULT NULL)
 RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_options jsonb;
@@ -182,7 +182,7 @@ $$;
 CREATE OR REPLACE FUNCTION batchctl.add_entries(
     p_tenant_id uuid, p_batch_id uuid, p_entries batchctl.new_entry[])
 RETURNS integer LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     -- Locked: a batch that completes or is cancelled meanwhile gets nothing added.
@@ -263,7 +263,7 @@ CREATE OR REPLACE FUNCTION batchctl.change_batch_status(
     p_tenant_id uuid, p_batch_id uuid, p_from batchctl.batch_status, p_to batchctl.batch_status,
     p_action text)
 RETURNS void LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_batch batches := lock_tenant_batch(p_tenant_id, p_batch_id);
@@ -282,17 +282,17 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.start_batch(p_tenant_id uuid, p_batch_id uuid)
 RETURNS void LANGUAGE sql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$ SELECT change_batch_status(p_tenant_id, p_batch_id, 'pending', 'running', 'started') $$;
 
 CREATE OR REPLACE FUNCTION batchctl.pause_batch(p_tenant_id uuid, p_batch_id uuid)
 RETURNS void LANGUAGE sql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$ SELECT change_batch_status(p_tenant_id, p_batch_id, 'running', 'paused', 'paused') $$;
 
 CREATE OR REPLACE FUNCTION batchctl.resume_batch(p_tenant_id uuid, p_batch_id uuid)
 RETURNS void LANGUAGE sql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$ SELECT change_batch_status(p_tenant_id, p_batch_id, 'paused', 'running', 'resumed') $$;
 
 -- Stops a batch as cancelled (cancel_batch) or failed (fail_batch): entries not yet dialling are
@@ -301,7 +301,7 @@ AS $$ SELECT change_batch_status(p_tenant_id, p_batch_id, 'paused', 'running', '
 CREATE OR REPLACE FUNCTION batchctl.stop_batch(
     p_tenant_id uuid, p_batch_id uuid, p_status batchctl.batch_status, p_reason text)
 RETURNS integer LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_batch batches := lock_tenant_batch(p_tenant_id, p_batch_id);
@@ -336,13 +336,13 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.cancel_batch(p_tenant_id uuid, p_batch_id uuid, p_reason text DEFAULT NULL)
 RETURNS integer LANGUAGE sql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$ SELECT stop_batch(p_tenant_id, p_batch_id, 'cancelled', p_reason) $$;
 
 -- Administrative: any non-terminal batch -> failed. Not granted to the tenant role.
 CREATE OR REPLACE FUNCTION batchctl.fail_batch(p_tenant_id uuid, p_batch_id uuid, p_reason text)
 RETURNS integer LANGUAGE sql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$ SELECT stop_batch(p_tenant_id, p_batch_id, 'failed', p_reason) $$;
 
 -- true when the entry was cancelled now (it was queued or being claimed). A live call is
@@ -350,7 +350,7 @@ AS $$ SELECT stop_batch(p_tenant_id, p_batch_id, 'failed', p_reason) $$;
 -- false.
 CREATE OR REPLACE FUNCTION batchctl.cancel_entry(p_tenant_id uuid, p_entry_id uuid)
 RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_batch_id uuid;
@@ -381,7 +381,7 @@ $$;
 -- O(1): read from the counters on the batch row.
 CREATE OR REPLACE FUNCTION batchctl.batch_status(p_tenant_id uuid, p_batch_id uuid)
 RETURNS jsonb LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v jsonb;

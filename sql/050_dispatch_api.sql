@@ -17,7 +17,7 @@ RETURNS TABLE (entry_id uuid, batch_id uuid, tenant_id uuid, to_phone text, lead
                context jsonb, attempt integer, room_name text, options jsonb,
                dispatch_unconfirmed boolean)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     -- Tenants that look like they have work and a free slot (an unlocked read of the counters,
@@ -157,7 +157,7 @@ CREATE OR REPLACE FUNCTION batchctl.mark_dispatched_many(
     p_entry_ids uuid[], p_room_names text[], p_dispatch_ids text[] DEFAULT NULL)
 RETURNS TABLE (entry_id uuid, call_log_id uuid, status text)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_bad record;
@@ -218,7 +218,7 @@ $$;
 CREATE OR REPLACE FUNCTION batchctl.mark_dispatched(
     p_entry_id uuid, p_room_name text, p_dispatch_id text DEFAULT NULL)
 RETURNS uuid LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_entry batch_entries;
@@ -272,7 +272,7 @@ $$;
 CREATE OR REPLACE FUNCTION batchctl.mark_dispatch_failed(
     p_entry_id uuid, p_error text, p_retryable boolean DEFAULT true)
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_tenant_id uuid;
@@ -328,7 +328,7 @@ CREATE OR REPLACE FUNCTION batchctl.report_call_statuses(
     p_call_log_ids uuid[], p_statuses text[], p_details jsonb[] DEFAULT NULL)
 RETURNS TABLE (call_log_id uuid, status text)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_bad integer;
@@ -398,7 +398,7 @@ $$;
 CREATE OR REPLACE FUNCTION batchctl.report_call_status(
     p_call_log_id uuid, p_status text, p_detail jsonb DEFAULT '{}')
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_problem text := call_report_problem(p_status, p_detail);

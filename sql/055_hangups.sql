@@ -6,7 +6,7 @@
 -- Queues the hang-up of the given calls' rooms (once per room) and wakes the daemon.
 CREATE OR REPLACE FUNCTION batchctl.request_hangups(p_call_ids uuid[], p_reason text)
 RETURNS integer LANGUAGE sql VOLATILE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
     WITH requested AS (
         INSERT INTO batchctl.hangups (room_name, tenant_id, batch_id, call_log_id, reason)
@@ -26,7 +26,7 @@ $$;
 CREATE OR REPLACE FUNCTION batchctl.claim_hangups(p_worker text, p_limit integer DEFAULT 20)
 RETURNS TABLE (room_name text, call_log_id uuid, reason text, attempt integer)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
@@ -49,7 +49,7 @@ $$;
 -- ends 'cancelled' now, so a batch does not wait for a timeout to hear from a hung-up agent.
 CREATE OR REPLACE FUNCTION batchctl.hangup_done(p_room_name text)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_tenant_id uuid;
@@ -78,7 +78,7 @@ $$;
 -- Deleting the room failed: retried after 2, 4, 8 … seconds, at most 5 minutes apart.
 CREATE OR REPLACE FUNCTION batchctl.hangup_failed(p_room_name text, p_error text)
 RETURNS void LANGUAGE sql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
     UPDATE batchctl.hangups
        SET last_error = coalesce(p_error, 'hang-up failed'),

@@ -7,7 +7,7 @@
 -- Returns the entry's status after; NULL for a room that is not one of batchctl's.
 CREATE OR REPLACE FUNCTION batchctl.room_call_over(p_room_name text, p_reason text)
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_call call_logs;

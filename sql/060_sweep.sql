@@ -7,7 +7,7 @@
 -- Claims whose lease ran out (the daemon died or stalled): back to the queue, same attempt.
 CREATE OR REPLACE FUNCTION batchctl.sweep_expired_leases(p_now timestamptz)
 RETURNS integer LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_batch_ids uuid[];
@@ -35,7 +35,7 @@ $$;
 CREATE OR REPLACE FUNCTION batchctl.stuck_calls(
     p_status batchctl.call_status, p_timeout_key text, p_now timestamptz)
 RETURNS TABLE (call_id uuid, batch_id uuid) LANGUAGE sql STABLE
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
     SELECT c.id, c.batch_id
@@ -50,7 +50,7 @@ $$;
 CREATE OR REPLACE FUNCTION batchctl.fail_calls(
     p_call_ids uuid[], p_from batchctl.call_status, p_error text)
 RETURNS integer LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_failed uuid[];
@@ -71,7 +71,7 @@ $$;
 CREATE OR REPLACE FUNCTION batchctl.sweep_stuck_calls(
     p_status batchctl.call_status, p_timeout_key text, p_error text, p_now timestamptz)
 RETURNS integer LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_call_ids uuid[];
@@ -93,7 +93,7 @@ $$;
 -- longer dispatched.
 CREATE OR REPLACE FUNCTION batchctl.sweep_unanswered(p_now timestamptz)
 RETURNS jsonb LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_call_ids uuid[];
@@ -131,7 +131,7 @@ $$;
 -- Past end_at: entries never dialled end cancelled ('expired').
 CREATE OR REPLACE FUNCTION batchctl.sweep_expired_entries(p_now timestamptz)
 RETURNS integer LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_batch_ids uuid[];
@@ -156,7 +156,7 @@ $$;
 -- them on every call.
 CREATE OR REPLACE FUNCTION batchctl.defer_to_call_windows(p_now timestamptz)
 RETURNS integer LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_batch_ids uuid[];
@@ -185,7 +185,7 @@ $$;
 -- Reports whose sender died mid-send go back to the outbox.
 CREATE OR REPLACE FUNCTION batchctl.release_report_leases(p_now timestamptz)
 RETURNS integer LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_count integer;
@@ -199,7 +199,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.sweep(p_now timestamptz DEFAULT now())
 RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_result jsonb;

@@ -36,7 +36,7 @@
 CREATE OR REPLACE FUNCTION batchctl.prune(
     p_older_than interval, p_limit integer DEFAULT 10000, p_now timestamptz DEFAULT now())
 RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 SET batchctl.pruning = 'on'
 AS $$
 DECLARE

@@ -6,7 +6,7 @@
 CREATE OR REPLACE FUNCTION batchctl.claim_report(p_worker text)
 RETURNS TABLE (batch_id uuid, tenant_id uuid, recipients text[], attempt integer)
 LANGUAGE sql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
     UPDATE batchctl.reports r
        SET status = 'sending', claimed_by = p_worker, attempts = r.attempts + 1,
@@ -22,7 +22,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.report_sent(p_batch_id uuid)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_status report_status;
@@ -43,7 +43,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION batchctl.report_failed(p_batch_id uuid, p_error text)
 RETURNS void LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_status report_status;
@@ -73,7 +73,7 @@ CREATE OR REPLACE FUNCTION batchctl.claim_report_now(
     p_batch_id uuid, p_worker text, p_recipients text[] DEFAULT NULL)
 RETURNS TABLE (batch_id uuid, tenant_id uuid, recipients text[], attempt integer)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -40,7 +40,7 @@ RETURNS TABLE (
     median_duration_s double precision, p90_duration_s double precision,
     total_duration_s numeric, analysis_keys text[])
 LANGUAGE plpgsql STABLE SECURITY INVOKER
-SET search_path = batchctl, pg_catalog
+SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
