@@ -60,35 +60,6 @@ BEGIN
 END
 $$;
 
--- A tenant-role session carries its tenant in the `batchctl.tenant_id` setting; a function
--- called with another tenant's id answers "not found", as RLS would. A session acting as
--- batchctl_tenant (and not also as worker or superuser) without the setting may do nothing.
-CREATE OR REPLACE FUNCTION batchctl.check_tenant(p_tenant_id uuid)
-RETURNS void LANGUAGE plpgsql STABLE
-SET search_path = batchctl, pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_session_tenant text := nullif(current_setting('batchctl.tenant_id', true), '');
-    -- SECURITY DEFINER changes current_user, not the caller's SET ROLE or login.
-    v_caller name := coalesce(nullif(current_setting('role'), 'none'), session_user);
-BEGIN
-    IF p_tenant_id IS NULL THEN
-        RAISE EXCEPTION 'p_tenant_id must not be null' USING ERRCODE = 'BC001';
-    END IF;
-    IF v_session_tenant IS NULL
-       AND pg_has_role(v_caller, 'batchctl_tenant', 'MEMBER')
-       AND NOT pg_has_role(v_caller, 'batchctl_worker', 'MEMBER')
-       AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = v_caller) THEN
-        RAISE EXCEPTION 'a batchctl_tenant session must SET batchctl.tenant_id to its tenant first'
-            USING ERRCODE = '42501';
-    END IF;
-    IF (v_session_tenant IS NOT NULL AND lower(btrim(v_session_tenant)) <> p_tenant_id::text)
-       OR NOT EXISTS (SELECT 1 FROM batchctl.tenants WHERE id = p_tenant_id) THEN
-        RAISE EXCEPTION 'tenant % not found', p_tenant_id USING ERRCODE = 'BC002';
-    END IF;
-END
-$$;
-
 -- The tenant's batch, locked; "not found" for a missing id or another tenant's batch.
 CREATE OR REPLACE FUNCTION batchctl.lock_tenant_batch(p_tenant_id uuid, p_batch_id uuid)
 RETURNS batchctl.batches LANGUAGE plpgsql VOLATILE

@@ -15,6 +15,9 @@ GRANT EXECUTE ON FUNCTION
     batchctl.report_summary(uuid)
 TO batchctl_tenant, batchctl_worker;
 
+-- Row-level security calls it for every tenant query; it tells a session its own tenant only.
+GRANT EXECUTE ON FUNCTION batchctl.session_tenant() TO batchctl_tenant;
+
 GRANT EXECUTE ON FUNCTION
     batchctl.create_tenant(text, integer, text),
     batchctl.fail_batch(uuid, uuid, text),
@@ -22,8 +25,6 @@ GRANT EXECUTE ON FUNCTION
     batchctl.mark_dispatched(uuid, text, text),
     batchctl.mark_dispatched_many(uuid[], text[], text[]),
     batchctl.mark_dispatch_failed(uuid, text, boolean),
-    batchctl.report_call_status(uuid, text, jsonb),
-    batchctl.report_call_statuses(uuid[], text[], jsonb[]),
     batchctl.sweep(timestamptz),
     batchctl.claim_report(text),
     batchctl.report_sent(uuid),
@@ -36,9 +37,16 @@ GRANT EXECUTE ON FUNCTION
     batchctl.call_log_id(text)
 TO batchctl_worker;
 
--- prune(interval, integer, timestamptz) deletes history for good: granted to no role. The owner
--- (who ran `batchctl db upgrade`) runs it, from cron or from a pg_cron job it schedules; grant
--- EXECUTE to a dedicated retention role if another should.
+-- The voice agent reports its calls' statuses and nothing else.
+GRANT EXECUTE ON FUNCTION
+    batchctl.report_call_status(uuid, text, jsonb),
+    batchctl.report_call_statuses(uuid[], text[], jsonb[])
+TO batchctl_agent, batchctl_worker;
+
+-- Granted to no role: prune(interval, integer, timestamptz), which deletes history for good, and
+-- grant_tenant_login / revoke_tenant_login, which decide who acts for which tenant. The owner
+-- (who ran `batchctl db upgrade`) runs them, prune from cron or from a pg_cron job it schedules;
+-- grant EXECUTE to a dedicated role if another should.
 
 GRANT SELECT ON batchctl.batch_overview, batchctl.report_entries, batchctl.report_calls
     TO batchctl_tenant, batchctl_worker;

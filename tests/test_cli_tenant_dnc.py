@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from clitools import UNREACHABLE, count, create_tenant, invoke, one_line_error, run_batchctl
+from tenant_logins import login_role
 
 # --- tenant ----------------------------------------------------------------------------------
 
@@ -47,6 +48,30 @@ def test_tenant_create_errors_come_from_the_database_and_change_nothing(
     assert count(conn, "tenants") == 0
     usage = invoke(db_url, "tenant", "create", "x", "--max-concurrent", "many")
     assert usage.exit_code == 2
+
+
+def test_tenant_grant_login_binds_a_role_that_logins_and_revoke_login_shows(
+    db_url: str, conn: Any
+) -> None:
+    tenant_id = create_tenant(db_url, "acme")
+    other = create_tenant(db_url, "other")
+    with login_role(conn) as role:
+        granted = invoke(db_url, "tenant", "grant-login", role, "acme")
+        assert granted.exit_code == 0, granted.output
+        assert granted.stdout.strip() == f"{role} acts for tenant {tenant_id}"
+        listed = json.loads(invoke(db_url, "tenant", "logins", "--json").stdout)
+        assert [(r["role"], r["tenant_id"], r["tenant"]) for r in listed] == [
+            (role, tenant_id, "acme")
+        ]
+        assert role in invoke(db_url, "tenant", "logins", "acme").stdout
+        assert "no logins" in invoke(db_url, "tenant", "logins", "other").stdout
+        one_line_error(invoke(db_url, "tenant", "grant-login", role, other), "is bound to tenant")
+        one_line_error(invoke(db_url, "tenant", "grant-login", "nobody_here", "acme"), "not found")
+        one_line_error(invoke(db_url, "tenant", "grant-login", role, "nope"), '"nope" not found')
+        revoked = invoke(db_url, "tenant", "revoke-login", role)
+        assert (revoked.exit_code, revoked.stdout.strip()) == (0, f"{role} acts for no tenant")
+        one_line_error(invoke(db_url, "tenant", "revoke-login", role), "bound to no tenant")
+        assert count(conn, "tenant_logins") == 0
 
 
 # --- dnc -------------------------------------------------------------------------------------

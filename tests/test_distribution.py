@@ -36,7 +36,7 @@ from batchctl.migrate import upgrade
 SCHEMA = "batchctl"
 DISTRIBUTION_COLUMN = "tenant_id"
 # Small, read by every claim, replicated to every node: create_reference_table().
-REFERENCE_TABLES = frozenset({"tenants"})
+REFERENCE_TABLES = frozenset({"tenants", "tenant_logins"})
 
 Conn = psycopg.Connection[Any]
 
@@ -351,7 +351,10 @@ def test_reference_tables_exist_and_are_keyed_alone(conn: Conn) -> None:
     whole to every node, so any key is checked everywhere)."""
     assert set(tables(conn)) >= REFERENCE_TABLES
     keys = {k.table: k for k in unique_keys(conn) if k.kind == "PRIMARY KEY"}
-    assert {t: keys[t].columns for t in REFERENCE_TABLES} == {"tenants": ("id",)}
+    assert {t: keys[t].columns for t in REFERENCE_TABLES} == {
+        "tenants": ("id",),
+        "tenant_logins": ("role_name",),
+    }
 
 
 # The statement sql/055_hangups.sql had before migration 0005: its target lacks tenant_id.

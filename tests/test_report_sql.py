@@ -11,6 +11,7 @@ from psycopg import errors, sql
 
 from report_helpers import drive
 from sqlapi import SqlApi, phones
+from tenant_logins import act_as, login_role
 
 
 def test_a_tenant_reads_only_its_own_report_rows(conn: psycopg.Connection[Any]) -> None:
@@ -19,9 +20,8 @@ def test_a_tenant_reads_only_its_own_report_rows(conn: psycopg.Connection[Any]) 
     my_batch = api.create_batch(mine, phones(2))
     their_batch = api.create_batch(theirs, phones(2, 10))
     drive(api, {})
-    conn.execute("set role batchctl_tenant")
-    conn.execute(sql.SQL("set batchctl.tenant_id = {}").format(sql.Literal(str(mine))))
-    try:
+    with login_role(conn, mine) as role:
+        act_as(conn, role)
         for view in ("report_entries", "report_calls"):
             query = sql.SQL("select distinct batch_id from batchctl.{}").format(
                 sql.Identifier(view)
@@ -34,9 +34,6 @@ def test_a_tenant_reads_only_its_own_report_rows(conn: psycopg.Connection[Any]) 
         assert raised.value.sqlstate == "BC002"
         with pytest.raises(errors.InsufficientPrivilege):
             conn.execute("select * from batchctl.claim_report_now(%s, 'me')", (my_batch,))
-    finally:
-        conn.execute("reset role")
-        conn.execute("reset batchctl.tenant_id")
 
 
 def test_the_summary_counts_calls_per_attempt_and_the_analysis_keys(

@@ -1,48 +1,61 @@
-"""Tenancy: row-level security for the tenant role, tenant checks in the functions, and the
-separation of the tenant role from the worker's functions and from the tables.
+"""Tenancy (SPEC §8, docs/security.md), tried as an attacker would: a login bound to its tenant
+sees and changes only that tenant whatever it sets; a tenant login bound to nothing can do
+nothing; only a batchctl_gateway member chooses its tenant, per transaction; the tenant role
+reaches no worker function and no table directly; the voice agent's role reports calls only.
 
-The tests switch the (superuser) test connection to the tenant role with SET ROLE, which is
-what a login role granted batchctl_tenant gets; RLS applies because the role owns no table."""
+Most tests switch the (superuser) test connection to a login role with SET ROLE, which is what
+batchctl reads as the session's role; one connects as the login itself."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from invariants import assert_invariants
-from sqlapi import SqlApi, phones
+from sqlapi import NEW_ENTRIES, SqlApi, phones
+from tenant_logins import act_as, login_role
 
-TABLES = ("tenants", "dnc_numbers", "batches", "batch_entries", "call_logs", "events", "reports")
-RELATIONS = (*TABLES, "batch_overview")
+TABLES = (
+    "tenants", "dnc_numbers", "batches", "batch_entries", "call_logs", "events", "reports",
+    "hangups",
+)  # fmt: skip
+RELATIONS = (*TABLES, "batch_overview", "report_entries", "report_calls")
+
+Tenant = dict[str, Any]
 
 
-def _populate(api: SqlApi, name: str, phone_start: int) -> dict[str, Any]:
+def _populate(api: SqlApi, name: str, phone_start: int) -> Tenant:
     """A tenant with a DNC number, a finished batch (with a report) and a running one with a
-    live call: a row in every table."""
+    live call and a cancelled call's hang-up: a row in every table."""
     tenant = api.create_tenant(name, 5)
     api.add_dnc(tenant, f"+1999555{phone_start:04d}")
     done = api.create_batch(tenant, phones(2, phone_start), {"wave_size": 2})
     for call in api.dispatch_all(limit=2):
         api.finish_call(call)
-    running = api.create_batch(tenant, phones(3, phone_start + 10), {"wave_size": 1})
+    running = api.create_batch(tenant, phones(3, phone_start + 10), {"wave_size": 2})
     calls = api.dispatch_all(limit=5)
-    assert len(calls) == 1
-    entry = api.conn.execute(
-        "select id from batchctl.batch_entries where batch_id = %s order by entry_index limit 1",
-        (running,),
-    ).fetchone()
+    assert len(calls) == 2
+    entries = [
+        r["id"]
+        for r in api.conn.execute(
+            "select id from batchctl.batch_entries where batch_id = %s order by entry_index",
+            (running,),
+        )
+    ]
+    assert api.cancel_entry(tenant, entries[1]) is False  # live: its room is queued for hang-up
     return {
         "tenant": tenant,
         "done": done,
         "running": running,
         "call": calls[0],
-        "entry": _val(entry),
+        "entry": entries[0],
     }
 
 
@@ -51,18 +64,16 @@ def _val(row: Any) -> Any:
 
 
 @pytest.fixture
-def two_tenants(conn: psycopg.Connection[Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+def two_tenants(conn: psycopg.Connection[Any]) -> Iterator[tuple[Tenant, Tenant]]:
     api = SqlApi(conn)
     a = _populate(api, "tenant-a", 0)
     b = _populate(api, "tenant-b", 100)
     yield a, b
     conn.execute("reset role")
-    conn.execute("reset batchctl.tenant_id")
     assert_invariants(conn)
 
 
-def as_tenant(conn: psycopg.Connection[Any], tenant: UUID | None) -> None:
-    conn.execute("set role batchctl_tenant")
+def set_tenant_setting(conn: psycopg.Connection[Any], tenant: UUID | str | None) -> None:
     if tenant is None:
         conn.execute("reset batchctl.tenant_id")
     else:
@@ -79,28 +90,75 @@ def tenant_ids_in(conn: psycopg.Connection[Any], relation: str) -> set[UUID]:
     return {r["t"] for r in rows}
 
 
+def tenant_calls(api: SqlApi, tenant: Tenant, other: Tenant) -> dict[str, Callable[[], Any]]:
+    """Every tenant function, called on ``other``'s objects (with ``tenant``'s own id where
+    the object alone says whose it is, and with ``other``'s id), keyed by its signature."""
+    t, o = tenant["tenant"], other["tenant"]
+    one = phones(1, 500)
+    return {
+        "batchctl.create_batch(uuid,jsonb,jsonb,uuid)": lambda: api.create_batch(o, one),
+        "batchctl.create_batch_from_rows(uuid,batchctl.new_entry[],jsonb,uuid)": (
+            lambda: api.create_batch_from_rows(o, one)
+        ),
+        "batchctl.add_entries(uuid,uuid,batchctl.new_entry[])": lambda: api.add_entries(
+            t, other["running"], one
+        ),
+        "batchctl.start_batch(uuid,uuid)": lambda: api.start_batch(o, other["running"]),
+        "batchctl.pause_batch(uuid,uuid)": lambda: api.pause_batch(t, other["running"]),
+        "batchctl.resume_batch(uuid,uuid)": lambda: api.resume_batch(o, other["running"]),
+        "batchctl.cancel_batch(uuid,uuid,text)": lambda: api.cancel_batch(t, other["running"]),
+        "batchctl.cancel_entry(uuid,uuid)": lambda: api.cancel_entry(o, other["entry"]),
+        "batchctl.batch_status(uuid,uuid)": lambda: api.batch_status(o, other["running"]),
+        "batchctl.add_dnc(uuid,text)": lambda: api.add_dnc(o, "+14155550999"),
+        "batchctl.report_summary(uuid)": lambda: api.conn.execute(
+            "select * from batchctl.report_summary(%s)", (other["done"],)
+        ),
+        # Tells a session its own tenant only: nothing of another's to refuse.
+        "batchctl.session_tenant()": lambda: None,
+    }
+
+
+def granted_to_tenants(conn: psycopg.Connection[Any]) -> set[str]:
+    rows = conn.execute(
+        """select p.oid::regprocedure::text as f from pg_proc p
+            where p.pronamespace = 'batchctl'::regnamespace
+              and has_function_privilege('batchctl_tenant', p.oid, 'EXECUTE')"""
+    ).fetchall()
+    return {r["f"].replace(" ", "") for r in rows}
+
+
+def still_untouched(conn: psycopg.Connection[Any], b: Tenant) -> None:
+    conn.execute("reset role")
+    status = SqlApi(conn).batch_status(b["tenant"], b["running"])
+    assert (status["status"], status["dispatched"], status["queued"]) == ("running", 2, 1)
+    for table, rows in (("batches", 2), ("dnc_numbers", 1)):
+        count = sql.SQL("select count(*) from batchctl.{} where tenant_id = %s")
+        found = conn.execute(count.format(sql.Identifier(table)), (b["tenant"],)).fetchone()
+        assert _val(found) == rows, table
+
+
 @pytest.mark.parametrize("relation", RELATIONS)
-def test_tenant_role_sees_only_its_rows(
-    conn: psycopg.Connection[Any], two_tenants: tuple[dict[str, Any], dict[str, Any]], relation: str
+def test_a_bound_login_sees_only_its_tenant_whatever_it_sets(
+    conn: psycopg.Connection[Any], two_tenants: tuple[Tenant, Tenant], relation: str
 ) -> None:
-    """With batchctl.tenant_id = A, every table and the overview view show A's rows only."""
     a, b = two_tenants
     assert tenant_ids_in(conn, relation) == {a["tenant"], b["tenant"]}  # superuser: both
-    as_tenant(conn, a["tenant"])
-    assert tenant_ids_in(conn, relation) == {a["tenant"]}
-    as_tenant(conn, b["tenant"])
-    assert tenant_ids_in(conn, relation) == {b["tenant"]}
+    with login_role(conn, a["tenant"]) as alice:
+        act_as(conn, alice)
+        for setting in (b["tenant"], None, "", a["tenant"]):
+            set_tenant_setting(conn, setting)
+            assert tenant_ids_in(conn, relation) == {a["tenant"]}, setting
 
 
-def test_tenant_role_sees_a_whole_scenario_of_its_own(
-    conn: psycopg.Connection[Any], two_tenants: tuple[dict[str, Any], dict[str, Any]]
+def test_a_bound_login_sees_all_of_its_own_rows_and_none_of_anothers_by_id(
+    conn: psycopg.Connection[Any], two_tenants: tuple[Tenant, Tenant]
 ) -> None:
-    """Tenant A's session sees all of A's rows (not merely some) and none of B's by id."""
     a, b = two_tenants
+    count = sql.SQL("select count(*) from batchctl.{} where {} = %s")
     expected = {
         t: _val(
             conn.execute(
-                sql.SQL("select count(*) from batchctl.{} where {} = %s").format(
+                count.format(
                     sql.Identifier(t), sql.Identifier("id" if t == "tenants" else "tenant_id")
                 ),
                 (a["tenant"],),
@@ -108,106 +166,183 @@ def test_tenant_role_sees_a_whole_scenario_of_its_own(
         )
         for t in TABLES
     }
-    as_tenant(conn, a["tenant"])
-    for t in TABLES:
-        assert (
-            _val(
-                conn.execute(
-                    sql.SQL("select count(*) from batchctl.{}").format(sql.Identifier(t))
-                ).fetchone()
+    with login_role(conn, a["tenant"]) as alice:
+        act_as(conn, alice)
+        set_tenant_setting(conn, b["tenant"])
+        for t in TABLES:
+            total = conn.execute(
+                sql.SQL("select count(*) from batchctl.{}").format(sql.Identifier(t))
+            ).fetchone()
+            assert _val(total) == expected[t] > 0, t
+        for relation, key in (("batches", b["running"]), ("call_logs", b["call"])):
+            query = sql.SQL("select * from batchctl.{} where id = %s").format(
+                sql.Identifier(relation)
             )
-            == expected[t]
-            > 0
-        ), t
-    assert (
-        conn.execute("select * from batchctl.batches where id = %s", (b["running"],)).fetchone()
-        is None
-    )
-    assert (
-        conn.execute("select * from batchctl.call_logs where id = %s", (b["call"],)).fetchone()
-        is None
-    )
-    overview = conn.execute(
-        "select batch_id, report_status::text as r from batchctl.batch_overview"
-    ).fetchall()
-    assert {r["batch_id"] for r in overview} == {a["done"], a["running"]}
-    assert {r["r"] for r in overview} == {"skipped", None}
+            assert conn.execute(query, (key,)).fetchone() is None
+        overview = conn.execute("select batch_id from batchctl.batch_overview").fetchall()
+        assert {r["batch_id"] for r in overview} == {a["done"], a["running"]}
 
 
-@pytest.mark.parametrize("relation", RELATIONS)
-def test_tenant_role_without_setting_sees_nothing(
-    conn: psycopg.Connection[Any], two_tenants: tuple[dict[str, Any], dict[str, Any]], relation: str
+def test_every_tenant_function_answers_not_found_for_another_tenant(
+    conn: psycopg.Connection[Any], two_tenants: tuple[Tenant, Tenant]
 ) -> None:
-    """With the setting unset (reset, or empty) the tenant role sees no rows at all."""
-    as_tenant(conn, None)
-    assert tenant_ids_in(conn, relation) == set()
-    conn.execute("set batchctl.tenant_id = ''")
-    assert tenant_ids_in(conn, relation) == set()
-
-
-def test_fresh_tenant_session_without_setting_sees_nothing(
-    db_url: str, two_tenants: tuple[dict[str, Any], dict[str, Any]]
-) -> None:
-    """A new session that never set batchctl.tenant_id sees nothing in any relation."""
-    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as c:
-        c.execute("set role batchctl_tenant")
-        for relation in RELATIONS:
-            assert tenant_ids_in(c, relation) == set(), relation
-
-
-def test_tenant_functions_with_another_tenants_id_raise_bc002(
-    conn: psycopg.Connection[Any], two_tenants: tuple[dict[str, Any], dict[str, Any]]
-) -> None:
-    """Setting says A: every tenant function called with B's tenant id (or B's objects) is BC002."""
+    """A login bound to A, with the setting pointing at B: every function granted to the tenant
+    role, called on B, is BC002 and changes nothing; A's own calls work."""
     a, b = two_tenants
-    as_tenant(conn, a["tenant"])
     api = SqlApi(conn)
-    calls: list[tuple[str, Any]] = [
-        ("create_batch", lambda: api.create_batch(b["tenant"], phones(1, 500))),
-        ("add_dnc", lambda: api.add_dnc(b["tenant"], "+14155550999")),
-        ("start_batch", lambda: api.start_batch(b["tenant"], b["running"])),
-        ("pause_batch", lambda: api.pause_batch(b["tenant"], b["running"])),
-        ("resume_batch", lambda: api.resume_batch(b["tenant"], b["running"])),
-        ("cancel_batch", lambda: api.cancel_batch(b["tenant"], b["running"])),
-        ("cancel_entry", lambda: api.cancel_entry(b["tenant"], b["entry"])),
-        ("batch_status", lambda: api.batch_status(b["tenant"], b["running"])),
-        # A's own tenant id but B's objects: not found either.
-        ("pause_batch(A, B's batch)", lambda: api.pause_batch(a["tenant"], b["running"])),
-        ("cancel_batch(A, B's batch)", lambda: api.cancel_batch(a["tenant"], b["running"])),
-        ("cancel_entry(A, B's entry)", lambda: api.cancel_entry(a["tenant"], b["entry"])),
-        ("batch_status(A, B's batch)", lambda: api.batch_status(a["tenant"], b["running"])),
-    ]
-    for name, call in calls:
-        with pytest.raises(psycopg.Error) as exc:
-            call()
-        assert exc.value.sqlstate == "BC002", (name, exc.value.sqlstate, str(exc.value))
-        assert "not found" in str(exc.value), name
-    # A's own calls work under the tenant role.
-    assert api.batch_status(a["tenant"], a["running"])["status"] == "running"
-    new = api.create_batch(a["tenant"], phones(1, 700), {"autostart": False})
-    api.cancel_batch(a["tenant"], new)
-    conn.execute("reset role")
-    conn.execute("reset batchctl.tenant_id")
-    st = SqlApi(conn).batch_status(b["tenant"], b["running"])
-    assert st["status"] == "running" and st["dispatched"] == 1 and st["queued"] == 2
+    calls = tenant_calls(api, a, b)
+    assert set(calls) == granted_to_tenants(conn), "a tenant function this test does not try"
+    with login_role(conn, a["tenant"]) as alice:
+        act_as(conn, alice)
+        set_tenant_setting(conn, b["tenant"])
+        for name, call in calls.items():
+            if name == "batchctl.session_tenant()":
+                assert (
+                    _val(conn.execute("select batchctl.session_tenant()").fetchone())
+                    == (a["tenant"])
+                )
+                continue
+            with pytest.raises(psycopg.Error) as exc:
+                call()
+            assert exc.value.sqlstate == "BC002", (name, exc.value.sqlstate, str(exc.value))
+            assert "not found" in str(exc.value), name
+        assert api.batch_status(a["tenant"], a["running"])["status"] == "running"
+        new = api.create_batch(a["tenant"], phones(1, 700), {"autostart": False})
+        assert api.cancel_batch(a["tenant"], new) == 1
+        still_untouched(conn, b)
 
 
-def test_tenant_role_without_setting_cannot_act_for_any_tenant(
-    conn: psycopg.Connection[Any], two_tenants: tuple[dict[str, Any], dict[str, Any]]
+def test_a_tenant_login_bound_to_nothing_can_do_nothing(
+    conn: psycopg.Connection[Any], two_tenants: tuple[Tenant, Tenant]
 ) -> None:
-    """A tenant session that forgot the setting cannot read or cancel another tenant's batch."""
-    _, b = two_tenants
-    as_tenant(conn, None)
+    """A batchctl_tenant member with no binding sees no row, whatever it sets, and every
+    tenant function refuses it (42501, naming the fix)."""
+    a, b = two_tenants
     api = SqlApi(conn)
-    for call in (
-        lambda: api.batch_status(b["tenant"], b["running"]),
-        lambda: api.cancel_batch(b["tenant"], b["running"]),
-    ):
+    calls = tenant_calls(api, b, a)  # with its "own" id being A's: nothing to own
+    with login_role(conn) as nobody:
+        act_as(conn, nobody)
+        for setting in (a["tenant"], None):
+            set_tenant_setting(conn, setting)
+            for relation in RELATIONS:
+                assert tenant_ids_in(conn, relation) == set(), relation
+        set_tenant_setting(conn, a["tenant"])
+        assert _val(conn.execute("select batchctl.session_tenant()").fetchone()) is None
+        for name, call in calls.items():
+            if name in ("batchctl.session_tenant()", "batchctl.report_summary(uuid)"):
+                continue  # (report_summary reads through row-level security: BC002)
+            with pytest.raises(psycopg.Error) as exc:
+                call()
+            assert exc.value.sqlstate == "42501", (name, str(exc.value))
+            assert "acts for no tenant" in str(exc.value), name
+        with pytest.raises(psycopg.Error) as exc:
+            api.conn.execute("select * from batchctl.report_summary(%s)", (a["done"],))
+        assert exc.value.sqlstate == "BC002"
+        still_untouched(conn, b)
+
+
+def test_a_gateway_chooses_the_tenant_per_transaction(
+    conn: psycopg.Connection[Any], two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    """A batchctl_gateway member acts for the tenant its transaction names (SET LOCAL or
+    set_config(..., true)); outside one it acts for none."""
+    a, b = two_tenants
+    api = SqlApi(conn)
+    with login_role(conn, member_of=("batchctl_gateway",)) as gateway:
+        act_as(conn, gateway)
+        with conn.transaction():
+            conn.execute(
+                sql.SQL("set local batchctl.tenant_id = {}").format(sql.Literal(str(a["tenant"])))
+            )
+            assert tenant_ids_in(conn, "batches") == {a["tenant"]}
+            assert api.batch_status(a["tenant"], a["running"])["status"] == "running"
+            with pytest.raises(psycopg.Error) as exc, conn.transaction():
+                api.batch_status(b["tenant"], b["running"])
+            assert exc.value.sqlstate == "BC002"
+        with conn.transaction():
+            conn.execute("select set_config('batchctl.tenant_id', %s, true)", (str(b["tenant"]),))
+            assert tenant_ids_in(conn, "batches") == {b["tenant"]}
+        assert tenant_ids_in(conn, "batches") == set()  # the transaction's setting is gone
+        with pytest.raises(psycopg.Error) as exc:
+            api.batch_status(a["tenant"], a["running"])
+        assert exc.value.sqlstate == "42501"
+
+
+def test_a_bound_login_that_is_also_a_gateway_keeps_to_its_binding(
+    conn: psycopg.Connection[Any], two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    a, b = two_tenants
+    with login_role(conn, a["tenant"], member_of=("batchctl_gateway",)) as role:
+        act_as(conn, role)
+        set_tenant_setting(conn, b["tenant"])
+        assert tenant_ids_in(conn, "batch_entries") == {a["tenant"]}
+        with pytest.raises(psycopg.Error) as exc:
+            SqlApi(conn).cancel_batch(b["tenant"], b["running"])
+        assert exc.value.sqlstate == "BC002"
+        still_untouched(conn, b)
+
+
+def test_a_login_connection_is_bound_as_it_logs_in(
+    conn: psycopg.Connection[Any], db_url: str, two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    """The same through a connection of the login itself (no SET ROLE involved)."""
+    a, b = two_tenants
+    with login_role(conn, a["tenant"]) as alice:
+        url = make_conninfo(db_url, user=alice)
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as own:
+            set_tenant_setting(own, b["tenant"])
+            assert tenant_ids_in(own, "batches") == {a["tenant"]}
+            with pytest.raises(psycopg.Error) as exc:
+                SqlApi(own).pause_batch(b["tenant"], b["running"])
+            assert exc.value.sqlstate == "BC002"
+            # SET ROLE to a role it is not a member of is refused by PostgreSQL itself.
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                own.execute("set role batchctl_worker")
+    still_untouched(conn, b)
+
+
+def test_granting_and_revoking_a_login(
+    conn: psycopg.Connection[Any], two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    a, b = two_tenants
+
+    def grant(role: str, tenant: UUID | None) -> None:
+        conn.execute("select batchctl.grant_tenant_login(%s, %s)", (role, tenant))
+
+    def refused(sqlstate: str, text: str, call: Callable[[], Any]) -> None:
         with pytest.raises(psycopg.Error) as exc:
             call()
-        assert exc.value.sqlstate in ("BC002", "42501"), str(exc.value)
-    conn.execute("reset role")
-    assert SqlApi(conn).batch_status(b["tenant"], b["running"])["status"] == "running"
+        assert exc.value.sqlstate == sqlstate and text in str(exc.value), str(exc.value)
+
+    refused("BC002", "role 'no_such_role' not found", lambda: grant("no_such_role", a["tenant"]))
+    refused("BC001", "sees every tenant", lambda: grant("postgres", a["tenant"]))
+    refused("BC001", "sees every tenant", lambda: grant("batchctl_tenant", a["tenant"]))
+    with login_role(conn, member_of=("batchctl_worker",)) as worker:
+        refused("BC001", "sees every tenant", lambda: grant(worker, a["tenant"]))
+    with login_role(conn, member_of=("batchctl_agent",)) as newcomer:
+        refused("BC002", "not found", lambda: grant(newcomer, UUID(int=1)))
+        grant(newcomer, a["tenant"])
+        grant(newcomer, a["tenant"])  # the same again: nothing changes
+        refused("BC003", "is bound to tenant", lambda: grant(newcomer, b["tenant"]))
+        member = conn.execute(
+            "select pg_has_role(%s, 'batchctl_tenant', 'MEMBER') as m", (newcomer,)
+        ).fetchone()
+        assert member == {"m": True}
+        act_as(conn, newcomer)
+        assert tenant_ids_in(conn, "batches") == {a["tenant"]}
+        conn.execute("reset role")
+        revoke = "select batchctl.revoke_tenant_login(%s) as r"
+        assert conn.execute(revoke, (newcomer,)).fetchone() == {"r": True}
+        assert conn.execute(revoke, (newcomer,)).fetchone() == {"r": False}
+        act_as(conn, newcomer)
+        assert tenant_ids_in(conn, "batches") == set()
+        conn.execute("reset role")
+    with login_role(conn, a["tenant"]) as alice:
+        act_as(conn, alice)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select batchctl.grant_tenant_login(%s, %s)", (alice, b["tenant"]))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select * from batchctl.tenant_logins")
 
 
 WORKER_CALLS = [
@@ -221,69 +356,85 @@ WORKER_CALLS = [
     ("report_failed", "select batchctl.report_failed(gen_random_uuid(), 'x')"),
     ("create_tenant", "select batchctl.create_tenant('evil', 3, 'UTC')"),
     ("fail_batch", "select batchctl.fail_batch(gen_random_uuid(), gen_random_uuid(), 'x')"),
+    ("prune", "select batchctl.prune('1 day')"),
 ]
 
 
 @pytest.mark.parametrize(("name", "statement"), WORKER_CALLS, ids=[c[0] for c in WORKER_CALLS])
-def test_tenant_role_cannot_execute_worker_functions(
-    conn: psycopg.Connection[Any],
-    two_tenants: tuple[dict[str, Any], dict[str, Any]],
-    name: str,
-    statement: str,
+def test_a_tenant_login_cannot_execute_worker_functions(
+    conn: psycopg.Connection[Any], two_tenants: tuple[Tenant, Tenant], name: str, statement: str
 ) -> None:
-    """The tenant role gets insufficient_privilege (42501) for every worker/admin function."""
+    """insufficient_privilege (42501) for every worker/admin function; nothing happens."""
     a, _ = two_tenants
-    as_tenant(conn, a["tenant"])
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute(statement)
-    conn.execute("reset role")
-    # Nothing happened: the live call is still live, no tenant was created.
-    assert _val(conn.execute("select count(*) from batchctl.tenants").fetchone()) == 2
-    assert (
-        _val(
-            conn.execute(
-                "select count(*) from batchctl.call_logs"
-                " where status in ('in_queue', 'ringing', 'ongoing')"
-            ).fetchone()
-        )
-        == 2
+    with login_role(conn, a["tenant"]) as alice:
+        act_as(conn, alice)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+    live = (
+        "select count(*) from batchctl.call_logs where status in ('in_queue', 'ringing', 'ongoing')"
     )
+    assert _val(conn.execute("select count(*) from batchctl.tenants").fetchone()) == 2
+    assert _val(conn.execute(live).fetchone()) == 4
 
 
 @pytest.mark.parametrize("table", TABLES)
-def test_tenant_role_cannot_write_tables_directly(
-    conn: psycopg.Connection[Any], two_tenants: tuple[dict[str, Any], dict[str, Any]], table: str
+def test_a_tenant_login_cannot_write_tables_directly(
+    conn: psycopg.Connection[Any], two_tenants: tuple[Tenant, Tenant], table: str
 ) -> None:
-    """UPDATE, DELETE and INSERT on any table are refused to the tenant role, even own rows."""
+    """UPDATE, DELETE and INSERT on any table are refused to a tenant login, even own rows."""
     a, _ = two_tenants
-    as_tenant(conn, a["tenant"])
-    col = "id" if table == "tenants" else "tenant_id"
+    col = sql.Identifier("id" if table == "tenants" else "tenant_id")
     ident = sql.Identifier(table)
     statements = [
-        sql.SQL("update batchctl.{} set {} = {} where {} = %s").format(
-            ident, sql.Identifier(col), sql.Identifier(col), sql.Identifier(col)
-        ),
-        sql.SQL("delete from batchctl.{} where {} = %s").format(ident, sql.Identifier(col)),
+        sql.SQL("update batchctl.{} set {} = {} where {} = %s").format(ident, col, col, col),
+        sql.SQL("delete from batchctl.{} where {} = %s").format(ident, col),
     ]
-    for statement in statements:
+    with login_role(conn, a["tenant"]) as alice:
+        act_as(conn, alice)
+        for statement in statements:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement, (a["tenant"],))
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute(statement, (a["tenant"],))
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute(sql.SQL("insert into batchctl.{} default values").format(ident))
+            conn.execute(sql.SQL("insert into batchctl.{} default values").format(ident))
 
 
-def test_tenant_role_cannot_bypass_via_entry_update(
-    conn: psycopg.Connection[Any], two_tenants: tuple[dict[str, Any], dict[str, Any]]
+def test_a_tenant_login_cannot_bypass_via_entry_update(
+    conn: psycopg.Connection[Any], two_tenants: tuple[Tenant, Tenant]
 ) -> None:
     """Marking one's own entry completed by hand is refused; the counters stay right."""
     a, _ = two_tenants
-    as_tenant(conn, a["tenant"])
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute(
-            "update batchctl.batch_entries set status = 'completed' where id = %s", (a["entry"],)
-        )
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute(
-            "update batchctl.batches set completed_count = 99 where id = %s", (a["running"],)
-        )
-    assert SqlApi(conn).batch_status(a["tenant"], a["running"])["completed"] == 0
+    with login_role(conn, a["tenant"]) as alice:
+        act_as(conn, alice)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "update batchctl.batch_entries set status = 'completed' where id = %s",
+                (a["entry"],),
+            )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "update batchctl.batches set completed_count = 99 where id = %s", (a["running"],)
+            )
+        assert SqlApi(conn).batch_status(a["tenant"], a["running"])["completed"] == 0
+
+
+def test_the_agent_role_reports_calls_and_does_nothing_else(
+    conn: psycopg.Connection[Any], two_tenants: tuple[Tenant, Tenant]
+) -> None:
+    a, _ = two_tenants
+    api = SqlApi(conn)
+    with login_role(conn, member_of=("batchctl_agent",)) as agent:
+        act_as(conn, agent)
+        assert api.report(a["call"], "ringing") == "dispatched"
+        assert api.report_many([(a["call"], "ongoing")]) == ["dispatched"]
+        for statement in (
+            "select * from batchctl.claim_entries('w', 10, 60)",
+            "select count(*) from batchctl.batches",
+            "select count(*) from batchctl.batch_overview",
+            "select batchctl.sweep()",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                f"select batchctl.create_batch_from_rows(%s, {NEW_ENTRIES})", (a["tenant"], "[]")
+            )

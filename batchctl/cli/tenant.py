@@ -96,3 +96,58 @@ def list_tenants(app: AppContext, as_json: bool) -> None:
         ],
         empty="no tenants yet (batchctl tenant create NAME)",
     )
+
+
+@tenant.command("grant-login")
+@click.argument("role")
+@click.argument("tenant_ref", metavar="TENANT")
+@click.pass_obj
+def grant_login(app: AppContext, role: str, tenant_ref: str) -> None:
+    """Bind the database login ROLE to TENANT: it then acts for that tenant only, whatever it
+    sets (and becomes a member of batchctl_tenant). Run it as the database owner."""
+    with connect(app.database_url()) as conn:
+        tenant_id = resolve_tenant(conn, tenant_ref)
+        conn.execute("SELECT batchctl.grant_tenant_login(%s, %s)", (role, tenant_id))
+    click.echo(f"{role} acts for tenant {tenant_id}")
+
+
+@tenant.command("revoke-login")
+@click.argument("role")
+@click.pass_obj
+def revoke_login(app: AppContext, role: str) -> None:
+    """Remove ROLE's binding: it acts for no tenant any more (and so may do nothing)."""
+    with connect(app.database_url()) as conn:
+        row = conn.execute("SELECT batchctl.revoke_tenant_login(%s)", (role,)).fetchone()
+    if not (row and row[0]):
+        raise UserError(f"{role} is bound to no tenant (batchctl tenant logins shows them)")
+    click.echo(f"{role} acts for no tenant")
+
+
+@tenant.command("logins")
+@click.argument("tenant_ref", metavar="[TENANT]", required=False)
+@json_option
+@click.pass_obj
+def list_logins(app: AppContext, tenant_ref: str | None, as_json: bool) -> None:
+    """List the logins bound to tenants (to TENANT only, when given)."""
+    with connect(app.database_url()) as conn, conn.cursor(row_factory=dict_row) as cur:
+        tenant_id = resolve_tenant(conn, tenant_ref) if tenant_ref else None
+        rows = cur.execute(
+            """SELECT l.role_name AS role, l.tenant_id, t.name AS tenant, l.created_at
+                 FROM batchctl.tenant_logins l JOIN batchctl.tenants t ON t.id = l.tenant_id
+                WHERE %(t)s::uuid IS NULL OR l.tenant_id = %(t)s::uuid
+                ORDER BY t.name, l.role_name""",
+            {"t": tenant_id},
+        ).fetchall()
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        rows,
+        [
+            ("role", "ROLE"),
+            ("tenant_id", "TENANT"),
+            ("tenant", "NAME"),
+            ("created_at", "BOUND (UTC)"),
+        ],
+        empty="no logins are bound (batchctl tenant grant-login ROLE TENANT)",
+    )
