@@ -9,7 +9,8 @@
 -- Lock order, kept by every function so that concurrent callers cannot deadlock:
 --   tenant (claim only) -> batches in id order -> entries -> call logs -> hang-up rows.
 -- Entry and call triggers update their batch's counters, so a function locks the batch rows it
--- will touch before it changes an entry.
+-- will touch before it changes an entry, all of them in one statement (lock_batches): taking
+-- them in two steps can hold a higher batch while waiting for a lower one (sweep(), sql/060).
 
 -- The reason recorded in events for the transitions the current statement makes.
 CREATE OR REPLACE FUNCTION batchctl.set_reason(p_reason text)

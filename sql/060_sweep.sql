@@ -3,26 +3,24 @@
 -- through the partial indexes of live rows only, so its cost follows the in-flight work, not
 -- the history, and a step with nothing to do costs one index probe.
 -- p_now lets tests and operators sweep "as of" a later moment.
+--
+-- Lock order (sql/020): sweep() first finds the rows of every step, then locks all their batches
+-- in one statement, in id order, and only then lets the steps change them, each restricted to
+-- the rows it found (re-checked under the locks). Locking step by step held a higher batch while
+-- waiting for a lower one, which deadlocked with a claim or a cancel holding the lower one.
 
 -- Claims whose lease ran out (the daemon died or stalled): back to the queue, same attempt.
-CREATE OR REPLACE FUNCTION batchctl.sweep_expired_leases(p_now timestamptz)
+CREATE OR REPLACE FUNCTION batchctl.sweep_expired_leases(p_entry_ids uuid[], p_now timestamptz)
 RETURNS integer LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_batch_ids uuid[];
     v_count integer;
 BEGIN
-    SELECT array_agg(DISTINCT batch_id) INTO v_batch_ids
-      FROM batch_entries WHERE status = 'running' AND lease_expires_at < p_now;
-    IF v_batch_ids IS NULL THEN
-        RETURN 0;
-    END IF;
-    PERFORM lock_batches(v_batch_ids);
     UPDATE batch_entries
        SET status = 'queued', last_error = 'lease_expired', claimed_by = NULL, lease_expires_at = NULL,
            updated_at = now()
-     WHERE status = 'running' AND lease_expires_at < p_now AND batch_id = ANY (v_batch_ids);
+     WHERE id = ANY (p_entry_ids) AND status = 'running' AND lease_expires_at < p_now;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END
@@ -67,46 +65,18 @@ BEGIN
 END
 $$;
 
--- Stuck ringing or ongoing: the call fails and its entry follows by trigger.
-CREATE OR REPLACE FUNCTION batchctl.sweep_stuck_calls(
-    p_status batchctl.call_status, p_timeout_key text, p_error text, p_now timestamptz)
-RETURNS integer LANGUAGE plpgsql
-SET search_path = batchctl, pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_call_ids uuid[];
-    v_batch_ids uuid[];
-BEGIN
-    SELECT array_agg(call_id), array_agg(DISTINCT batch_id) INTO v_call_ids, v_batch_ids
-      FROM stuck_calls(p_status, p_timeout_key, p_now);
-    IF v_call_ids IS NULL THEN
-        RETURN 0;
-    END IF;
-    PERFORM lock_batches(v_batch_ids);
-    RETURN fail_calls(v_call_ids, p_status, p_error);
-END
-$$;
-
 -- Dispatched but never picked up: the entry is dispatched again while retry_count <
 -- max_retries, else fails ('max_retries_exceeded'); the re-queue guard cancels it instead in a
 -- stopped batch. The entries move before their calls fail, so the call trigger finds them no
 -- longer dispatched.
-CREATE OR REPLACE FUNCTION batchctl.sweep_unanswered(p_now timestamptz)
+CREATE OR REPLACE FUNCTION batchctl.sweep_unanswered(p_call_ids uuid[])
 RETURNS jsonb LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_call_ids uuid[];
-    v_batch_ids uuid[];
     v_requeued integer;
     v_ended integer;
 BEGIN
-    SELECT array_agg(call_id), array_agg(DISTINCT batch_id) INTO v_call_ids, v_batch_ids
-      FROM stuck_calls('in_queue', 'pickup_timeout_s', p_now);
-    IF v_call_ids IS NULL THEN
-        RETURN jsonb_build_object('pickup_requeued', 0, 'pickup_failed', 0, 'pickup_timeouts', 0);
-    END IF;
-    PERFORM lock_batches(v_batch_ids);
     WITH moved AS (
         UPDATE batch_entries e
            SET status = CASE WHEN e.retry_count < (b.options ->> 'max_retries')::integer THEN 'queued'
@@ -116,7 +86,7 @@ BEGIN
                                  ELSE 'max_retries_exceeded' END,
                next_attempt_at = now(), claimed_by = NULL, updated_at = now()
           FROM call_logs c, batches b
-         WHERE c.id = ANY (v_call_ids)
+         WHERE c.id = ANY (p_call_ids) AND c.status = 'in_queue'
            AND e.id = c.entry_id AND e.tenant_id = c.tenant_id AND e.call_log_id = c.id
            AND e.status = 'dispatched' AND b.id = e.batch_id AND b.tenant_id = e.tenant_id
         RETURNING e.status
@@ -124,29 +94,21 @@ BEGIN
     SELECT count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status <> 'queued')
       INTO v_requeued, v_ended FROM moved;
     RETURN jsonb_build_object('pickup_requeued', v_requeued, 'pickup_failed', v_ended,
-                              'pickup_timeouts', fail_calls(v_call_ids, 'in_queue', 'pickup_timeout'));
+                              'pickup_timeouts', fail_calls(p_call_ids, 'in_queue', 'pickup_timeout'));
 END
 $$;
 
 -- Past end_at: entries never dialled end cancelled ('expired').
-CREATE OR REPLACE FUNCTION batchctl.sweep_expired_entries(p_now timestamptz)
+CREATE OR REPLACE FUNCTION batchctl.sweep_expired_entries(p_batch_ids uuid[])
 RETURNS integer LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_batch_ids uuid[];
     v_count integer;
 BEGIN
-    SELECT array_agg(id) INTO v_batch_ids FROM batches
-     WHERE finished_at IS NULL AND status IN ('pending', 'running', 'paused') AND queued_count > 0
-       AND options ->> 'end_at' IS NOT NULL AND (options ->> 'end_at')::timestamptz <= p_now;
-    IF v_batch_ids IS NULL THEN
-        RETURN 0;
-    END IF;
-    PERFORM lock_batches(v_batch_ids);
     UPDATE batch_entries
        SET status = 'cancelled', last_error = 'expired', updated_at = now()
-     WHERE batch_id = ANY (v_batch_ids) AND status = 'queued';
+     WHERE batch_id = ANY (p_batch_ids) AND status = 'queued';
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END
@@ -154,20 +116,13 @@ $$;
 
 -- Due entries outside their call window wait for its next opening, so claims don't re-scan
 -- them on every call.
-CREATE OR REPLACE FUNCTION batchctl.defer_to_call_windows(p_now timestamptz)
+CREATE OR REPLACE FUNCTION batchctl.defer_to_call_windows(p_batch_ids uuid[], p_now timestamptz)
 RETURNS integer LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_batch_ids uuid[];
     v_count integer;
 BEGIN
-    SELECT array_agg(id) INTO v_batch_ids FROM batches
-     WHERE status = 'running' AND queued_count > 0 AND options -> 'call_window' <> 'null';
-    IF v_batch_ids IS NULL THEN
-        RETURN 0;
-    END IF;
-    PERFORM lock_batches(v_batch_ids);
     UPDATE batch_entries e
        SET next_attempt_at = w.opens, updated_at = now()
       FROM (SELECT q.id, q.tenant_id,
@@ -175,7 +130,8 @@ BEGIN
               FROM batches b
               JOIN tenants t ON t.id = b.tenant_id
               JOIN batch_entries q ON q.batch_id = b.id AND q.tenant_id = b.tenant_id
-             WHERE b.id = ANY (v_batch_ids) AND q.status = 'queued' AND q.next_attempt_at <= p_now) w
+             WHERE b.id = ANY (p_batch_ids) AND b.status = 'running'
+               AND q.status = 'queued' AND q.next_attempt_at <= p_now) w
      WHERE e.id = w.id AND e.tenant_id = w.tenant_id AND w.opens > p_now;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
@@ -202,21 +158,53 @@ RETURNS jsonb LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_leases uuid[];
+    v_unanswered uuid[];
+    v_ringing uuid[];
+    v_ongoing uuid[];
+    v_ended_batches uuid[];
+    v_window_batches uuid[];
     v_result jsonb;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('batchctl.sweep')) THEN
         RETURN jsonb_build_object('skipped', true);
     END IF;
+    -- What each step will work on, found before any lock is taken.
+    SELECT array_agg(id) INTO v_leases
+      FROM batch_entries WHERE status = 'running' AND lease_expires_at < p_now;
+    SELECT array_agg(call_id) INTO v_unanswered FROM stuck_calls('in_queue', 'pickup_timeout_s', p_now);
+    SELECT array_agg(call_id) INTO v_ringing FROM stuck_calls('ringing', 'ringing_timeout_s', p_now);
+    SELECT array_agg(call_id) INTO v_ongoing FROM stuck_calls('ongoing', 'ongoing_timeout_s', p_now);
+    SELECT array_agg(id) FILTER (WHERE options ->> 'end_at' IS NOT NULL
+                                   AND (options ->> 'end_at')::timestamptz <= p_now),
+           array_agg(id) FILTER (WHERE status = 'running' AND options -> 'call_window' <> 'null')
+      INTO v_ended_batches, v_window_batches
+      FROM batches
+     WHERE finished_at IS NULL AND status IN ('pending', 'running', 'paused') AND queued_count > 0;
+
+    -- Every batch any step will change, locked at once in id order.
+    PERFORM lock_batches(ARRAY(
+        SELECT batch_id FROM batch_entries WHERE id = ANY (v_leases)
+        UNION SELECT batch_id FROM call_logs WHERE id = ANY (v_unanswered || v_ringing || v_ongoing)
+        UNION SELECT unnest(v_ended_batches || v_window_batches)));
+
     PERFORM set_reason('sweep');
-    v_result := jsonb_build_object('leases_expired', sweep_expired_leases(p_now));
-    v_result := v_result || sweep_unanswered(p_now);
+    v_result := jsonb_build_object('leases_expired', sweep_expired_leases(v_leases, p_now));
+    v_result := v_result || sweep_unanswered(v_unanswered);
     v_result := v_result || jsonb_build_object(
-        'ringing_timeouts', sweep_stuck_calls('ringing', 'ringing_timeout_s', 'ringing_timeout', p_now));
-    v_result := v_result || jsonb_build_object(
-        'ongoing_timeouts', sweep_stuck_calls('ongoing', 'ongoing_timeout_s', 'ongoing_timeout', p_now));
-    v_result := v_result || jsonb_build_object('expired', sweep_expired_entries(p_now));
-    v_result := v_result || jsonb_build_object('deferred_to_window', defer_to_call_windows(p_now));
-    v_result := v_result || jsonb_build_object('reports_released', release_report_leases(p_now));
+        'ringing_timeouts', fail_calls(v_ringing, 'ringing', 'ringing_timeout'),
+        'ongoing_timeouts', fail_calls(v_ongoing, 'ongoing', 'ongoing_timeout'),
+        'expired', sweep_expired_entries(v_ended_batches),
+        'deferred_to_window', defer_to_call_windows(v_window_batches, p_now),
+        'reports_released', release_report_leases(p_now));
     RETURN v_result;
 END
 $$;
+
+-- The steps before the sweep found its rows first and locked their batches once: each used to
+-- find and lock its own (replaced above, with the rows as arguments).
+DROP FUNCTION IF EXISTS batchctl.sweep_expired_leases(timestamptz);
+DROP FUNCTION IF EXISTS batchctl.sweep_unanswered(timestamptz);
+DROP FUNCTION IF EXISTS batchctl.sweep_stuck_calls(batchctl.call_status, text, text, timestamptz);
+DROP FUNCTION IF EXISTS batchctl.sweep_expired_entries(timestamptz);
+DROP FUNCTION IF EXISTS batchctl.defer_to_call_windows(timestamptz);

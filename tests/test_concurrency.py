@@ -361,3 +361,58 @@ def test_sweep_while_another_holds_it_is_skipped(db_url: str, conn: Any) -> None
         second = SqlApi(other).sweep(later)
         assert second["ringing_timeouts"] == 0 and second["ongoing_timeouts"] == 0
     assert_invariants(conn)
+
+
+def _locked_waiting(conn: psycopg.Connection[Any], pid: int) -> bool:
+    row = conn.execute(
+        "select wait_event_type from pg_stat_activity where pid = %s", (pid,)
+    ).fetchone()
+    return row is not None and row["wait_event_type"] == "Lock"
+
+
+def test_a_sweep_waiting_for_a_held_batch_holds_no_other(db_url: str, conn: Any) -> None:
+    """The interleaving that deadlocked: a caller holds the lower of two batches; the sweep,
+    with work in both (an expired lease in the higher, a call stuck ringing in the lower),
+    waits for it; the caller then takes the higher batch. The sweep must be waiting while
+    holding nothing, so the caller gets the higher batch at once and both finish (before, the
+    sweep had locked the higher batch in its first step: 40P01 every time)."""
+    api = SqlApi(conn)
+    tenant = api.create_tenant("acme", 10)
+    low, high = sorted(
+        api.create_batch(tenant, phones(1, 10 * i), {"autostart": False}) for i in range(2)
+    )
+    api.start_batch(tenant, low)
+    [ringing] = api.dispatch_all()
+    api.report(ringing, "ringing")
+    api.start_batch(tenant, high)
+    assert len(api.claim()) == 1  # its lease runs out below
+    later = datetime.now().astimezone() + timedelta(hours=2)
+
+    with connect(db_url) as holder, connect(db_url) as sweeper:
+        sweeper_pid = sweeper.info.backend_pid
+        holder.execute("set lock_timeout = '5s'")
+        with holder.transaction():
+            holder.execute("select 1 from batchctl.batches where id = %s for no key update", (low,))
+            result: dict[str, Any] = {}
+
+            def sweep() -> None:
+                try:
+                    result.update(SqlApi(sweeper).sweep(later))
+                except psycopg.Error as exc:
+                    result["error"] = exc
+
+            thread = threading.Thread(target=sweep, daemon=True)
+            thread.start()
+            deadline = time.monotonic() + 10
+            while not _locked_waiting(conn, sweeper_pid):
+                assert time.monotonic() < deadline, "the sweep never waited for the held batch"
+                time.sleep(0.01)
+            # A deadlock would abort this statement or the sweep after deadlock_timeout.
+            holder.execute(
+                "select 1 from batchctl.batches where id = %s for no key update", (high,)
+            )
+        thread.join(10)
+        assert not thread.is_alive(), "the sweep did not finish"
+    assert "error" not in result, result
+    assert (result["leases_expired"], result["ringing_timeouts"]) == (1, 1), result
+    assert_invariants(conn)
