@@ -8,6 +8,9 @@ with one ``error: ...`` line and exit status 1; usage errors keep click's exit s
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -74,4 +77,49 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
 
 
 def main() -> None:
+    problem = non_utf8_input(sys.argv[1:], os.environ)
+    if problem is not None:
+        UserError(problem).show()
+        sys.exit(UserError.exit_code)
     cli.main(prog_name="batchctl")
+
+
+# The environment variables batchctl's options read (BATCHCTL_DATABASE_URL, SMTP_PASSWORD, ...).
+SETTINGS_PREFIXES = ("BATCHCTL_", "LIVEKIT_", "SMTP_")
+
+
+def non_utf8_input(args: Sequence[str], environ: Mapping[str, str]) -> str | None:
+    """What is wrong with the first argument (or setting) that is not UTF-8, or None.
+
+    Python decodes argv and the environment with surrogateescape; the surrogates would fail
+    later, wherever the text is encoded (for the database, for output), with a traceback. File
+    names are refused too: commands echo them in messages and output, and nothing needs a file
+    under such a name (a UTF-8 link to it does)."""
+    for number, arg in enumerate(args, 1):
+        if not _is_utf8(arg):
+            after = f", after {_shown(args[number - 2])}" if number > 1 else ""
+            return (
+                f"argument {number} ({_shown(arg)}{after}) is not valid UTF-8 "
+                "(a file whose name is not UTF-8 needs a UTF-8 name or link)"
+            )
+    for name, value in sorted(environ.items()):
+        if name.startswith(SETTINGS_PREFIXES) and not _is_utf8(value):
+            # Not shown: it may be a password.
+            return f"environment variable {name} is not valid UTF-8"
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(arg: str, limit: int = 40) -> str:
+    """``arg`` quoted on one line, bytes that are not UTF-8 as \\xNN."""
+    raw = arg.encode("utf-8", "surrogateescape")  # the bytes given (surrogateescape reversed)
+    text = raw.decode("utf-8", "backslashreplace")
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+    return f'"{text[:limit]}..."' if len(text) > limit else f'"{text}"'
