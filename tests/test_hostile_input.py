@@ -1,14 +1,28 @@
-"""Hostile input: command-line arguments that are not UTF-8. Each gets a one-line answer naming
-what is wrong, never a traceback, and changes nothing."""
+"""Hostile input: command-line arguments that are not UTF-8, webhook bodies that are not events.
+Each gets a one-line answer naming what is wrong, never a traceback, and changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from google.protobuf.json_format import MessageToJson
+from livekit import api as lk
+
+from batchctl.config import LiveKitCredentials
+from batchctl.database import async_pool
+from batchctl.procedures import Procedures
+from batchctl.webhook import PATH, Webhooks
 from clitools import count, run_batchctl
 from sqlapi import SqlApi, phones
 
@@ -58,3 +72,96 @@ def test_a_setting_that_is_not_utf8_is_named_but_not_shown() -> None:
     assert result.returncode == 1
     line = one_line(result.stderr)
     assert line == "error: environment variable SMTP_PASSWORD is not valid UTF-8"
+
+
+# --- 2. webhook bodies that are not events ----------------------------------------------------
+
+CREDENTIALS = LiveKitCredentials("webhook-key", "webhook-secret-of-at-least-32-bytes!")
+
+
+def signed(body: bytes) -> str:
+    """An Authorization LiveKit would send for ``body`` (its sha256, signed with our secret)."""
+    digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    return lk.AccessToken(CREDENTIALS.api_key, CREDENTIALS.api_secret).with_sha256(digest).to_jwt()
+
+
+def post_all(db_url: str, requests: list[tuple[bytes, str]]) -> list[tuple[int, Any]]:
+    """POSTs (body, Authorization) pairs to the webhook endpoint; (status, JSON reply) each.
+    Deferred reports are applied before it returns (grace 0, then close)."""
+
+    async def run() -> list[tuple[int, Any]]:
+        async with async_pool(db_url, "test-webhook", max_size=2) as pool:
+            webhooks = Webhooks(Procedures(pool), CREDENTIALS, grace=0)
+            replies = []
+            async with TestClient(TestServer(webhooks.app())) as client:
+                for body, auth in requests:
+                    reply = await client.post(PATH, data=body, headers={"Authorization": auth})
+                    replies.append((reply.status, await reply.json()))
+            await webhooks.close()
+            return replies
+
+    return asyncio.run(run())
+
+
+def calls(api: SqlApi) -> list[tuple[str, Any]]:
+    rows = api.conn.execute("select status::text, detail from batchctl.call_logs order by id")
+    return [(r["status"], r["detail"]) for r in rows.fetchall()]
+
+
+def live_call(api: SqlApi) -> tuple[UUID, str]:
+    """A dispatched call: its id and its room."""
+    api.create_batch(api.create_tenant(), phones(1))
+    (claim,) = api.claim()
+    return api.mark_dispatched(claim.entry_id, claim.room_name, "AD_1"), claim.room_name
+
+
+def event(name: str, room: str, **participant: Any) -> bytes:
+    info = lk.ParticipantInfo(identity="callee", kind=lk.ParticipantInfo.Kind.SIP, **participant)
+    message = lk.WebhookEvent(event=name, room=lk.Room(name=room), participant=info)
+    return MessageToJson(message).encode()
+
+
+def test_webhook_bodies_that_are_not_events_get_400_and_one_log_line(
+    db_url: str, api: SqlApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, room = live_call(api)
+    before = calls(api)
+    latin1 = event("participant_left", room).replace(b"callee", b"call\xe9")
+    malformed = [
+        b"not json",
+        DEEP.encode(),
+        b"[]",
+        b'{"event": 5}',
+        b'{"event": "room_finished", "room": {"name": "\\ud800"}}',
+        b'{"event": "room_finished", "room": {"name": "a\\u0000b"}}',
+    ]
+    requests = [
+        (b"\xff\xfe not UTF-8", ""),  # unsigned
+        (latin1, signed(latin1)),  # signed over its bytes: still not UTF-8
+        *((body, signed(body)) for body in malformed),
+    ]
+    with caplog.at_level(logging.INFO):
+        replies = post_all(db_url, requests)
+    assert replies == [
+        (400, {"error": "body is not UTF-8"}),
+        (400, {"error": "body is not UTF-8"}),
+        *[(400, {"error": "malformed event"})] * len(malformed),
+    ]
+    assert calls(api) == before
+    refusals = [r for r in caplog.records if r.name == "batchctl.webhook"]
+    assert len(refusals) == len(requests)
+    for record in refusals:
+        assert record.levelno == logging.WARNING and record.exc_info is None
+        assert "\n" not in record.getMessage() and "refused a webhook (400 " in record.getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_webhook_with_a_disconnect_reason_unknown_to_us_still_ends_the_call(
+    db_url: str, api: SqlApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    call, room = live_call(api)
+    api.report(call, "ringing")
+    body = event("participant_left", room, disconnect_reason=99)  # a newer server's reason
+    assert post_all(db_url, [(body, signed(body))]) == [(200, {"ok": True})]
+    assert calls(api) == [("failed", {"error": "callee left: disconnect reason 99"})]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
