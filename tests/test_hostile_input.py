@@ -1,5 +1,6 @@
-"""Hostile input: command-line arguments that are not UTF-8, webhook bodies that are not events.
-Each gets a one-line answer naming what is wrong, never a traceback, and changes nothing."""
+"""Hostile input: command-line arguments that are not UTF-8, webhook bodies that are not events,
+JSON options nested past Python's recursion limit. Each gets a one-line answer naming what is
+wrong, never a traceback, and changes nothing."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from batchctl.config import LiveKitCredentials
 from batchctl.database import async_pool
 from batchctl.procedures import Procedures
 from batchctl.webhook import PATH, Webhooks
-from clitools import count, run_batchctl
+from clitools import count, create_tenant, invoke, run_batchctl
 from sqlapi import SqlApi, phones
 
 # '{"a":{"a":...1...}}' 10,000 levels deep: json.loads raises RecursionError on it.
@@ -165,3 +166,30 @@ def test_a_webhook_with_a_disconnect_reason_unknown_to_us_still_ends_the_call(
     assert post_all(db_url, [(body, signed(body))]) == [(200, {"ok": True})]
     assert calls(api) == [("failed", {"error": "callee left: disconnect reason 99"})]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# --- 3. JSON options nested past the recursion limit ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options_json", "problem"),
+    [
+        ("[" * 10000 + "]" * 10000, "nested more than 100 levels deep"),
+        (DEEP, "nested more than 100 levels deep"),
+        ('{"metadata": ' + "[" * 100 + "]" * 100 + "}", "nested more than 100 levels deep"),
+        ('{"wave_size": 5', "not JSON: Expecting ',' delimiter"),
+        ('{"metadata": {"x": NaN}}', "not JSON: NaN is not JSON"),
+    ],
+)
+def test_options_json_too_deep_or_not_json_is_a_usage_error_naming_it(
+    db_url: str, conn: Any, tmp_path: Path, options_json: str, problem: str
+) -> None:
+    create_tenant(db_url, "acme")
+    csv = tmp_path / "leads.csv"
+    csv.write_text("phone\n+14155550100\n")
+    result = invoke(
+        db_url, "batch", "create", "acme", "--csv", str(csv), "--options-json", options_json
+    )
+    assert result.exit_code == 2
+    assert f"Invalid value for '--options-json': {problem}" in result.stderr
+    assert count(conn, "batches") == 0

@@ -25,16 +25,42 @@ from batchctl.leads.staging import InvalidRows, import_batch
 NOT_CREATED = "nothing was created (fix them, or leave them out with --skip-invalid)"
 
 
+# Far more than any options document needs (the database allows 32 levels in metadata), far less
+# than what makes Python's JSON decoder or encoder raise RecursionError.
+MAX_JSON_DEPTH = 100
+
+
 def _json_object(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, Any]:
     if value is None:
         return {}
     try:
-        doc = json.loads(value)
+        doc = json.loads(value, parse_constant=_not_json)
+    except RecursionError:
+        raise click.BadParameter(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise click.BadParameter("expected a JSON object such as '{\"wave_size\": 5}'")
+    if json_depth(doc) > MAX_JSON_DEPTH:  # decoded, but encoding it again might not be
+        raise click.BadParameter(f"nested more than {MAX_JSON_DEPTH} levels deep")
     return doc
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")  # Python's decoder takes NaN and Infinity
+
+
+def json_depth(doc: Any) -> int:
+    """How deeply ``doc`` nests objects and arrays ({"a": 1} is 1), found without recursion."""
+    depth, pending = 0, [(doc, 1)]
+    while pending:
+        value, level = pending.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            depth = max(depth, level)
+            pending.extend((child, level + 1) for child in value)
+    return depth
 
 
 def _call_window(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
