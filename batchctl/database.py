@@ -13,7 +13,9 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg
+from psycopg.abc import AdaptContext, Buffer
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.json import JsonbLoader
 from psycopg_pool import AsyncConnectionPool
 
 ENV_VAR = "BATCHCTL_DATABASE_URL"
@@ -50,6 +52,27 @@ def async_pool(url: str, purpose: str, *, max_size: int) -> AsyncConnectionPool:
         timeout=5.0,
         open=False,
     )
+
+
+class UndecodedJson(str):
+    """The text of a json/jsonb value that Python's decoder refuses: nested deeper than its
+    recursion limit, or a number of more digits than int() takes. The intake bounds keep such
+    values out, but rows stored before them (or by the owner directly) may hold one."""
+
+
+class _TolerantJsonLoader(JsonbLoader):  # text format: json and jsonb alike
+    def load(self, data: Buffer) -> Any:
+        try:
+            return super().load(data)
+        except (RecursionError, ValueError):
+            return UndecodedJson(bytes(data).decode("utf-8"))
+
+
+def tolerate_undecodable_json(context: AdaptContext) -> None:
+    """Makes a connection or cursor fetch an undecodable json/jsonb value as UndecodedJson
+    instead of raising (and losing every other row with it)."""
+    for name in ("json", "jsonb"):
+        context.adapters.register_loader(name, _TolerantJsonLoader)
 
 
 def conninfo_params(url: str) -> dict[str, str]:

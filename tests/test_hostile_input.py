@@ -1,12 +1,14 @@
 """Hostile input: command-line arguments that are not UTF-8, webhook bodies that are not events,
-JSON options nested past Python's recursion limit. Each gets a one-line answer naming what is
-wrong, never a traceback, and changes nothing."""
+JSON options nested past Python's recursion limit, and stored JSON that Python cannot decode.
+Each gets a one-line answer naming what is wrong (or, for stored data, is shown as text), never
+a traceback, and changes nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -25,6 +27,8 @@ from batchctl.database import async_pool
 from batchctl.procedures import Procedures
 from batchctl.webhook import PATH, Webhooks
 from clitools import count, create_tenant, invoke, run_batchctl
+from report_helpers import attachment, open_workbook, report_row, run_outbox, summary_section, table
+from smtp_sink import SmtpSink
 from sqlapi import SqlApi, phones
 
 # '{"a":{"a":...1...}}' 10,000 levels deep: json.loads raises RecursionError on it.
@@ -193,3 +197,83 @@ def test_options_json_too_deep_or_not_json_is_a_usage_error_naming_it(
     assert result.exit_code == 2
     assert f"Invalid value for '--options-json': {problem}" in result.stderr
     assert count(conn, "batches") == 0
+
+
+# --- 4. stored JSON that Python cannot decode -------------------------------------------------
+
+# A number int() refuses (more than 4,300 digits): json.loads raises ValueError on it.
+LONG_NUMBER = '{"n": ' + "7" * 5000 + "}"
+# Excel's limit of characters in a cell.
+MAX_CELL_CHARS = 32767
+
+
+def plant_undecodable_json(api: SqlApi) -> tuple[UUID, UUID]:
+    """A running batch of three leads whose stored JSON Python cannot decode, written as the
+    owner could have before the intake bounds: the first lead's call detail, the second lead's
+    context (10,000 levels), the third's (a 5,000-digit number), and the batch's metadata.
+    Returns (tenant, batch)."""
+    tenant = api.create_tenant()
+    batch = api.create_batch(tenant, phones(3), {"report_to": ["ops@example.com"]})
+    (call,) = api.dispatch_all(limit=1)
+    api.report(call, "ringing")
+    api.report(call, "ongoing")
+    deep_detail = '{"summary": "booked", "analysis": {"mood": ' + DEEP + "}}"
+    api.conn.execute(
+        "update batchctl.call_logs set status = 'ended', detail = %s::jsonb where id = %s",
+        (deep_detail, call),
+    )
+    for index, context in ((1, DEEP), (2, LONG_NUMBER)):
+        api.conn.execute(
+            """update batchctl.batch_entries set context = %s::jsonb
+                where batch_id = %s and entry_index = %s and status = 'queued'""",
+            (context, batch, index),
+        )
+    api.conn.execute(
+        """update batchctl.batches set options = options || jsonb_build_object(
+               'metadata', %s::jsonb, 'report_delay_s', 0) where id = %s""",
+        (DEEP, batch),
+    )
+    return tenant, batch
+
+
+def check_workbook(data: bytes) -> None:
+    """Every row is there; what could not be decoded is its JSON text, cut to what a cell holds."""
+    book = open_workbook(data)
+    entries = table(book, "Calls")
+    assert [r["Phone"] for r in entries] == [p["to_phone"] for p in phones(3)]
+    assert entries[0]["Summary"] == "booked" and entries[0]["mood"] is None
+    deep, long_number = entries[1]["Context (JSON)"], entries[2]["Context (JSON)"]
+    assert deep.startswith('{"a": {"a": ') and deep.endswith("\u2026")
+    assert len(deep) == MAX_CELL_CHARS
+    assert long_number == LONG_NUMBER
+    (attempt,) = table(book, "Attempts")
+    assert attempt["Detail (JSON)"].startswith('{"summary": "booked", "analysis": {"mood": {"a":')
+    assert len(attempt["Detail (JSON)"]) == MAX_CELL_CHARS
+    (options,) = summary_section(book, "Options")["(all)"][:1]
+    assert '"metadata": {"a": {"a":' in options
+
+
+def test_a_report_shows_stored_json_python_cannot_decode_as_text(
+    db_url: str, api: SqlApi, tmp_path: Path
+) -> None:
+    _, batch = plant_undecodable_json(api)
+    out = tmp_path / "report.xlsx"
+    result = invoke(db_url, "report", str(batch), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    check_workbook(out.read_bytes())
+    # The commands that show a batch read none of it, and keep working.
+    for args in (["batch", "show", str(batch)], ["batch", "show", str(batch), "--json"]):
+        shown = invoke(db_url, *args)
+        assert shown.exit_code == 0, shown.output
+    assert json.loads(invoke(db_url, "batch", "list", "--json").stdout)[0]["total"] == 3
+
+
+def test_the_daemon_mails_a_report_of_stored_json_python_cannot_decode(
+    db_url: str, api: SqlApi, sink: SmtpSink
+) -> None:
+    tenant, batch = plant_undecodable_json(api)
+    api.cancel_batch(tenant, batch)  # finishes it: its report is due at once
+    run_outbox(db_url, sink.settings())
+    assert report_row(api, batch)["status"] == "sent"
+    (received,) = sink.wait_for(1)
+    check_workbook(attachment(received)[1])

@@ -25,12 +25,17 @@ SECONDS_FORMAT = "0.0"
 PERCENT_FORMAT = "0.0%"
 DURATION_FORMAT = "[h]:mm:ss"
 BOLD = Font(bold=True)
+# Excel's limit of characters in a cell: it reports a workbook with a longer one as damaged.
+# A 64 KiB context's JSON, or an undecodable value's text, is longer.
+MAX_CELL_CHARS = 32767
 
 
 def text(ws: WriteOnlyWorksheet, value: str) -> str | Cell:
     """A text cell for ``value``. Control characters XML cannot hold become U+FFFD rather than
-    failing the whole report."""
+    failing the whole report; text longer than a cell holds is cut, ending in an ellipsis."""
     value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    if len(value) > MAX_CELL_CHARS:
+        value = value[: MAX_CELL_CHARS - 1] + "\u2026"
     if not value.startswith(FORMULA_PREFIXES) and value not in ERROR_CODES:
         return value  # openpyxl stores any other string as text
     result = WriteOnlyCell(ws, value)

@@ -1,6 +1,10 @@
 """What the report reads: the batch's figures (``batchctl.report_summary``) and its rows
 (``batchctl.report_entries`` / ``report_calls``), streamed in chunks through server-side cursors
-so that a 100k-entry batch never sits in memory. Run inside one transaction (see build.py)."""
+so that a 100k-entry batch never sits in memory. Run inside one transaction (see build.py).
+
+A JSON value Python cannot decode (a context nested 10,000 levels deep, stored before the intake
+bounds) comes as its text, UndecodedJson, and is shown as text: one odd lead must not cost the
+whole report. Set on the report's cursors only, not on the (pooled) connection they use."""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
+
+from batchctl.database import UndecodedJson, tolerate_undecodable_json
 
 CHUNK_ROWS = 2000
 # Entry statuses in the order the report lists them: outcomes first, then what is still open.
@@ -30,7 +36,7 @@ class BatchSummary:
     tenant_id: UUID
     tenant_name: str
     status: str
-    options: dict[str, Any]
+    options: dict[str, Any] | UndecodedJson
     cancel_reason: str | None
     created_at: datetime
     started_at: datetime | None
@@ -88,7 +94,7 @@ class EntryRow:
     to_phone: str
     lead_name: str | None
     lead_id: str | None
-    context: dict[str, Any]
+    context: dict[str, Any] | UndecodedJson
     status: str
     outcome: str | None
     attempts: int
@@ -96,7 +102,7 @@ class EntryRow:
     last_call_ended_at: datetime | None
     duration_seconds: Decimal | None
     summary: str | None
-    analysis: dict[str, Any] | None
+    analysis: dict[str, Any] | UndecodedJson | None
 
 
 @dataclass(frozen=True)
@@ -116,12 +122,13 @@ class CallRow:
     summary: str | None
     room_name: str
     dispatch_id: str | None
-    detail: dict[str, Any]
+    detail: dict[str, Any] | UndecodedJson
 
 
 async def read_summary(conn: psycopg.AsyncConnection[Any], batch_id: UUID) -> BatchSummary:
     """The batch's figures; the function raises BC002 for a batch the caller cannot see."""
     async with conn.cursor(row_factory=class_row(BatchSummary)) as cur:
+        tolerate_undecodable_json(cur)
         await cur.execute("SELECT * FROM batchctl.report_summary(%s)", (batch_id,))
         summary = await cur.fetchone()
     assert summary is not None  # report_summary raises rather than return nothing
@@ -156,6 +163,7 @@ async def _stream(
         order=sql.SQL(", ").join(map(sql.Identifier, order_by)),
     )
     async with conn.cursor(name=f"batchctl_{view}", row_factory=class_row(row_type)) as cur:
+        tolerate_undecodable_json(cur)
         await cur.execute(query, (batch_id,))
         while rows := await cur.fetchmany(CHUNK_ROWS):
             yield rows

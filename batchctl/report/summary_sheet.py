@@ -90,6 +90,9 @@ def write_summary(ws: WriteOnlyWorksheet, s: BatchSummary) -> None:
 
     rows.add()
     rows.heading("Options", "Value")
+    if not isinstance(s.options, dict):  # undecodable (UndecodedJson): the text as it is
+        rows.add("(all)", s.options)
+        return
     for key, value in sorted(s.options.items()):
         rows.add(key, value)
 

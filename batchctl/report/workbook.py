@@ -103,7 +103,8 @@ class ReportWorkbook:
     def add_entries(self, rows: Sequence[EntryRow]) -> None:
         ws = self._entries.ws
         for r in rows:
-            analysis = r.analysis or {}
+            # Undecodable analysis: its columns stay empty; the Attempts sheet has it as text.
+            analysis = r.analysis if isinstance(r.analysis, dict) else {}
             values: list[Any] = [
                 r.entry_index, r.to_phone, r.lead_name, r.lead_id, r.status, r.outcome,
                 r.attempts, _seconds(ws, r.duration_seconds), r.last_call_ended_at,
