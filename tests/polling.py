@@ -7,11 +7,17 @@ from collections.abc import Callable
 
 
 def wait_until(
-    predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01, what: str = ""
+    predicate: Callable[[], object],
+    timeout: float = 5.0,
+    interval: float = 0.01,
+    what: str = "",
+    details: Callable[[], object] | None = None,
 ) -> None:
-    """Polls ``predicate`` until it is truthy; fails the test after ``timeout`` seconds."""
+    """Polls ``predicate`` until it is truthy; fails the test after ``timeout`` seconds, with
+    ``details()`` (say, a daemon's log) in the message when given."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+            message = f"timed out after {timeout} s waiting for {what or predicate}"
+            raise AssertionError(message if details is None else f"{message}\n{details()}")
         time.sleep(interval)

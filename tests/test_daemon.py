@@ -227,24 +227,60 @@ def test_a_livekit_outage_pauses_claims_instead_of_failing_entries(
 ) -> None:
     """LiveKit is down (nothing listens): the first claims fail once each and open the circuit;
     no more entries are claimed only to fail, so none uses up its dispatch retries. When
-    LiveKit is back, a probe closes the circuit and the batch completes."""
+    LiveKit is back, a probe closes the circuit and the batch completes. It waits on the
+    daemon's log and the database's rows, never on the clock, so a loaded machine only slows it."""
     port = free_port()
     tenant = api.create_tenant("acme", 3)
     batch = api.create_batch(tenant, phones(8))
     daemon = Service(daemon_command(db_url, f"http://127.0.0.1:{port}"), tmp_path / "daemon.log")
+    opened, closed = "claims pause until it answers", "LiveKit answers again: claiming"
+
+    def claims() -> dict[str, int]:
+        """Claims so far per number: every claim is an entry event queued -> running."""
+        rows = api.conn.execute(
+            """select e.to_phone, count(*)::int as n
+                 from batchctl.events v join batchctl.batch_entries e on e.id = v.object_id
+                where v.object = 'entry' and v.to_status = 'running' group by e.to_phone"""
+        ).fetchall()
+        return {r["to_phone"]: r["n"] for r in rows}
+
+    def failures() -> dict[str, int]:
+        return {p: e["dispatch_failures"] for p, e in entry_rows(api.conn).items()}
+
+    def all_queued() -> bool:
+        return {e["status"] for e in entry_rows(api.conn).values()} == {"queued"}
+
+    def sweeps() -> int:
+        """The daemon's own clock, however loaded the machine: it logs a sweep every 0.3 s."""
+        return daemon.log.read_text().count(" sweep: ")
+
     with running(daemon):
-        time.sleep(2)  # the first claims fail; claims in flight at that moment may fail too
-        failed_early = {p: e["dispatch_failures"] for p, e in entry_rows(api.conn).items()}
-        time.sleep(3)  # several probes of a LiveKit that does not answer: nothing is claimed
-        entries = entry_rows(api.conn)
-        failures = {p: e["dispatch_failures"] for p, e in entries.items()}
-        assert failures == failed_early and max(failures.values()) == 1, failures
-        assert {e["status"] for e in entries.values()} == {"queued"}
+        wait_until(
+            lambda: opened in daemon.log.read_text(), 30, what="the circuit", details=daemon.tail
+        )
+        # The claims in flight when it opened fail too, and their entries are queued again.
+        wait_until(all_queued, 30, what="the failed claims back in the queue", details=daemon.tail)
+        claimed, failed = claims(), {p: n for p, n in failures().items() if n}
+        assert 1 <= len(claimed) <= 3 and set(claimed.values()) == {1}, "one claim (the cap)"
+        assert failed and set(failed) <= set(claimed) and set(failed.values()) == {1}, failed
+
+        # LiveKit stays down; the failed entries' retries fall due, and the daemon probes LiveKit
+        # at every poll (0.2 s) while five of its sweeps go by. Nothing is claimed meanwhile.
+        due = "select now() > max(next_attempt_at) as due from batchctl.batch_entries"
+        wait_until(lambda: api.conn.execute(due).fetchone()["due"], 30, what="retries due")
+        swept = sweeps()
+        wait_until(lambda: sweeps() >= swept + 5, 30, what="5 sweeps", details=daemon.tail)
+        assert claims() == claimed, daemon.tail()
+        assert {p: n for p, n in failures().items() if n} == failed
+        assert all_queued()
+
         scenario = Scenario.from_dict({**QUICK_CALLS, "outcomes": {"ended": 1}})
         with run_simulator(db_url, scenario, port=port):
             wait_finished(api.conn, [batch], timeout=60, services=[daemon])
     assert api.batch_status(tenant, batch)["completed"] == 8
-    assert "claims pause until it answers" in daemon.log.read_text()
+    assert max(failures().values()) == 1, "no entry failed a dispatch after the outage"
+    log = daemon.log.read_text()
+    assert (log.count(opened), log.count(closed)) == (1, 1), "opened once, closed once"
 
 
 @pytest.mark.parametrize(
