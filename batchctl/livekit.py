@@ -3,7 +3,8 @@
 Dispatching is made safe to repeat: room names are deterministic per (entry, attempt), and
 before creating a dispatch we ask LiveKit whether that room already has ours. A daemon that
 died after LiveKit accepted a dispatch, or whose request timed out after being accepted, thus
-adopts the existing call on the next claim instead of dialling the number twice.
+adopts the existing call on the next claim instead of dialling the number twice; meanwhile the
+entry keeps its call slot (DispatchUnknown), so the tenant's cap holds at LiveKit too.
 """
 
 from __future__ import annotations
@@ -42,6 +43,21 @@ SIP_OUTCOMES = {
 # What a LiveKit request can fail with: an answer (ServerError, SipCallError), no answer in
 # time, or no connection.
 LIVEKIT_ERRORS = (api.ServerError, aiohttp.ClientError, asyncio.TimeoutError)
+
+
+class DispatchUnknown(Exception):
+    """LiveKit may have made the dispatch: the request went out and no answer could be read (a
+    timeout, a dropped connection, a proxy's error page), or looking for an earlier unconfirmed
+    dispatch failed. The claim keeps its call slot (batchctl.mark_dispatch_unknown)."""
+
+
+def refused(exc: BaseException) -> bool:
+    """LiveKit answered no (a Twirp error of its own), or the request never left (no
+    connection): no dispatch was made. A 5xx without a Twirp body came from something in front
+    of LiveKit, which may have passed the request on."""
+    if isinstance(exc, api.ServerError):
+        return exc.code != api.ServerErrorCode.UNKNOWN or exc.status < 500
+    return isinstance(exc, aiohttp.ClientConnectorError)
 
 
 @dataclass(frozen=True)
@@ -119,16 +135,21 @@ class LiveKitGateway:
         ``may_exist`` (an earlier claim of the same attempt was never acknowledged) is looked
         for first: that look-up is a round trip on the path from a freed slot to the next call."""
         if may_exist:
-            existing = await self._existing_dispatch(room, agent_name)
+            try:
+                existing = await self._existing_dispatch(room, agent_name)
+            except LIVEKIT_ERRORS as exc:
+                raise DispatchUnknown(f"looking for the earlier dispatch: {describe(exc)}") from exc
             if existing is not None:
                 return Dispatched(existing, adopted=True)
-        created = await self._timed(
-            self.client.agent_dispatch.create_dispatch(
-                api.CreateAgentDispatchRequest(
-                    agent_name=agent_name, room=room, metadata=json.dumps(metadata, default=str)
-                )
-            )
+        request = api.CreateAgentDispatchRequest(
+            agent_name=agent_name, room=room, metadata=json.dumps(metadata, default=str)
         )
+        try:
+            created = await self._timed(self.client.agent_dispatch.create_dispatch(request))
+        except LIVEKIT_ERRORS as exc:
+            if refused(exc):
+                raise
+            raise DispatchUnknown(describe(exc)) from exc
         return Dispatched(created.id, adopted=False)
 
     async def _existing_dispatch(self, room: str, agent_name: str) -> str | None:

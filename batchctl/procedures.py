@@ -48,6 +48,33 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class ClaimRow:
+    """One row of batchctl.claim_entries with the lead's JSON still undecoded: a lead the
+    daemon cannot read must fail that entry alone (decode() in its own task), never the claim
+    that carried it, nor the other tenants' entries in it."""
+
+    entry_id: UUID
+    batch_id: UUID
+    tenant_id: UUID
+    to_phone: str
+    lead_name: str | None
+    context: str
+    attempt: int
+    room_name: str
+    options: str
+    dispatch_unconfirmed: bool
+
+    def decode(self) -> Claim:
+        return Claim(
+            **{
+                **vars(self),
+                "context": json.loads(self.context),
+                "options": json.loads(self.options),
+            }
+        )
+
+
+@dataclass(frozen=True)
 class Ack:
     """LiveKit accepted the dispatch of a claimed entry's room."""
 
@@ -118,11 +145,16 @@ class Procedures:
         (row,) = await self._rows(query, *params)
         return next(iter(row.values()))
 
-    async def claim_entries(self, worker: str, limit: int, lease_seconds: int) -> list[Claim]:
+    async def claim_entries(self, worker: str, limit: int, lease_seconds: int) -> list[ClaimRow]:
         rows = await self._rows(
-            "SELECT * FROM batchctl.claim_entries(%s, %s, %s)", worker, limit, lease_seconds
+            """SELECT entry_id, batch_id, tenant_id, to_phone, lead_name, context::text AS context,
+                      attempt, room_name, options::text AS options, dispatch_unconfirmed
+                 FROM batchctl.claim_entries(%s, %s, %s)""",
+            worker,
+            limit,
+            lease_seconds,
         )
-        return [Claim(**row) for row in rows]
+        return [ClaimRow(**row) for row in rows]
 
     async def mark_dispatched_many(self, acks: list[Ack]) -> list[AckResult]:
         rows = await self._rows(
@@ -137,6 +169,9 @@ class Procedures:
         return await self._value(
             "SELECT batchctl.mark_dispatch_failed(%s, %s, %s)", entry_id, error, retryable
         )
+
+    async def mark_dispatch_unknown(self, entry_id: UUID, error: str) -> str:
+        return await self._value("SELECT batchctl.mark_dispatch_unknown(%s, %s)", entry_id, error)
 
     async def report_call_status(
         self, call_log_id: UUID, status: str, detail: dict[str, Any] | None = None

@@ -55,6 +55,14 @@ BEGIN
              GROUP BY n.tenant_id, n.batch_id) d
      WHERE b.id = d.batch_id AND b.tenant_id = d.tenant_id;
 
+    -- A claim that may have dialled and ends without a call (cancelled while claimed, or ended
+    -- while its dispatch was unconfirmed): LiveKit may have its room, hung up like a live call's.
+    PERFORM request_room_hangups(array_agg(n.id))
+       FROM old_entries o JOIN new_entries n USING (id)
+      WHERE is_terminal(n.status) AND NOT is_terminal(o.status)
+        AND ((o.status = 'running' AND n.status = 'cancelled') OR n.dispatch_unconfirmed)
+     HAVING count(*) > 0;
+
     -- Wake the dispatcher where work became claimable or a call slot was freed.
     PERFORM pg_notify('batchctl_dispatch',
                       json_build_object('tenant_id', x.tenant_id, 'batch_id', x.batch_id)::text)
@@ -70,17 +78,23 @@ $$;
 -- What may never go back to the queue, whichever path re-queues it (lease expiry, dispatch
 -- retry, pickup retry, retry policy): a number now on the do-not-call list, an entry whose
 -- cancel was asked for while its call was live, an entry of a stopped batch. It ends cancelled.
--- A claim coming back unacknowledged (lease expiry, dispatch failure) may have dialled: the
--- entry is marked so, and its number stays busy until a claim of it is acknowledged.
+-- A claim that comes back with its dispatch unconfirmed (the function re-queueing it says so:
+-- a lease that ran out, a CreateDispatch whose answer was lost) may have a call live at
+-- LiveKit: its number stays busy until a claim of it is acknowledged, and it keeps its call
+-- slot (slot_held_until, read by claim_entries) until a claim of it settles the dispatch or
+-- the batch's pickup timeout has passed since it first came back unconfirmed.
 CREATE OR REPLACE FUNCTION batchctl.entries_before_requeue()
 RETURNS trigger LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_batch_status batch_status;
+    v_pickup_timeout integer;
 BEGIN
-    NEW.dispatch_unconfirmed := NEW.dispatch_unconfirmed OR OLD.status = 'running';
-    SELECT status INTO v_batch_status FROM batches WHERE id = NEW.batch_id AND tenant_id = NEW.tenant_id;
+    SELECT status, (options ->> 'pickup_timeout_s')::integer INTO v_batch_status, v_pickup_timeout
+      FROM batches WHERE id = NEW.batch_id AND tenant_id = NEW.tenant_id;
+    NEW.slot_held_until := CASE WHEN NEW.dispatch_unconfirmed
+        THEN coalesce(OLD.slot_held_until, now() + make_interval(secs => v_pickup_timeout)) END;
     IF is_terminal(v_batch_status) THEN
         NEW.last_error := 'batch_' || v_batch_status;
     ELSIF NEW.cancel_requested THEN
@@ -93,6 +107,7 @@ BEGIN
     NEW.status := 'cancelled';
     NEW.claimed_by := NULL;
     NEW.lease_expires_at := NULL;
+    NEW.slot_held_until := NULL;
     RETURN NEW;
 END
 $$;

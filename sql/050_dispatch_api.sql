@@ -11,6 +11,7 @@
 -- often as any other, and its max_concurrent_calls bounds what one claim can give it.
 -- dispatch_unconfirmed: a claim of this attempt came back unacknowledged before, so LiveKit may
 -- already have its room (the daemon looks before it dispatches; for any other claim it need not).
+-- Such an entry keeps its call slot for a while (sql/032): it is claimed without a free one.
 CREATE OR REPLACE FUNCTION batchctl.claim_entries(
     p_worker text, p_limit integer DEFAULT 50, p_lease_seconds integer DEFAULT 60)
 RETURNS TABLE (entry_id uuid, batch_id uuid, tenant_id uuid, to_phone text, lead_name text,
@@ -60,9 +61,17 @@ BEGIN
         v_want := p_limit - cardinality(v_entry_ids);
         -- A new statement, so a new snapshot: counters committed by the claimer that held this
         -- tenant's lock before us are visible.
-        WITH tenant_free AS (
+        WITH held AS (
+            -- Queued entries whose dispatch may be live at LiveKit keep their call slot (sql/032):
+            -- they count as in flight, and a claim of them (to settle the dispatch) needs no free
+            -- slot. Few rows: read through entries_busy_numbers.
+            SELECT h.id, h.batch_id, h.to_phone, h.timezone, h.next_attempt_at
+              FROM batch_entries h
+             WHERE h.tenant_id = v_tenant_id AND h.status = 'queued' AND h.dispatch_unconfirmed
+               AND h.slot_held_until > now()
+        ), tenant_free AS (
             SELECT t.timezone,
-                   t.max_concurrent_calls - coalesce((
+                   t.max_concurrent_calls - (SELECT count(*) FROM held) - coalesce((
                        SELECT sum(b.running_count + b.dispatched_count) FROM batches b
                         WHERE b.tenant_id = v_tenant_id AND b.finished_at IS NULL), 0) AS free
               FROM tenants t
@@ -70,18 +79,21 @@ BEGIN
         ), batch_free AS (
             SELECT b.id, b.created_at, b.last_claimed_at, b.options, tf.timezone,
                    tf.free AS tenant_free,
-                   CASE WHEN b.options ->> 'dispatch_mode' = 'wave' AND b.running_count + b.dispatched_count > 0
-                        THEN 0
-                        ELSE (b.options ->> 'wave_size')::integer - b.running_count - b.dispatched_count
+                   CASE WHEN b.options ->> 'dispatch_mode' = 'wave' AND f.in_flight > 0 THEN 0
+                        ELSE (b.options ->> 'wave_size')::integer - f.in_flight
                    END AS free
               FROM batches b CROSS JOIN tenant_free tf
+             CROSS JOIN LATERAL (
+                 SELECT b.running_count + b.dispatched_count
+                        + (SELECT count(*) FROM held h WHERE h.batch_id = b.id) AS in_flight
+             ) f
              WHERE b.tenant_id = v_tenant_id
-               AND b.status = 'running' AND b.queued_count > 0 AND tf.free > 0
+               AND b.status = 'running' AND b.queued_count > 0
                AND (b.options ->> 'start_at' IS NULL OR (b.options ->> 'start_at')::timestamptz <= now())
                AND (b.options ->> 'end_at' IS NULL OR (b.options ->> 'end_at')::timestamptz > now())
         ), candidates AS (
             SELECT c.id, c.to_phone, bf.id AS batch_id, bf.tenant_free, bf.created_at,
-                   bf.last_claimed_at, c.rank_in_batch
+                   bf.last_claimed_at, c.rank_in_batch, false AS holds_slot
               FROM batch_free bf
              CROSS JOIN LATERAL (
                  SELECT e.id, e.to_phone, row_number() OVER (ORDER BY e.next_attempt_at, e.entry_index) AS rank_in_batch
@@ -89,6 +101,7 @@ BEGIN
                   -- (No tenant_id here: it would draw the planner to the batch's whole-history
                   -- unique index instead of reading entries_claimable in order up to the LIMIT.)
                   WHERE e.batch_id = bf.id AND e.status = 'queued' AND e.next_attempt_at <= now()
+                    AND NOT (e.dispatch_unconfirmed AND e.slot_held_until > now())  -- held: below
                     AND (bf.options -> 'call_window' = 'null'
                          OR in_call_window(bf.options -> 'call_window', coalesce(e.timezone, bf.timezone), now()))
                     -- Never two live calls to one number: it may sit in several of the tenant's
@@ -103,20 +116,28 @@ BEGIN
                   ORDER BY e.next_attempt_at, e.entry_index
                   LIMIT greatest(0, least(bf.free, bf.tenant_free, v_want))
              ) c
-             WHERE bf.free > 0
+             WHERE bf.free > 0 AND bf.tenant_free > 0
+            UNION ALL
+            SELECT h.id, h.to_phone, bf.id, bf.tenant_free, bf.created_at, bf.last_claimed_at,
+                   0, true
+              FROM held h JOIN batch_free bf ON bf.id = h.batch_id
+             WHERE h.next_attempt_at <= now()
+               AND (bf.options -> 'call_window' = 'null'
+                    OR in_call_window(bf.options -> 'call_window', coalesce(h.timezone, bf.timezone), now()))
         ), one_per_number AS (
             SELECT DISTINCT ON (c.to_phone) c.*
               FROM candidates c
              ORDER BY c.to_phone, c.rank_in_batch, c.created_at
         ), ranked AS (
-            SELECT c.id, c.batch_id, c.tenant_free,
-                   row_number() OVER (ORDER BY c.rank_in_batch, c.last_claimed_at NULLS FIRST, c.created_at,
+            SELECT c.id, c.batch_id, c.tenant_free, c.holds_slot,
+                   row_number() OVER (PARTITION BY c.holds_slot
+                                      ORDER BY c.rank_in_batch, c.last_claimed_at NULLS FIRST, c.created_at,
                                                c.batch_id) AS rank_in_tenant
               FROM one_per_number c
         ), chosen AS (
             SELECT r.id, r.batch_id FROM ranked r
-             WHERE r.rank_in_tenant <= r.tenant_free
-             ORDER BY r.rank_in_tenant
+             WHERE r.holds_slot OR r.rank_in_tenant <= r.tenant_free
+             ORDER BY r.holds_slot DESC, r.rank_in_tenant
              LIMIT v_want
         )
         SELECT v_entry_ids || coalesce(array_agg(c.id), '{}'),
@@ -195,7 +216,8 @@ BEGIN
     )
     UPDATE batch_entries e
        SET status = 'dispatched', attempts = e.attempts + 1, call_log_id = l.id,
-           lease_expires_at = NULL, last_error = NULL, dispatch_unconfirmed = false, updated_at = now()
+           lease_expires_at = NULL, last_error = NULL, dispatch_unconfirmed = false,
+           slot_held_until = NULL, updated_at = now()
       FROM logged l
      WHERE e.id = l.entry_id AND e.tenant_id = l.tenant_id;
 
@@ -259,19 +281,27 @@ BEGIN
     RETURNING id INTO v_call_id;
     UPDATE batch_entries
        SET status = 'dispatched', attempts = attempts + 1, call_log_id = v_call_id,
-           lease_expires_at = NULL, last_error = NULL, dispatch_unconfirmed = false, updated_at = now()
+           lease_expires_at = NULL, last_error = NULL, dispatch_unconfirmed = false,
+           slot_held_until = NULL, updated_at = now()
      WHERE id = p_entry_id AND tenant_id = v_entry.tenant_id;
     RETURN v_call_id;
 END
 $$;
 
--- Dispatching failed before any call existed. Retryable failures re-queue the entry with a
--- growing delay (5 s, 10 s, 20 s, 40 s), and the fifth failure of an entry fails it; the attempt
--- number does not advance. Returns the entry's status after; a late report for an entry no
--- longer running changes nothing.
-CREATE OR REPLACE FUNCTION batchctl.mark_dispatch_failed(
-    p_entry_id uuid, p_error text, p_retryable boolean DEFAULT true)
-RETURNS text LANGUAGE plpgsql SECURITY DEFINER
+-- A failed dispatch is tried again after 5, 10, 20, 40 s ...; its fifth failure ends it.
+-- (SQL-standard bodies, inlined like the rules in sql/010.)
+CREATE OR REPLACE FUNCTION batchctl.dispatch_retry_delay(p_failures_before integer)
+RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pg_catalog.make_interval(secs => 5 * 2 ^ p_failures_before);
+
+CREATE OR REPLACE FUNCTION batchctl.dispatch_failures_allowed()
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 5;
+
+-- The claim of p_entry_id ends without a call: mark_dispatch_failed and mark_dispatch_unknown.
+CREATE OR REPLACE FUNCTION batchctl.end_dispatch_attempt(
+    p_entry_id uuid, p_error text, p_retryable boolean, p_unconfirmed boolean)
+RETURNS text LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -284,13 +314,16 @@ BEGIN
         RAISE EXCEPTION 'entry % not found', p_entry_id USING ERRCODE = 'BC002';
     END IF;
     PERFORM lock_tenant_batches(v_tenant_id, ARRAY[v_batch_id]);
-    PERFORM set_reason('mark_dispatch_failed');
+    PERFORM set_reason(CASE WHEN p_unconfirmed THEN 'mark_dispatch_unknown' ELSE 'mark_dispatch_failed' END);
     UPDATE batch_entries
-       SET status = CASE WHEN coalesce(p_retryable, true) AND dispatch_failures < 4 THEN 'queued'
-                         ELSE 'failed' END::entry_status,
+       SET status = CASE WHEN p_retryable
+                              AND (dispatch_failures + 1 < dispatch_failures_allowed()
+                                   OR (p_unconfirmed AND slot_held_until > now()))
+                         THEN 'queued' ELSE 'failed' END::entry_status,
            dispatch_failures = dispatch_failures + 1,
-           next_attempt_at = now() + make_interval(secs => 5 * 2 ^ dispatch_failures),
-           last_error = coalesce(p_error, 'dispatch failed'),
+           dispatch_unconfirmed = p_unconfirmed,
+           next_attempt_at = now() + dispatch_retry_delay(dispatch_failures),
+           last_error = left(p_error, max_text_length()),
            claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
      WHERE id = p_entry_id AND tenant_id = v_tenant_id AND status = 'running'
     RETURNING status INTO v_status;
@@ -300,6 +333,32 @@ BEGIN
     RETURN v_status;
 END
 $$;
+
+-- LiveKit refused the dispatch (it answered): no dispatch of this attempt exists, so the entry
+-- gives its call slot back. Retryable refusals re-queue the entry after dispatch_retry_delay,
+-- and its fifth failure, or a refusal no retry can help, fails it; the attempt number does not
+-- advance. A claim whose earlier dispatch was unconfirmed reaches this only after the daemon
+-- looked and found no room, so the dispatch is confirmed absent. Returns the entry's status
+-- after; a late report for an entry no longer running changes nothing.
+CREATE OR REPLACE FUNCTION batchctl.mark_dispatch_failed(
+    p_entry_id uuid, p_error text, p_retryable boolean DEFAULT true)
+RETURNS text LANGUAGE sql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$ SELECT batchctl.end_dispatch_attempt(p_entry_id, coalesce(p_error, 'dispatch failed'),
+                                           coalesce(p_retryable, true), false) $$;
+
+-- The dispatch's outcome is unknown: CreateDispatch was sent and no answer came back (a
+-- timeout, a dropped connection, a reply that cannot be read), or looking for an earlier
+-- unconfirmed dispatch failed. LiveKit may have the call, so the entry goes back to the queue
+-- unconfirmed: its number stays busy and it keeps its call slot (sql/032) until a claim of it
+-- finds the room (adopts it) or finds none (dispatches again), or until its pickup timeout has
+-- passed. Counted as a dispatch failure, with the same delays; it ends the entry only once the
+-- slot is no longer held.
+CREATE OR REPLACE FUNCTION batchctl.mark_dispatch_unknown(p_entry_id uuid, p_error text)
+RETURNS text LANGUAGE sql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$ SELECT batchctl.end_dispatch_attempt(p_entry_id, coalesce(p_error, 'dispatch outcome unknown'),
+                                           true, true) $$;
 
 -- What is wrong with one status report, or null: "status: …", "detail: …" or
 -- "detail.duration_seconds: …" (callers say which report it was). On every report's path, so

@@ -20,6 +20,25 @@ AS $$
     SELECT count(*)::integer FROM announced
 $$;
 
+-- Queues the hang-up of the rooms of these entries' claimed attempts, which have no call log:
+-- claims that may have dialled and ended without one (sql/032's entries_after_update).
+CREATE OR REPLACE FUNCTION batchctl.request_room_hangups(p_entry_ids uuid[])
+RETURNS integer LANGUAGE sql VOLATILE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+    WITH requested AS (
+        INSERT INTO batchctl.hangups (room_name, tenant_id, batch_id, call_log_id, reason)
+        SELECT batchctl.room_name(e.id, e.attempts + 1), e.tenant_id, e.batch_id, NULL,
+               coalesce(e.last_error, e.status::text)
+          FROM batchctl.batch_entries e WHERE e.id = ANY (p_entry_ids)
+        ON CONFLICT (room_name, tenant_id) DO NOTHING
+        RETURNING room_name
+    ), announced AS (
+        SELECT pg_notify('batchctl_hangup', room_name) FROM requested
+    )
+    SELECT count(*)::integer FROM announced
+$$;
+
 -- Hands out up to p_limit due hang-ups. Claimed rows become invisible for 30 s (a visibility
 -- timeout, as in pgmq): a daemon that dies mid-way leaves them to be claimed again, and
 -- deleting a room twice is harmless.

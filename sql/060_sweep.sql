@@ -9,7 +9,9 @@
 -- the rows it found (re-checked under the locks). Locking step by step held a higher batch while
 -- waiting for a lower one, which deadlocked with a claim or a cancel holding the lower one.
 
--- Claims whose lease ran out (the daemon died or stalled): back to the queue, same attempt.
+-- Claims whose lease ran out (the daemon died or stalled): back to the queue, same attempt,
+-- unconfirmed: the daemon may have dispatched before it went, so the entry keeps its call slot
+-- and its number (sql/032) until a claim of it settles the dispatch.
 CREATE OR REPLACE FUNCTION batchctl.sweep_expired_leases(p_entry_ids uuid[], p_now timestamptz)
 RETURNS integer LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog, pg_temp
@@ -19,7 +21,7 @@ DECLARE
 BEGIN
     UPDATE batch_entries
        SET status = 'queued', last_error = 'lease_expired', claimed_by = NULL, lease_expires_at = NULL,
-           updated_at = now()
+           dispatch_unconfirmed = true, updated_at = now()
      WHERE id = ANY (p_entry_ids) AND status = 'running' AND lease_expires_at < p_now;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;

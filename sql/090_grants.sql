@@ -25,6 +25,7 @@ GRANT EXECUTE ON FUNCTION
     batchctl.mark_dispatched(uuid, text, text),
     batchctl.mark_dispatched_many(uuid[], text[], text[]),
     batchctl.mark_dispatch_failed(uuid, text, boolean),
+    batchctl.mark_dispatch_unknown(uuid, text),
     batchctl.sweep(timestamptz),
     batchctl.claim_report(text),
     batchctl.report_sent(uuid),

@@ -15,6 +15,12 @@ _REAL_COUNTS = ", ".join(
     f"count(e.id) filter (where e.status = '{s}')::int" for s in ENTRY_STATUSES
 )
 
+# A call slot is taken by a claimed or dispatched entry, and by a queued one whose dispatch is
+# unconfirmed while it holds the slot (LiveKit may have its call).
+_IN_FLIGHT = """(e.status in ('running', 'dispatched')
+                 or (e.status = 'queued' and e.dispatch_unconfirmed
+                     and e.slot_held_until > now()))"""
+
 CHECKS: dict[str, str] = {
     "counters equal the real counts and sum to the total": f"""
         select format('batch %s: counters %s, total %s, but real %s of %s entries',
@@ -25,16 +31,16 @@ CHECKS: dict[str, str] = {
                   left join batchctl.batch_entries e on e.batch_id = b.id
                  group by b.id, b.tenant_id) x
          where counters <> real or total <> n""",
-    "in flight never exceeds the tenant's cap": """
+    "in flight never exceeds the tenant's cap": f"""
         select format('tenant %s: %s in flight, cap %s', t.id, count(*), t.max_concurrent_calls)
           from batchctl.tenants t join batchctl.batch_entries e on e.tenant_id = t.id
-         where e.status in ('running', 'dispatched')
+         where {_IN_FLIGHT}
          group by t.id having count(*) > t.max_concurrent_calls""",
-    "in flight never exceeds the batch's wave size": """
+    "in flight never exceeds the batch's wave size": f"""
         select format('batch %s: %s in flight, wave size %s', b.id, count(*),
                       b.options ->> 'wave_size')
           from batchctl.batches b join batchctl.batch_entries e on e.batch_id = b.id
-         where e.status in ('running', 'dispatched')
+         where {_IN_FLIGHT}
          group by b.id, b.tenant_id having count(*) > (b.options ->> 'wave_size')::int""",
     "no number is on two live calls of one tenant": """
         select format('number %s has %s live calls', e.to_phone, count(*))

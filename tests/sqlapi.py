@@ -145,6 +145,9 @@ class SqlApi:
             "select batchctl.mark_dispatch_failed(%s, %s, %s)", entry_id, error, retryable
         )
 
+    def mark_dispatch_unknown(self, entry_id: UUID, error: str) -> str:
+        return self._one("select batchctl.mark_dispatch_unknown(%s, %s)", entry_id, error)
+
     def report(self, call_log_id: UUID, status: str, detail: dict[str, Any] | None = None) -> str:
         return self._one(
             "select batchctl.report_call_status(%s, %s, %s::jsonb)",

@@ -24,9 +24,9 @@ from sqlapi import SqlApi, phones
 HISTORY = 20_000
 
 # The statements below are copied from the function bodies named above each one; {batch},
-# {batches} and {tenant} stand for the uuid / uuid[] / uuid the function has in a variable at that
-# point. Keep them in step with sql/050_dispatch_api.sql, sql/060_sweep.sql and
-# sql/040_tenant_api.sql.
+# {batches}, {tenant} and {entries} stand for the uuid / uuid[] / uuid / uuid[] the function has
+# in a variable at that point. Keep them in step with sql/050_dispatch_api.sql,
+# sql/060_sweep.sql and sql/040_tenant_api.sql.
 HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
     # claim_entries: "is this number on a call already?", asked of every candidate.
     "claim_busy_probe": (
@@ -48,9 +48,16 @@ HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
             LIMIT 15""",
         {"entries_claimable"},
     ),
-    # sweep() step 1 (sql/060_sweep.sql): expired leases.
+    # claim_entries: queued entries keeping the slot of an unconfirmed dispatch, per tenant.
+    "claim_held": (
+        """SELECT h.id FROM batchctl.batch_entries h
+            WHERE h.tenant_id = {tenant} AND h.status = 'queued' AND h.dispatch_unconfirmed
+              AND h.slot_held_until > now()""",
+        {"entries_holding_slots"},
+    ),
+    # sweep() (sql/060_sweep.sql), its first step: expired leases, found, then re-queued.
     "sweep_leases": (
-        """SELECT array_agg(DISTINCT e.batch_id)
+        """SELECT array_agg(e.id)
              FROM batchctl.batch_entries e
             WHERE e.status = 'running' AND e.lease_expires_at < now()""",
         {"entries_leased"},
@@ -58,9 +65,9 @@ HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
     "sweep_leases_update": (
         """UPDATE batchctl.batch_entries
               SET status = 'queued', last_error = 'lease_expired', claimed_by = NULL,
-                  lease_expires_at = NULL, updated_at = now()
-            WHERE status = 'running' AND lease_expires_at < now() AND batch_id = ANY ({batches})""",
-        {"entries_leased", "entries_in_flight"},
+                  lease_expires_at = NULL, dispatch_unconfirmed = true, updated_at = now()
+            WHERE id = ANY ({entries}) AND status = 'running' AND lease_expires_at < now()""",
+        {"batch_entries_pkey", "entries_leased"},
     ),
     # sweep() steps 2-4 (stuck_calls) run one generic plan: see the test of it below.
     # sweep() step 5: end_at passed.
@@ -200,6 +207,7 @@ def explain(conn: psycopg.Connection[Any], statement: str, batch: UUID) -> dict[
         batch=sql.Literal(str(batch)).as_string(conn) + "::uuid",
         batches=f"ARRAY[{sql.Literal(str(batch)).as_string(conn)}]::uuid[]",
         tenant=sql.Literal(str(tenant_id)).as_string(conn) + "::uuid",
+        entries="ARRAY['00000000-0000-4000-8000-000000000000']::uuid[]",
     )
     row = conn.execute("EXPLAIN (FORMAT JSON) " + text).fetchone()
     value = next(iter(row.values())) if isinstance(row, dict) else row[0]

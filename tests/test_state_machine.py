@@ -186,6 +186,11 @@ class MBatch:
         return self.count(*PENDING_ENTRY)
 
     def in_flight(self) -> int:
+        """Running and dispatched entries, and queued ones keeping an unconfirmed dispatch's
+        slot."""
+        return self.count("running", "dispatched") + sum(e.holds_slot() for e in self.entries)
+
+    def dialling(self) -> int:
         return self.count("running", "dispatched")
 
     def __repr__(self) -> str:
@@ -205,10 +210,19 @@ class MEntry:
     due: Stamp | None = None  # next_attempt_at; None: -infinity (never re-queued)
     cancel_requested: bool = False  # cancel_entry while its call was live: never retried
     unconfirmed: bool = False  # back from a claim that may have dialled: its number stays busy
+    # slot_held_until: set when it first came back unconfirmed, cleared when a claim settles it.
+    # (Examples last seconds, the pickup timeouts 30 s or more: a hold never runs out here.)
+    held_until: Stamp | None = None
     last_error: str | None = None
     lease: Stamp | None = None  # lease_expires_at while running
     call: MCall | None = None  # the current attempt's call
     rooms: list[str] = field(default_factory=list)  # every room a claim handed out
+
+    def holds_slot(self) -> bool:
+        return self.status == "queued" and self.unconfirmed and self.held_until is not None
+
+    def claim_room(self) -> str:
+        return f"batchctl-{self.id}-{self.attempts + 1}"
 
     def __repr__(self) -> str:
         return (
@@ -244,8 +258,13 @@ class Model:
         self.hangups.setdefault(c.room, False)
 
     def move(self, e: MEntry, to: str) -> None:
-        """An entry transition; the model itself must only ever make legal ones."""
+        """An entry transition; the model itself must only ever make legal ones. A claim that
+        may have dialled and ends without a call has its room hung up (032)."""
         assert to in ENTRY_MOVES.get(e.status, set()), f"model bug: entry {e.status} -> {to}"
+        if to in TERMINAL_ENTRY and (
+            (e.status == "running" and to == "cancelled") or e.unconfirmed
+        ):
+            self.hangups.setdefault(e.claim_room(), False)
         e.status = to
         if to != "running":
             e.lease = None
@@ -279,14 +298,16 @@ class Model:
             and b.status in ("running", "paused")
         ):
             e.due = c.changed.plus(b.opts.retry_delay_s)
-            self.requeue(e, f"retry after {status}")
+            self.requeue(e, f"retry after {status}", c.changed)
         else:
             e.last_error = (error or status) if ENTRY_FOR_CALL[status] == "failed" else None
             self.move(e, ENTRY_FOR_CALL[status])
 
-    def requeue(self, e: MEntry, error: str) -> None:
+    def requeue(self, e: MEntry, error: str, at: Stamp, unconfirmed: bool | None = None) -> None:
         """Back to the queue, unless the re-queue guard (032) cancels it: a stopped batch, a cancel
-        asked for while its call was live, a number now on the do-not-call list, in that order."""
+        asked for while its call was live, a number now on the do-not-call list, in that order.
+        `unconfirmed`: what the caller says of the dispatch (None: unchanged); an unconfirmed
+        entry keeps its slot from its first such return until a claim settles it."""
         b = e.batch
         guard = (
             f"batch_{b.status}"
@@ -298,7 +319,13 @@ class Model:
             else None
         )
         e.last_error = guard or error
-        e.unconfirmed = e.unconfirmed or e.status == "running"
+        if unconfirmed is not None:
+            e.unconfirmed = unconfirmed
+        e.held_until = (
+            (e.held_until or at.plus(e.batch.opts.pickup_timeout_s))
+            if e.unconfirmed and not guard
+            else None
+        )
         self.move(e, "cancelled" if guard else "queued")
 
     def claim_free(self, b: MBatch) -> int:
@@ -318,14 +345,29 @@ class Model:
         total. Where the model cannot tell whether an entry is due, or which of two comes first,
         every possibility counts."""
         spans = [
-            self.tenant_claims(t, tfree, limit, at)
+            self.tenant_claims(t, t.cap - t.in_flight(), limit, at)
             for t in self.tenants
-            if (tfree := t.cap - t.in_flight()) > 0
+            if sum(b.dialling() for b in t.batches) < t.cap
             and any(b.status == "running" and b.count("queued") for b in t.batches)
         ]
         return min(limit, sum(lo for lo, _ in spans)), min(limit, sum(hi for _, hi in spans))
 
     def tenant_claims(self, t: MTenant, tfree: int, limit: int, at: Stamp) -> tuple[int, int]:
+        """Its entries holding a slot, claimed without a free one, and up to tfree others."""
+        held = [
+            due_at(e, at)
+            for b in t.batches
+            if b.status == "running"
+            for e in b.entries
+            if e.holds_slot()
+        ]
+        held_lo, held_hi = held.count(True), len(held) - held.count(False)
+        if tfree <= 0:
+            return held_lo, held_hi
+        lo, hi = self.free_claims(t, tfree, limit, at)
+        return held_lo + lo, held_hi + hi
+
+    def free_claims(self, t: MTenant, tfree: int, limit: int, at: Stamp) -> tuple[int, int]:
         busy = {
             e.phone for b in t.batches for e in b.entries if e.status in ("running", "dispatched")
         }
@@ -356,6 +398,7 @@ class Model:
             e
             for e in b.entries
             if e.status == "queued"
+            and not e.holds_slot()
             and e.phone not in busy
             and (e.unconfirmed or e.phone not in unconfirmed)
         ]
@@ -835,6 +878,7 @@ class BatchMachine(RuleBasedStateMachine):
         e.attempts += 1
         e.call = c
         e.unconfirmed = False
+        e.held_until = None
         e.last_error = None
         self.m.calls[call_id] = c
         self.m.move(e, "dispatched")
@@ -859,21 +903,32 @@ class BatchMachine(RuleBasedStateMachine):
                 assert call_id is None, f"a gone claim was acknowledged: {e}"
         assert [status for _, status in answers] == [e.status for e, _ in acks]
 
-    @rule(pick=PICK, retryable=st.booleans(), late=rare(4))
-    def mark_dispatch_failed(self, pick: int, retryable: bool, late: bool) -> None:
+    @rule(pick=PICK, retryable=st.booleans(), late=rare(4), unknown=st.booleans())
+    def mark_dispatch_failed(self, pick: int, retryable: bool, late: bool, unknown: bool) -> None:
+        """LiveKit refused the dispatch (no dispatch exists: the slot is given back), or its
+        answer was lost (mark_dispatch_unknown: the entry keeps its slot while it is held)."""
         e = self.pick_entry(pick, late)
         if e is None:
             return
+        error = "livekit timed out" if unknown else "sip 503"
+
+        def call() -> str:
+            if unknown:
+                return self.api.mark_dispatch_unknown(e.id, error)
+            return self.api.mark_dispatch_failed(e.id, error, retryable)
+
         if e.status != "running":  # late: changes nothing, answers the entry's status
             with self.unchanged():
-                assert self.api.mark_dispatch_failed(e.id, "sip 503", retryable) == e.status
+                assert call() == e.status
             return
-        status, at = self.timed(lambda: self.api.mark_dispatch_failed(e.id, "sip 503", retryable))
-        if retryable and e.dispatch_failures < 4:
+        status, at = self.timed(call)
+        # (A hold never runs out within an example: see MEntry.held_until.)
+        if (unknown or retryable) and (e.dispatch_failures < 4 or (unknown and e.held_until)):
             e.due = at.plus(5 * 2**e.dispatch_failures)
-            self.m.requeue(e, "sip 503")
+            self.m.requeue(e, error, at, unconfirmed=unknown)
         else:
-            e.last_error = "sip 503"
+            e.last_error = error
+            e.unconfirmed = unknown
             self.m.move(e, "failed")
         e.dispatch_failures += 1
         assert status == e.status
@@ -967,9 +1022,10 @@ class BatchMachine(RuleBasedStateMachine):
     def do_hang_up(self, room: str, twice: bool = False) -> None:
         self.api.hangup_done(room)
         self.m.hangups[room] = True
-        (c,) = [c for c in self.m.calls.values() if c.room == room]
-        if c.status in LIVE_CALL:
-            self.m.call_ended(c, "cancelled")
+        # (A claim's room has no call log: nothing more to end.)
+        for c in [c for c in self.m.calls.values() if c.room == room]:
+            if c.status in LIVE_CALL:
+                self.m.call_ended(c, "cancelled")
         if twice:  # a repeated acknowledgement changes nothing
             with self.unchanged():
                 self.api.hangup_done(room)
@@ -1019,8 +1075,8 @@ class BatchMachine(RuleBasedStateMachine):
             assert predicted is None or fired == predicted, (
                 f"lease of {eid}: expired {fired}, expected {predicted}"
             )
-            if fired:  # next_attempt_at unchanged
-                m.requeue(m.entries[eid], "lease_expired")
+            if fired:  # next_attempt_at unchanged; LiveKit may have its dispatch
+                m.requeue(m.entries[eid], "lease_expired", at, unconfirmed=True)
                 counts["leases_expired"] += 1
         for cid, predicted in timeouts.items():
             c = m.calls[cid]
@@ -1038,7 +1094,7 @@ class BatchMachine(RuleBasedStateMachine):
                 if e.retry_count < b.opts.max_retries:
                     e.retry_count += 1
                     e.due = at  # the sweep's now(), not p_now
-                    m.requeue(e, "pickup_timeout")  # the guard may cancel it
+                    m.requeue(e, "pickup_timeout", at)  # the guard may cancel it
                 else:
                     e.last_error = "max_retries_exceeded"
                     m.move(e, "failed")
@@ -1099,8 +1155,10 @@ class BatchMachine(RuleBasedStateMachine):
             r["id"]: r
             for r in self.conn.execute(
                 """select id, batch_id, status::text, attempts, retry_count, dispatch_failures,
-                          call_log_id, cancel_requested, last_error,
-                          claimed_by is not null as claimed
+                          call_log_id, cancel_requested, last_error, dispatch_unconfirmed,
+                          claimed_by is not null as claimed,
+                          coalesce(status = 'queued' and dispatch_unconfirmed
+                                   and slot_held_until > now(), false) as holds_slot
                      from batchctl.batch_entries"""
             )
         }
@@ -1116,6 +1174,8 @@ class BatchMachine(RuleBasedStateMachine):
                 "call_log_id": e.call.id if e.call else None,
                 "cancel_requested": e.cancel_requested,
                 "last_error": e.last_error,
+                "dispatch_unconfirmed": e.unconfirmed,
+                "holds_slot": e.holds_slot(),
             }
             actual = {k: r[k] for k in expected}
             assert actual == expected, f"entry {e.id}: database {actual}, model {expected}"

@@ -1,10 +1,14 @@
 """The dispatch loop: claim entries, dispatch each to LiveKit, acknowledge in the database.
 
-Each claimed entry becomes a task: LiveKit dispatch (adopting an existing one for a repeated
-attempt) -> acknowledged through the completer (mark_dispatched_many, together with the other
-tasks' acknowledgements), or mark_dispatch_failed with whether a retry can help. In sip mode
-the task then dials the callee and reports ringing, the answer or the SIP failure.
-The database decides everything else: caps, fairness, retries, what a failure means.
+Each claimed entry becomes a task, so that whatever goes wrong with one entry (a lead that
+cannot be read, an error nobody planned for) ends that entry and nothing else: its lead is
+decoded, LiveKit dispatches it (adopting an existing dispatch for a repeated attempt), and it is
+acknowledged through the completer (mark_dispatched_many, with the other tasks'
+acknowledgements); or mark_dispatch_failed when LiveKit refused, with whether a retry can help;
+or mark_dispatch_unknown when LiveKit may have made the dispatch without our learning so (the
+entry keeps its call slot). In sip mode the task then dials the callee and reports ringing, the
+answer or the SIP failure. The database decides everything else: caps, fairness, retries, what
+a failure means.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from batchctl.daemon.circuit import Circuit
 from batchctl.identifiers import call_log_id
 from batchctl.livekit import (
     LIVEKIT_ERRORS,
+    DispatchUnknown,
     LiveKitGateway,
     describe,
     is_retryable,
     sip_outcome,
 )
-from batchctl.procedures import Ack, AckResult, Claim, Procedures
+from batchctl.procedures import Ack, AckResult, Claim, ClaimRow, Procedures
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +106,7 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], claim: Claim) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], claim: ClaimRow) -> None:
         task = asyncio.create_task(coro, name=f"dispatch {claim.room_name}")
         self._tasks.add(task)
         task.add_done_callback(self._finished)
@@ -113,21 +118,29 @@ class Dispatcher:
             self.wake.set()
         if not task.cancelled() and (exc := task.exception()) is not None:
             # Even recording the failure failed (the database is away): the entry stays
-            # claimed; its lease brings it back and the next claim adopts whatever LiveKit
-            # already has.
+            # claimed; its lease brings it back, holding its slot, and the next claim adopts
+            # whatever LiveKit already has.
             log.error("%s failed", task.get_name(), exc_info=exc)
 
-    async def dispatch(self, claim: Claim) -> None:
+    async def dispatch(self, row: ClaimRow) -> None:
+        try:
+            claim = row.decode()
+        except (ValueError, RecursionError) as exc:
+            # Nothing was sent, and no retry can read it better: the entry fails, alone.
+            log.error("entry %s: its lead data cannot be read: %s", row.entry_id, exc)
+            error = f"lead data cannot be read: {type(exc).__name__}: {exc}"[:300]
+            await self.procedures.mark_dispatch_failed(row.entry_id, error, False)
+            return
         try:
             await self._dispatch(claim)
         except Exception as exc:
-            # An error nobody planned for (a bug, a reply that cannot be decoded) counts as a
-            # retryable dispatch failure: the entry's five failures bound it, where its lease
-            # alone would bring it back forever. The re-queue marks it dispatch_unconfirmed, so
-            # its re-claim adopts a dispatch LiveKit may have made. (A no-op once acknowledged.)
+            # An error nobody planned for (a bug, a reply that cannot be decoded): LiveKit may
+            # have made the dispatch, so the entry keeps its slot and its re-claim looks for
+            # the room; its failures are counted, so it ends instead of coming back with every
+            # lease. (A no-op once acknowledged.)
             log.exception("dispatch of %s failed unexpectedly", claim.room_name)
             error = f"dispatch failed unexpectedly: {type(exc).__name__}: {exc}"[:300]
-            await self.procedures.mark_dispatch_failed(claim.entry_id, error, True)
+            await self.procedures.mark_dispatch_unknown(claim.entry_id, error)
 
     async def _dispatch(self, claim: Claim) -> None:
         room = claim.room_name
@@ -137,6 +150,12 @@ class Dispatcher:
             dispatched = await self.gateway.dispatch(
                 room, agent, metadata, may_exist=claim.dispatch_unconfirmed
             )
+        except DispatchUnknown as exc:
+            if exc.__cause__ is not None and is_retryable(exc.__cause__):
+                self.circuit.trip(describe(exc.__cause__))
+            status = await self.procedures.mark_dispatch_unknown(claim.entry_id, str(exc))
+            log.warning("dispatch of %s unconfirmed (%s): entry %s, slot kept", room, exc, status)
+            return
         except LIVEKIT_ERRORS as exc:
             if is_retryable(exc):
                 self.circuit.trip(describe(exc))
