@@ -89,6 +89,7 @@ class AckResult:
 
     call_log_id: UUID | None  # None: the claim is gone, hang the room up
     status: str | None  # the entry's status after; None: no such entry
+    error: str | None  # why it was not acknowledged (a room not the claimed attempt's)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,14 @@ class StatusReport:
     call_log_id: UUID
     status: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """One row of batchctl.report_call_statuses."""
+
+    status: str | None  # the entry's status after; None: no such call log
+    error: str | None  # why the report was not applied ("call log not found", a bad field)
 
 
 @dataclass(frozen=True)
@@ -158,7 +167,7 @@ class Procedures:
 
     async def mark_dispatched_many(self, acks: list[Ack]) -> list[AckResult]:
         rows = await self._rows(
-            "SELECT call_log_id, status FROM batchctl.mark_dispatched_many(%s, %s, %s)",
+            "SELECT call_log_id, status, error FROM batchctl.mark_dispatched_many(%s, %s, %s)",
             [a.entry_id for a in acks],
             [a.room_name for a in acks],
             [a.dispatch_id for a in acks],
@@ -183,15 +192,15 @@ class Procedures:
             json.dumps(detail or {}),
         )
 
-    async def report_call_statuses(self, reports: list[StatusReport]) -> list[str | None]:
-        """Each report's entry status after; None for a call log that is not batchctl's."""
+    async def report_call_statuses(self, reports: list[StatusReport]) -> list[ReportResult]:
+        """Each report's entry status after, and why it was not applied if it was not."""
         rows = await self._rows(
-            "SELECT status FROM batchctl.report_call_statuses(%s, %s, %s::jsonb[])",
+            "SELECT status, error FROM batchctl.report_call_statuses(%s, %s, %s::jsonb[])",
             [r.call_log_id for r in reports],
             [r.status for r in reports],
             [json.dumps(r.detail) for r in reports],
         )
-        return [row["status"] for row in rows]
+        return [ReportResult(**row) for row in rows]
 
     async def claim_hangups(self, worker: str, limit: int) -> list[HangupRequest]:
         rows = await self._rows("SELECT * FROM batchctl.claim_hangups(%s, %s)", worker, limit)

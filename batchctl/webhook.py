@@ -30,7 +30,7 @@ from batchctl.completer import Completer
 from batchctl.config import LiveKitCredentials
 from batchctl.daemon.loop import wait_for_any
 from batchctl.identifiers import call_log_id
-from batchctl.procedures import Procedures, StatusReport
+from batchctl.procedures import Procedures, ReportResult, StatusReport
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ class Webhooks:
         self, procedures: Procedures, credentials: LiveKitCredentials, *, grace: float = 15.0
     ) -> None:
         self.procedures = procedures
-        # An unknown call log (a room that is not batchctl's) is answered None and ignored.
-        self.reports: Completer[StatusReport, str | None] = Completer(
+        self.reports: Completer[StatusReport, ReportResult] = Completer(
             procedures.report_call_statuses
         )
         self.grace = grace
@@ -99,15 +98,21 @@ class Webhooks:
         elif event.event == "participant_joined":
             status = LIVE_CALL_STATUS.get(participant.attributes.get(CALL_STATUS_ATTRIBUTE, ""))
             if status:
-                await self.reports.submit(StatusReport(call_log_id(room), status))
+                await self._report(room, StatusReport(call_log_id(room), status))
         elif event.event == "participant_left":
             reason = _disconnect_reason(participant.disconnect_reason)
             outcome = LEFT_BECAUSE.get(participant.disconnect_reason)
             self._defer(
-                self.reports.submit(StatusReport(call_log_id(room), outcome, {"error": reason}))
+                self._report(room, StatusReport(call_log_id(room), outcome, {"error": reason}))
                 if outcome
                 else self.procedures.room_call_over(room, f"callee left: {reason}")
             )
+
+    async def _report(self, room: str, report: StatusReport) -> None:
+        result = await self.reports.submit(report)
+        # A room that is not batchctl's has no call log: nothing to say about it.
+        if result.error and result.status is not None:
+            log.warning("room %s: report %r refused: %s", room, report.status, result.error)
 
     async def close(self) -> None:
         """Applies the deferred events now: a coarser outcome is better than none."""

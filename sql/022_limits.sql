@@ -22,6 +22,12 @@ CREATE OR REPLACE FUNCTION batchctl.max_detail_bytes()
 RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN 1048576;
 
+-- The longest call a report may state (detail.duration_seconds): a week, the longest
+-- ongoing_timeout_s a batch may set.
+CREATE OR REPLACE FUNCTION batchctl.max_call_seconds()
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 604800;
+
 -- Short text: lead names and ids, reasons, errors, worker and agent names.
 CREATE OR REPLACE FUNCTION batchctl.max_text_length()
 RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE

@@ -52,7 +52,7 @@ BEGIN
     END IF;
     INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason)
     SELECT n.tenant_id, n.batch_id, 'call', n.id, o.status, n.status,
-           concat_ws(': ', current_reason(), n.detail ->> 'error')
+           concat_ws(': ', current_reason(), left(n.detail ->> 'error', max_text_length()))
       FROM old_calls o JOIN new_calls n USING (id)
      WHERE o.status <> n.status;
 
@@ -71,7 +71,7 @@ BEGIN
            last_error = CASE
                WHEN r.retry THEN 'retry after ' || n.status
                WHEN entry_status_for_call(n.status) = 'failed'
-                   THEN coalesce(n.detail ->> 'error', n.status::text)
+                   THEN coalesce(left(n.detail ->> 'error', max_text_length()), n.status::text)
            END,
            claimed_by = NULL,
            updated_at = now()

@@ -170,18 +170,17 @@ $$;
 -- completer flushes what its dispatches finished meanwhile): one transaction, one counter update
 -- per batch, one event insert for all. For each input, in input order: the call log id (created
 -- in_queue, the attempt advanced; the same id again for a repeated acknowledgement of the same
--- room) and the entry's status after. A null call_log_id means the claim is gone (lease expired
--- and re-queued, or the entry was cancelled): the caller must hang that room up; a null status
--- too means there is no such entry. A room that is not the claimed attempt's is BC001 and
--- changes nothing.
+-- room), the entry's status after, and what was wrong with the acknowledgement. A null
+-- call_log_id means the claim is gone (lease expired and re-queued, or the entry was
+-- cancelled): the caller must hang that room up; a null status too means there is no such
+-- entry. A room that is not the claimed attempt's is not acknowledged (error says so, as
+-- mark_dispatched's BC001 would); the others are, whatever one of them is wrong.
 CREATE OR REPLACE FUNCTION batchctl.mark_dispatched_many(
     p_entry_ids uuid[], p_room_names text[], p_dispatch_ids text[] DEFAULT NULL)
-RETURNS TABLE (entry_id uuid, call_log_id uuid, status text)
+RETURNS TABLE (entry_id uuid, call_log_id uuid, status text, error text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_bad record;
 BEGIN
     PERFORM check_parallel_arrays('p_room_names, p_dispatch_ids', 'entry id', cardinality(p_entry_ids),
                                   cardinality(p_room_names), cardinality(p_dispatch_ids));
@@ -189,23 +188,12 @@ BEGIN
     -- read below cannot change before they are updated.
     PERFORM lock_batches(ARRAY(SELECT DISTINCT e.batch_id FROM batch_entries e WHERE e.id = ANY (p_entry_ids)));
 
-    SELECT i.ord, i.room_name, e.id, room_name(e.id, e.attempts + 1) AS expected INTO v_bad
-      FROM unnest(p_entry_ids, p_room_names) WITH ORDINALITY AS i (entry_id, room_name, ord)
-      JOIN batch_entries e ON e.id = i.entry_id
-     WHERE e.status = 'running' AND i.room_name IS DISTINCT FROM room_name(e.id, e.attempts + 1)
-     ORDER BY i.ord
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'p_room_names[%]: % is not the claimed attempt''s room % (entry %)',
-            v_bad.ord, coalesce(v_bad.room_name, 'null'), v_bad.expected, v_bad.id USING ERRCODE = 'BC001';
-    END IF;
-
     PERFORM set_reason('mark_dispatched');
     WITH claimed AS (
         SELECT DISTINCT ON (e.id) e.id, e.tenant_id, e.batch_id, e.attempts, i.room_name, i.dispatch_id
           FROM unnest(p_entry_ids, p_room_names, p_dispatch_ids) AS i (entry_id, room_name, dispatch_id)
           JOIN batch_entries e ON e.id = i.entry_id
-         WHERE e.status = 'running'
+         WHERE e.status = 'running' AND i.room_name = room_name(e.id, e.attempts + 1)
          ORDER BY e.id
     ), logged AS (
         INSERT INTO call_logs (id, tenant_id, batch_id, entry_id, attempt, room_name, dispatch_id)
@@ -222,7 +210,11 @@ BEGIN
      WHERE e.id = l.entry_id AND e.tenant_id = l.tenant_id;
 
     RETURN QUERY
-    SELECT i.entry_id, c.id, e.status::text
+    SELECT i.entry_id, c.id, e.status::text,
+           CASE WHEN e.status = 'running' THEN
+               format('room %s is not the claimed attempt''s room %s', coalesce(i.room_name, 'null'),
+                      room_name(e.id, e.attempts + 1))
+           END
       FROM unnest(p_entry_ids, p_room_names) WITH ORDINALITY AS i (entry_id, room_name, ord)
       LEFT JOIN batch_entries e ON e.id = i.entry_id
       LEFT JOIN call_logs c ON e.status = 'dispatched' AND c.id = e.call_log_id
@@ -373,44 +365,49 @@ RETURN CASE
                                pg_catalog.array_to_string(pg_catalog.enum_range(NULL::batchctl.call_status)::text[], ', '))
     WHEN pg_catalog.jsonb_typeof(coalesce(p_detail, '{}')) <> 'object'
         THEN pg_catalog.format('detail: expected a JSON object, got %s', pg_catalog.jsonb_typeof(p_detail))
-    WHEN p_detail ? 'duration_seconds' AND pg_catalog.jsonb_typeof(p_detail -> 'duration_seconds') <> 'number'
-        THEN pg_catalog.format('detail.duration_seconds: expected a number, got %s', p_detail -> 'duration_seconds')
+    WHEN batchctl.json_problem(p_detail, batchctl.max_detail_bytes()) IS NOT NULL
+        THEN 'detail: ' || batchctl.json_problem(p_detail, batchctl.max_detail_bytes())
+    WHEN p_detail ? 'duration_seconds'
+         AND (pg_catalog.jsonb_typeof(p_detail -> 'duration_seconds') <> 'number'
+              OR (p_detail ->> 'duration_seconds')::numeric NOT BETWEEN 0 AND batchctl.max_call_seconds())
+        THEN pg_catalog.format('detail.duration_seconds: expected a number of seconds from 0 to %s, got %s',
+                               batchctl.max_call_seconds(), p_detail -> 'duration_seconds')
 END;
 
 -- Many voice-worker reports in one transaction (a completer flushing what arrived meanwhile:
 -- the webhook receiver's, or a worker fleet's). Each report means what report_call_status says.
 -- Reports of one call apply in input order, reports of different calls side by side: a round
 -- takes each call's next report (usually one round does all). Returns, per input in order, the
--- call log id and its entry's status after; a null status means no such call log (the others
--- still apply). A malformed report is BC001 naming it, and changes nothing.
+-- call log id, its entry's status after, and why the report was not applied: what is wrong
+-- with it (as report_call_status's BC001 would say), or 'call log not found' (status null).
+-- A bad report never costs the others theirs: each valid one is applied.
 CREATE OR REPLACE FUNCTION batchctl.report_call_statuses(
     p_call_log_ids uuid[], p_statuses text[], p_details jsonb[] DEFAULT NULL)
-RETURNS TABLE (call_log_id uuid, status text)
+RETURNS TABLE (call_log_id uuid, status text, error text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_bad integer;
+    v_problems text[];  -- per report, what is wrong with it, or null
     v_rounds integer;
 BEGIN
     PERFORM check_parallel_arrays('p_statuses, p_details', 'call log id', cardinality(p_call_log_ids),
                                   cardinality(p_statuses), cardinality(p_details));
-    -- The first malformed report, and how many rounds: the most reports of one call.
-    SELECT min(r.ord) FILTER (WHERE call_report_problem(r.status, r.detail) IS NOT NULL), max(r.nth)
-      INTO v_bad, v_rounds
-      FROM (SELECT r.*, row_number() OVER (PARTITION BY r.id ORDER BY r.ord) AS nth
-              FROM unnest(p_call_log_ids, p_statuses, p_details) WITH ORDINALITY AS r (id, status, detail, ord)) r;
-    IF v_bad IS NOT NULL THEN
-        RAISE EXCEPTION 'report % (call log %): %', v_bad, p_call_log_ids[v_bad],
-            call_report_problem(p_statuses[v_bad], p_details[v_bad]) USING ERRCODE = 'BC001';
-    END IF;
+    SELECT array_agg(call_report_problem(r.status, r.detail) ORDER BY r.ord) INTO v_problems
+      FROM unnest(p_statuses, p_details) WITH ORDINALITY AS r (status, detail, ord);
+    -- How many rounds: the most valid reports of one call.
+    SELECT max(r.nth) INTO v_rounds
+      FROM (SELECT row_number() OVER (PARTITION BY r.id ORDER BY r.ord) AS nth
+              FROM unnest(p_call_log_ids) WITH ORDINALITY AS r (id, ord)
+             WHERE v_problems[r.ord] IS NULL) r;
 
     -- A final report moves its entry and the batch's counters: lock those batches first.
+    -- (The CASEs keep a malformed status from ever being cast.)
     PERFORM lock_batches(ARRAY(
         SELECT DISTINCT c.batch_id
-          FROM unnest(p_call_log_ids, p_statuses) AS r (id, status)
+          FROM unnest(p_call_log_ids, p_statuses) WITH ORDINALITY AS r (id, status, ord)
           JOIN call_logs c ON c.id = r.id
-         WHERE is_terminal(r.status::call_status)));
+         WHERE CASE WHEN v_problems[r.ord] IS NULL THEN is_terminal(r.status::call_status) END));
     PERFORM FROM call_logs c WHERE c.id = ANY (p_call_log_ids) ORDER BY c.id FOR UPDATE;
 
     PERFORM set_reason('report_call_status');
@@ -420,9 +417,11 @@ BEGIN
         WITH this_round AS (
             SELECT c.id, c.tenant_id, c.batch_id, c.status AS from_status, r.status, r.detail,
                    call_transition_allowed(c.status, r.status) AS allowed
-              FROM (SELECT r.id, r.status::call_status AS status, coalesce(r.detail, '{}') AS detail,
+              FROM (SELECT r.id, coalesce(r.detail, '{}') AS detail,
+                           CASE WHEN v_problems[r.ord] IS NULL THEN r.status::call_status END AS status,
                            row_number() OVER (PARTITION BY r.id ORDER BY r.ord) AS nth
                       FROM unnest(p_call_log_ids, p_statuses, p_details) WITH ORDINALITY AS r (id, status, detail, ord)
+                     WHERE v_problems[r.ord] IS NULL
                    ) r
               JOIN call_logs c ON c.id = r.id
              WHERE r.nth = v_round
@@ -440,7 +439,8 @@ BEGIN
     END LOOP;
 
     RETURN QUERY
-    SELECT r.id, e.status::text
+    SELECT r.id, e.status::text,
+           coalesce(v_problems[r.ord], CASE WHEN c.id IS NULL THEN 'call log not found' END)
       FROM unnest(p_call_log_ids) WITH ORDINALITY AS r (id, ord)
       LEFT JOIN call_logs c ON c.id = r.id
       LEFT JOIN batch_entries e ON e.id = c.entry_id AND e.tenant_id = c.tenant_id

@@ -167,7 +167,12 @@ class Dispatcher:
         ack = await self.acks.submit(Ack(claim.entry_id, room, dispatched.dispatch_id))
         if ack.call_log_id is None:
             # Cancelled, or re-queued after our lease ran out: nobody will follow this call.
-            log.info("claim of %s is gone (entry %s): hanging up", room, ack.status or "deleted")
+            log.info(
+                "claim of %s is gone (entry %s%s): hanging up",
+                room,
+                ack.status or "deleted",
+                f", {ack.error}" if ack.error else "",
+            )
             await self._hang_up_orphan(room)
             return
         call = ack.call_log_id
