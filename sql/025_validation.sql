@@ -14,23 +14,40 @@ RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$ SELECT p_address ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' $$;
 
--- An IANA zone name (Europe/Berlin, UTC, Etc/GMT+3). The pattern turns away the POSIX
--- offset strings PostgreSQL would also accept ('UTC+99', 'Foo+3'); the conversion turns away
--- names that merely look right.
-CREATE OR REPLACE FUNCTION batchctl.is_valid_timezone(p_tz text)
-RETURNS boolean LANGUAGE plpgsql STABLE
+-- Time zones: exactly the names of pg_timezone_names, PostgreSQL's copy of the IANA tz database
+-- (Europe/Berlin, UTC, Etc/GMT-14 .. Etc/GMT+12, and its legacy names such as EST5EDT), spelt
+-- as it spells them. PostgreSQL itself also reads abbreviations (PST, IST, Z, UT), POSIX
+-- strings ('FOO5BAR', 'UTC+99', 'Etc/GMT-99' as 99 hours east) and any capitalisation as
+-- zones; those are refused.
+--
+-- The verdict on every distinct name in p_zones (nulls left out): valid, or else the name's
+-- right spelling when it differs only in case or surrounding blanks (suggestion; null when
+-- there is none). pg_timezone_names reads every zone file (about 10 ms), so it is read once per
+-- call, however many names are asked about, and not at all when p_zones names none.
+CREATE OR REPLACE FUNCTION batchctl.timezone_verdicts(p_zones text[])
+RETURNS TABLE (tz text, valid boolean, suggestion text) LANGUAGE plpgsql STABLE
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF p_tz IS NULL OR p_tz !~ '^[A-Za-z][A-Za-z0-9_]*(/[A-Za-z0-9_+-]+)*$' THEN
-        RETURN false;
+    IF NOT EXISTS (SELECT FROM unnest(p_zones) g (name) WHERE g.name IS NOT NULL) THEN
+        RETURN;
     END IF;
-    PERFORM now() AT TIME ZONE p_tz;
-    RETURN true;
-EXCEPTION WHEN invalid_parameter_value THEN
-    RETURN false;
+    RETURN QUERY
+        WITH names AS MATERIALIZED (SELECT n.name FROM pg_timezone_names n),
+             given AS (SELECT DISTINCT g.name FROM unnest(p_zones) g (name) WHERE g.name IS NOT NULL)
+        SELECT g.name, exact.name IS NOT NULL,
+               CASE WHEN exact.name IS NULL
+                    THEN (SELECT min(n.name) FROM names n WHERE lower(n.name) = lower(btrim(g.name))) END
+          FROM given g
+          LEFT JOIN names exact ON exact.name = g.name;
 END
 $$;
+
+-- One name (create_tenant); a list is checked with timezone_verdicts, in one read.
+CREATE OR REPLACE FUNCTION batchctl.is_valid_timezone(p_tz text)
+RETURNS boolean LANGUAGE sql STABLE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$ SELECT coalesce((SELECT v.valid FROM timezone_verdicts(ARRAY[p_tz]) v), false) $$;
 
 -- The call statuses a retry may be asked for: outcomes where another try can succeed.
 CREATE OR REPLACE FUNCTION batchctl.retryable_outcomes()

@@ -112,11 +112,11 @@ BEGIN
               SELECT min(key) AS unknown FROM jsonb_object_keys(CASE WHEN jsonb_typeof(e) = 'object' THEN e ELSE '{}' END) key
                WHERE key NOT IN ('to_phone', 'lead_name', 'lead_id', 'context', 'timezone')
           ) k ON true
-          -- Each distinct zone is checked once, not once per row.
+          -- The distinct zones, checked in one read of pg_timezone_names.
           LEFT JOIN (
-              SELECT z.tz, is_valid_timezone(z.tz) AS valid
-                FROM (SELECT DISTINCT e ->> 'timezone' AS tz FROM input
-                       WHERE jsonb_typeof(e) = 'object' AND jsonb_typeof(e -> 'timezone') = 'string') z
+              SELECT z.tz, z.valid, z.suggestion
+                FROM timezone_verdicts(ARRAY(SELECT DISTINCT e ->> 'timezone' FROM input
+                       WHERE jsonb_typeof(e) = 'object' AND jsonb_typeof(e -> 'timezone') = 'string')) z
           ) tz ON jsonb_typeof(e) = 'object' AND tz.tz = e ->> 'timezone'
     )
     SELECT array_agg(format('entries[%s]: %s', idx, problem) ORDER BY idx) INTO v_errors
@@ -213,9 +213,9 @@ BEGIN
                 THEN format('unknown timezone %s (use an IANA name such as Europe/Berlin)', to_jsonb(x.timezone))
             END AS problem
           FROM unnest(p_entries) WITH ORDINALITY AS x (to_phone, lead_name, lead_id, context, timezone, ord)
-          -- Each distinct zone is checked once, not once per row.
-          LEFT JOIN (SELECT z.tz, is_valid_timezone(z.tz) AS valid
-                       FROM (SELECT DISTINCT u.timezone AS tz FROM unnest(p_entries) u) z) tz
+          -- The distinct zones, checked in one read of pg_timezone_names.
+          LEFT JOIN (SELECT z.tz, z.valid, z.suggestion
+                       FROM timezone_verdicts(ARRAY(SELECT DISTINCT u.timezone FROM unnest(p_entries) u)) z) tz
                  ON tz.tz = x.timezone
     )
     SELECT array_agg(format('entries[%s]: %s', idx, problem) ORDER BY idx) INTO v_errors

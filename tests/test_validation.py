@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from checks import all_rows, rejected
+from clitools import invoke
 from invariants import assert_invariants
 from sqlapi import SqlApi, phones
 
@@ -599,3 +602,128 @@ def test_timestamps_are_normalised(conn: Any, api: SqlApi, tenant: uuid.UUID) ->
         (batch,),
     ).fetchone()
     assert row == {"s": True, "e": True, "status": "pending"}
+
+
+# --- time zones: the names of the tz database, spelt as it spells them -------------------------
+
+# Abbreviations, POSIX strings and offsets PostgreSQL also reads as zones, and a misspelling.
+NOT_ZONES = ["PST", "IST", "Z", "UT", "Etc/GMT-99", "FOO5BAR", "UTC+3", "+02:00", "europe/berlin"]
+
+
+def _bad_zone_entries(tz: str) -> list[dict[str, Any]]:
+    return [*phones(1, start=60), {"to_phone": "+14155550161", "timezone": tz}]
+
+
+@pytest.mark.parametrize("tz", NOT_ZONES)
+def test_zone_not_in_the_tz_database_is_refused_for_a_tenant(
+    conn: Any, api: SqlApi, tenant: uuid.UUID, tz: str
+) -> None:
+    """create_tenant (and so `batchctl tenant create --timezone`) takes tz database names only."""
+    rejected(conn, "BC001", lambda: api.create_tenant("x", 3, tz), "p_timezone", f'"{tz}"')
+
+
+@pytest.mark.parametrize("tz", NOT_ZONES)
+def test_zone_not_in_the_tz_database_is_refused_for_entries(
+    conn: Any, api: SqlApi, tenant: uuid.UUID, tz: str
+) -> None:
+    """An entry's zone must be a tz database name: create_batch, create_batch_from_rows and
+    add_entries name the entry and the zone, and change nothing."""
+    entries = _bad_zone_entries(tz)
+    for create in (api.create_batch, api.create_batch_from_rows):
+        msg = rejected(
+            conn, "BC001", lambda create=create: create(tenant, entries), "1 of 2", "entries[1]"
+        )
+        assert "unknown timezone" in msg and tz in msg, msg
+    batch = api.create_batch_from_rows(tenant, phones(1), {"autostart": False})
+    msg = rejected(conn, "BC001", lambda: api.add_entries(tenant, batch, entries), "entries[1]")
+    assert tz in msg, msg
+
+
+def test_every_tz_database_name_is_taken_in_one_read(
+    conn: Any, api: SqlApi, tenant: uuid.UUID
+) -> None:
+    """Every name of pg_timezone_names is a valid zone for entries and tenants (Etc/GMT-14 and
+    Etc/GMT+12 are the extremes). A list is judged in one read of pg_timezone_names, which is
+    slow (it opens every zone file): a batch naming each of the ~600 zones costs a small
+    multiple of one read, not one read per zone."""
+    names = [r["name"] for r in conn.execute("select name from pg_timezone_names order by name")]
+    assert {"UTC", "Etc/GMT-14", "Etc/GMT+12", "Europe/Berlin"} <= set(names)
+    for tz in ("Etc/GMT-14", "Etc/GMT+12", "EST5EDT"):
+        api.create_tenant(f"tenant in {tz}", 1, tz)
+
+    def seconds(run: Callable[[], Any]) -> float:
+        started = time.perf_counter()
+        run()
+        return time.perf_counter() - started
+
+    one_read = min(
+        seconds(lambda: conn.execute("select count(*) from pg_timezone_names")) for _ in range(3)
+    )
+    entries = [{"to_phone": f"+1415556{i:04d}", "timezone": tz} for i, tz in enumerate(names)]
+    batch: list[uuid.UUID] = []
+    took = seconds(lambda: batch.append(api.create_batch(tenant, entries, {"autostart": False})))
+    assert api.batch_status(tenant, batch[0])["total"] == len(names)
+    more = [{**e, "to_phone": e["to_phone"].replace("+1415556", "+1415557")} for e in entries]
+    took_add = seconds(lambda: api.add_entries(tenant, batch[0], more))
+    # One read per zone would be hundreds of reads.
+    assert took < 0.5 + 40 * one_read and took_add < 0.5 + 40 * one_read, (took, took_add, one_read)
+
+
+def test_timezone_verdicts_suggest_the_right_spelling(conn: Any) -> None:
+    """A name that differs from a tz database name only in case (or surrounding blanks) gets the
+    right spelling as a suggestion; nulls and duplicates are left out; no names, no read."""
+    rows = conn.execute(
+        """select tz, valid, suggestion from batchctl.timezone_verdicts(
+               array['europe/berlin', 'Europe/Berlin', 'UTC ', 'PST', null, 'PST']) order by tz"""
+    ).fetchall()
+    assert [tuple(r.values()) for r in rows] == [
+        ("Europe/Berlin", True, None),
+        ("PST", False, None),
+        ("UTC ", False, "UTC"),
+        ("europe/berlin", False, "Europe/Berlin"),
+    ]
+    assert conn.execute(
+        "select count(*) as n from batchctl.timezone_verdicts('{}')"
+    ).fetchone() == {"n": 0}
+    assert conn.execute(
+        "select count(*) as n from batchctl.timezone_verdicts(null)"
+    ).fetchone() == {"n": 0}
+    checks = conn.execute(
+        """select batchctl.is_valid_timezone('UTC') as utc,
+                  batchctl.is_valid_timezone('utc') as lower,
+                  batchctl.is_valid_timezone(null) as null"""
+    ).fetchone()
+    assert checks == {"utc": True, "lower": False, "null": False}
+
+
+def test_csv_zones_follow_the_database_rule(
+    db_url: str, conn: Any, api: SqlApi, tmp_path: Path
+) -> None:
+    """`batchctl batch create`: a row's zone outside the tz database is a bad row (its line and
+    column named, a misspelling with the right spelling); a number's own zone still applies
+    to the rows that name none; `tenant create --timezone` refuses the same names."""
+    api.create_tenant("csv", 5, "Europe/Berlin")
+    rows = ["phone,timezone", "+12125550100,", "+14155550101,America/Chicago"]
+    rows += [f"+1415555{102 + i:04d},{tz}" for i, tz in enumerate(NOT_ZONES)]
+    csv = tmp_path / "leads.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    result = invoke(db_url, "batch", "create", "csv", "--csv", str(csv))
+    assert result.exit_code != 0
+    for line, tz in enumerate(NOT_ZONES, start=4):
+        assert f'line {line}, column timezone: unknown time zone "{tz}"' in result.output, tz
+    assert '"europe/berlin" (did you mean Europe/Berlin?)' in result.output
+    assert '"PST" (an IANA name such as Europe/Berlin)' in result.output
+    assert conn.execute("select count(*) as n from batchctl.batches").fetchone() == {"n": 0}
+
+    result = invoke(db_url, "batch", "create", "csv", "--csv", str(csv), "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    zones = conn.execute(
+        "select to_phone, timezone from batchctl.batch_entries order by entry_index"
+    ).fetchall()
+    assert [tuple(r.values()) for r in zones] == [
+        ("+12125550100", "America/New_York"),  # the number's own zone
+        ("+14155550101", "America/Chicago"),
+    ]
+    for tz in ("PST", "Etc/GMT-99"):
+        result = invoke(db_url, "tenant", "create", f"t-{tz}", "--timezone", tz)
+        assert result.exit_code != 0 and "p_timezone" in result.output, result.output

@@ -25,6 +25,7 @@ from batchctl.leads.rows import Lead
 
 STAGE = "pg_temp.batchctl_csv_leads"
 CHUNK_ROWS = 5_000  # leads per COPY and per create/add call
+IANA_EXAMPLE = "an IANA name such as Europe/Berlin"
 
 
 class InvalidRows(ValueError):
@@ -56,28 +57,70 @@ def open_stage(conn: psycopg.Connection[Any]) -> None:
     )
 
 
-def stage_leads(conn: psycopg.Connection[Any], leads: Iterable[Lead | Problem]) -> Staged:
+class ZoneVerdicts:
+    """The database's verdicts on time-zone names (``batchctl.timezone_verdicts``, the rule
+    create_batch and add_entries apply), asked once per name for a whole import: the server
+    reads its zone list for each question (about 10 ms), and a file names few zones."""
+
+    def __init__(self) -> None:
+        self._problems: dict[str, str | None] = {}  # name -> what is wrong with it, or None
+
+    def judge(self, conn: psycopg.Connection[Any], names: Iterable[str]) -> None:
+        """Asks the database about the names not judged yet."""
+        new = sorted(set(names) - self._problems.keys())
+        if not new:
+            return
+        for name, valid, suggestion in conn.execute(
+            "SELECT tz, valid, suggestion FROM batchctl.timezone_verdicts(%s::text[])", (new,)
+        ):
+            hint = f"did you mean {suggestion}?" if suggestion else IANA_EXAMPLE
+            self._problems[name] = None if valid else f'unknown time zone "{name}" ({hint})'
+
+    def problem(self, name: str) -> str | None:
+        """What is wrong with a judged name, or None when the database takes it."""
+        return self._problems[name]
+
+
+def stage_leads(
+    conn: psycopg.Connection[Any],
+    leads: Iterable[Lead | Problem],
+    zones: ZoneVerdicts | None = None,
+) -> Staged:
     """Copies the valid leads into the stage (see open_stage) and collects the problems, the
-    database's time-zone verdicts on the rows staged included, in line order."""
+    database's time-zone verdicts on the rows staged included, in line order. A number's own
+    zone that the database does not take is dropped (the tenant's zone then applies). ``zones``
+    keeps the verdicts from one call to the next."""
+    zones = ZoneVerdicts() if zones is None else zones
     staged = Staged()
+    row_zones: set[str] = set()
+    number_zones: set[str] = set()
     columns = "line, to_phone, lead_name, lead_id, context, timezone, number_timezone"
     with conn.cursor().copy(f"COPY {STAGE} ({columns}) FROM STDIN") as copy:
         for item in leads:
             staged.rows += 1
             if isinstance(item, Problem):
                 staged.problems.append(item)
-            else:
-                copy.write_row(item.copy_row())
-    # MATERIALIZED: each distinct zone is checked once, not once per row.
-    bad_zones = conn.execute(
-        f"""WITH zones AS MATERIALIZED (SELECT DISTINCT timezone AS tz FROM {STAGE})
-            SELECT s.line, s.timezone FROM {STAGE} s
-             WHERE s.timezone IN (SELECT tz FROM zones WHERE NOT batchctl.is_valid_timezone(tz))"""
-    ).fetchall()
-    staged.problems += [
-        Problem(line, "timezone", f'unknown time zone "{tz}" (an IANA name such as Europe/Berlin)')
-        for line, tz in bad_zones
-    ]
+                continue
+            copy.write_row(item.copy_row())
+            if item.timezone is not None:
+                row_zones.add(item.timezone)
+            if item.number_timezone is not None:
+                number_zones.add(item.number_timezone)
+    zones.judge(conn, row_zones | number_zones)
+    bad = {name: problem for name in row_zones if (problem := zones.problem(name))}
+    if bad:
+        lines = conn.execute(
+            f"SELECT line, timezone FROM {STAGE} WHERE timezone IN (SELECT unnest(%s::text[]))",
+            (list(bad),),
+        )
+        staged.problems += [Problem(line, "timezone", bad[tz]) for line, tz in lines]
+    unknown = [name for name in number_zones if zones.problem(name)]
+    if unknown:
+        conn.execute(
+            f"UPDATE {STAGE} SET number_timezone = NULL"
+            " WHERE number_timezone IN (SELECT unnest(%s::text[]))",
+            (unknown,),
+        )
     staged.problems.sort(key=lambda p: p.line)
     return staged
 
@@ -90,14 +133,12 @@ def drop_staged(conn: psycopg.Connection[Any], problems: list[Problem]) -> None:
 
 
 # The staged leads as p_entries, in line order. A row without a zone of its own gets its
-# number's, when the database knows that zone; else the tenant's applies.
+# number's (stage_leads kept it only if the database takes it); else the tenant's applies.
 STAGED_ENTRIES = f"""(
     SELECT array_agg(ROW(s.to_phone, s.lead_name, s.lead_id, s.context,
-                         coalesce(s.timezone, z.tz))::batchctl.new_entry ORDER BY s.line)
-      FROM {STAGE} s
-      LEFT JOIN (SELECT tz FROM zones WHERE batchctl.is_valid_timezone(tz)) z
-             ON z.tz = s.number_timezone)"""
-NUMBER_ZONES = f"WITH zones AS MATERIALIZED (SELECT DISTINCT number_timezone AS tz FROM {STAGE})"
+                         coalesce(s.timezone, s.number_timezone))::batchctl.new_entry
+                     ORDER BY s.line)
+      FROM {STAGE} s)"""
 
 
 def create_batch_from_stage(
@@ -105,7 +146,7 @@ def create_batch_from_stage(
 ) -> UUID:
     """``create_batch_from_rows`` with the staged leads."""
     row = conn.execute(
-        f"{NUMBER_ZONES} SELECT batchctl.create_batch_from_rows(%s, {STAGED_ENTRIES}, %s::jsonb)",
+        f"SELECT batchctl.create_batch_from_rows(%s, {STAGED_ENTRIES}, %s::jsonb)",
         (tenant_id, json.dumps(options)),
     ).fetchone()
     assert row is not None
@@ -115,7 +156,7 @@ def create_batch_from_stage(
 def add_staged(conn: psycopg.Connection[Any], tenant_id: UUID, batch_id: UUID) -> None:
     """``add_entries`` with the staged leads."""
     conn.execute(
-        f"{NUMBER_ZONES} SELECT batchctl.add_entries(%s, %s, {STAGED_ENTRIES})",
+        f"SELECT batchctl.add_entries(%s, %s, {STAGED_ENTRIES})",
         (tenant_id, batch_id),
     )
 
@@ -133,9 +174,10 @@ def import_batch(
     with conn.transaction():
         open_stage(conn)
         read = Staged()
+        zones = ZoneVerdicts()
         batch: UUID | None = None
         for chunk in chunked(leads, CHUNK_ROWS):
-            staged = stage_leads(conn, chunk)
+            staged = stage_leads(conn, chunk, zones)
             read.rows += staged.rows
             read.problems += staged.problems
             # Once a row is bad and bad rows are not skipped, the rest is only read, so that
