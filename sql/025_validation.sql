@@ -118,10 +118,20 @@ BEGIN
 END
 $$;
 
+-- start_at / end_at: an ISO 8601 date-time with its UTC offset (2026-11-23T09:00:00Z,
+-- 2026-11-23 09:00:00.250+01:00; seconds and fraction optional) in the years 2000 to 2100.
+-- Refused: a time without an offset (PostgreSQL would read it in the server's TimeZone
+-- setting, which the caller may not know), the words PostgreSQL also takes (now, today,
+-- tomorrow, yesterday, epoch, infinity, -infinity, allballs), 24:00 and leap seconds.
 CREATE OR REPLACE FUNCTION batchctl.parse_timestamptz(p_key text, p_value jsonb)
 RETURNS timestamptz LANGUAGE plpgsql STABLE
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
+DECLARE
+    -- year, offset
+    v_parts text[] := regexp_match(p_value #>> '{}',
+        '^([0-9]{4})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]'
+        '(?::[0-5][0-9](?:\.[0-9]{1,9})?)?([Zz]|[+-](?:0[0-9]|1[0-4])(?::?[0-5][0-9])?)?$');
 BEGIN
     IF p_value IS NULL OR p_value = 'null' THEN
         RETURN NULL;
@@ -130,10 +140,24 @@ BEGIN
         RAISE EXCEPTION 'option %: expected an ISO 8601 timestamp string, got %', p_key, p_value
             USING ERRCODE = 'BC001';
     END IF;
-    RETURN (p_value #>> '{}')::timestamptz;
-EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
-    RAISE EXCEPTION 'option %: % is not a timestamp (use ISO 8601, e.g. 2026-11-23T09:00:00Z)',
-        p_key, p_value USING ERRCODE = 'BC001';
+    IF v_parts IS NULL THEN
+        RAISE EXCEPTION 'option %: % is not an ISO 8601 date-time with a UTC offset (e.g. 2026-11-23T09:00:00Z or 2026-11-23 09:00:00+01:00)',
+            p_key, p_value USING ERRCODE = 'BC001';
+    END IF;
+    IF v_parts[2] IS NULL THEN
+        RAISE EXCEPTION 'option %: % has no UTC offset (add Z or +HH:MM, e.g. 2026-11-23T09:00:00Z); a time without one would be read in the server''s time zone',
+            p_key, p_value USING ERRCODE = 'BC001';
+    END IF;
+    IF v_parts[1]::integer NOT BETWEEN 2000 AND 2100 THEN
+        RAISE EXCEPTION 'option %: % is not in the years 2000 to 2100', p_key, p_value
+            USING ERRCODE = 'BC001';
+    END IF;
+    BEGIN
+        RETURN (p_value #>> '{}')::timestamptz;
+    EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+        RAISE EXCEPTION 'option %: % is not a date-time (no such day)', p_key, p_value
+            USING ERRCODE = 'BC001';
+    END;
 END
 $$;
 

@@ -727,3 +727,88 @@ def test_csv_zones_follow_the_database_rule(
     for tz in ("PST", "Etc/GMT-99"):
         result = invoke(db_url, "tenant", "create", f"t-{tz}", "--timezone", tz)
         assert result.exit_code != 0 and "p_timezone" in result.output, result.output
+
+
+# --- start_at / end_at: ISO 8601 date-times with an offset -------------------------------------
+
+# Words PostgreSQL reads as timestamps.
+TIMESTAMP_WORDS = [
+    "infinity",
+    "-infinity",
+    "epoch",
+    "tomorrow",
+    "now",
+    "today",
+    "yesterday",
+    "allballs",
+]
+
+BAD_TIMESTAMPS: list[tuple[str, str, str]] = [
+    ("no_offset", "2026-11-23T09:00:00", "no UTC offset"),
+    ("no_offset_space", "2026-11-23 09:00", "no UTC offset"),
+    ("date_only", "2026-11-23", "ISO 8601"),
+    ("year_1999", "1999-12-31T23:00:00Z", "2000 to 2100"),
+    ("year_2101", "2101-01-01T00:00:00Z", "2000 to 2100"),
+    ("year_5_digits", "20260-01-01T00:00:00Z", "ISO 8601"),
+    ("no_such_day", "2026-02-30T09:00:00Z", "no such day"),
+    ("hour_24", "2026-11-23T24:00:00Z", "ISO 8601"),
+    ("leap_second", "2026-12-31T23:59:60Z", "ISO 8601"),
+    ("offset_out_of_range", "2026-11-23T09:00:00+15:00", "ISO 8601"),
+    ("zone_name", "2026-11-23T09:00:00 Europe/Berlin", "ISO 8601"),
+    ("abbreviation", "2026-11-23T09:00:00 PST", "ISO 8601"),
+    ("bc", "2026-11-23T09:00:00Z BC", "ISO 8601"),
+    ("basic_format", "20261123T090000Z", "ISO 8601"),
+    ("trailing_newline", "2026-11-23T09:00:00Z\n", "ISO 8601"),
+]
+
+
+@pytest.mark.parametrize("key", ["start_at", "end_at"])
+@pytest.mark.parametrize("word", TIMESTAMP_WORDS)
+def test_timestamp_words_are_refused(
+    conn: Any, api: SqlApi, tenant: uuid.UUID, key: str, word: str
+) -> None:
+    """now, tomorrow, infinity and the like are not ISO 8601 date-times."""
+    msg = rejected(
+        conn, "BC001", lambda: api.create_batch(tenant, phones(1), {key: word}), f"option {key}"
+    )
+    assert f'"{word}"' in msg and "2026-11-23T09:00:00Z" in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("case", "value", "needle"), BAD_TIMESTAMPS, ids=[c[0] for c in BAD_TIMESTAMPS]
+)
+@pytest.mark.parametrize("key", ["start_at", "end_at"])
+def test_malformed_timestamps_are_refused(
+    conn: Any, api: SqlApi, tenant: uuid.UUID, key: str, case: str, value: str, needle: str
+) -> None:
+    """A time without an offset, outside 2000-2100, or not ISO 8601 is BC001 naming the option."""
+    options = {key: value}
+    rejected(
+        conn, "BC001", lambda: api.create_batch(tenant, phones(1), options), f"option {key}", needle
+    )
+
+
+GOOD_TIMESTAMPS = [
+    ("2026-11-23T09:00:00Z", "2026-11-23 09:00Z"),
+    ("2026-11-23 09:00:00+01:00", "2026-11-23 08:00Z"),
+    ("2026-11-23T09:00+0530", "2026-11-23 03:30Z"),
+    ("2026-11-23T09:00:00.250-03", "2026-11-23 12:00:00.25Z"),
+    ("2026-11-23t09:00:00z", "2026-11-23 09:00Z"),
+    ("2000-01-01T00:00:00+14:00", "1999-12-31 10:00Z"),
+    ("2100-12-31T23:59:59.999999-12:00", "2101-01-01 11:59:59.999999Z"),
+]
+
+
+@pytest.mark.parametrize("key", ["start_at", "end_at"])
+@pytest.mark.parametrize(("value", "instant"), GOOD_TIMESTAMPS)
+def test_iso_timestamps_with_offsets_are_taken(
+    conn: Any, key: str, value: str, instant: str
+) -> None:
+    """Extended ISO 8601 with Z or an offset (±HH, ±HHMM, ±HH:MM), seconds and fraction
+    optional, in any year from 2000 to 2100 as written: stored as the instant it names."""
+    row = conn.execute(
+        """select (batchctl.normalize_options(jsonb_build_object(%s::text, %s::text))
+                   ->> %s::text)::timestamptz = %s::timestamptz as same""",
+        (key, value, key, instant),
+    ).fetchone()
+    assert row == {"same": True}
