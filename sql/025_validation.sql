@@ -224,6 +224,10 @@ DECLARE
     v_policy record;
     v_start timestamptz;
     v_end timestamptz;
+    -- report_to: a report goes to a team, not a mailing list; 254 characters is the longest
+    -- address SMTP can carry (RFC 5321's 256-octet path less its angle brackets).
+    v_max_recipients constant integer := 100;
+    v_max_address constant integer := 254;
 BEGIN
     IF p_options IS NULL OR p_options = 'null' THEN
         p_options := '{}';
@@ -247,6 +251,9 @@ BEGIN
                                        OR length(v ->> 'agent_name') = 0) THEN
         RAISE EXCEPTION 'option agent_name: expected a non-empty string, got %', v -> 'agent_name'
             USING ERRCODE = 'BC001';
+    END IF;
+    IF text_problem(v ->> 'agent_name') IS NOT NULL THEN
+        RAISE EXCEPTION 'option agent_name: %', text_problem(v ->> 'agent_name') USING ERRCODE = 'BC001';
     END IF;
     PERFORM require_int('wave_size', v -> 'wave_size', 1, 1000);
     IF jsonb_typeof(v -> 'dispatch_mode') <> 'string'
@@ -294,6 +301,18 @@ BEGIN
         RAISE EXCEPTION 'option report_to: expected an array of e-mail addresses, got %', v -> 'report_to'
             USING ERRCODE = 'BC001';
     END IF;
+    IF jsonb_array_length(v -> 'report_to') > v_max_recipients THEN
+        RAISE EXCEPTION 'option report_to: % addresses, more than the % allowed',
+            jsonb_array_length(v -> 'report_to'), v_max_recipients USING ERRCODE = 'BC001';
+    END IF;
+    SELECT format('report_to[%s] is %s characters, more than the %s allowed', ord - 1,
+                  length(a #>> '{}'), v_max_address) INTO v_key
+      FROM jsonb_array_elements(v -> 'report_to') WITH ORDINALITY AS x (a, ord)
+     WHERE jsonb_typeof(a) = 'string' AND length(a #>> '{}') > v_max_address
+     ORDER BY ord LIMIT 1;
+    IF v_key IS NOT NULL THEN
+        RAISE EXCEPTION 'option %', v_key USING ERRCODE = 'BC001';
+    END IF;
     SELECT string_agg(a::text, ', ') INTO v_key FROM jsonb_array_elements(v -> 'report_to') a
      WHERE jsonb_typeof(a) <> 'string' OR NOT is_email(a #>> '{}');
     IF v_key IS NOT NULL THEN
@@ -306,6 +325,10 @@ BEGIN
     END IF;
     IF jsonb_typeof(v -> 'metadata') <> 'object' THEN
         RAISE EXCEPTION 'option metadata: expected a JSON object, got %', v -> 'metadata'
+            USING ERRCODE = 'BC001';
+    END IF;
+    IF json_problem(v -> 'metadata', max_context_bytes()) IS NOT NULL THEN
+        RAISE EXCEPTION 'option metadata: %', json_problem(v -> 'metadata', max_context_bytes())
             USING ERRCODE = 'BC001';
     END IF;
     RETURN v;

@@ -812,3 +812,62 @@ def test_iso_timestamps_with_offsets_are_taken(
         (key, value, key, instant),
     ).fetchone()
     assert row == {"same": True}
+
+
+# --- option bounds (sql/022_limits.sql) ---------------------------------------------------------
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def _address(length: int) -> str:
+    return "a" * (length - len("@example.com")) + "@example.com"
+
+
+BAD_BOUNDS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "metadata_too_deep",
+        {"metadata": _nested(33)},
+        "option metadata: is nested more than 32 levels deep",
+    ),
+    ("metadata_too_big", {"metadata": {"blob": "x" * 70_000}}, "option metadata: is "),
+    (
+        "agent_name_too_long",
+        {"agent_name": "a" * 1001},
+        "option agent_name: is 1001 characters, more than the 1000 allowed",
+    ),
+    (
+        "report_to_too_many",
+        {"report_to": [f"ops{i}@example.com" for i in range(101)]},
+        "option report_to: 101 addresses, more than the 100 allowed",
+    ),
+    (
+        "report_to_too_long",
+        {"report_to": ["ops@example.com", _address(255)]},
+        "option report_to[1] is 255 characters, more than the 254 allowed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "options", "needle"), BAD_BOUNDS, ids=[c[0] for c in BAD_BOUNDS])
+def test_option_bounds(
+    conn: Any, api: SqlApi, tenant: uuid.UUID, case: str, options: dict[str, Any], needle: str
+) -> None:
+    """metadata passes json_problem (32 levels, 64 KiB), agent_name is short text, report_to
+    holds at most 100 addresses of at most 254 characters: BC001 naming the option."""
+    rejected(conn, "BC001", lambda: api.create_batch(tenant, phones(1), options), needle)
+
+
+def test_options_at_their_bounds_are_taken(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    options = {
+        "metadata": _nested(32),
+        "agent_name": "a" * 1000,
+        "report_to": [_address(254)] + [f"ops{i}@example.com" for i in range(99)],
+    }
+    batch = api.create_batch(tenant, phones(1, start=70), options)
+    stored = conn.execute("select options from batchctl.batches where id = %s", (batch,)).fetchone()
+    assert {k: stored["options"][k] for k in options} == options
