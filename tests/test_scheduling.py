@@ -7,12 +7,16 @@ trigger guards for queued entries) or by sweeping "as of" a later p_now."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from invariants import assert_invariants
 from sqlapi import SqlApi, phones
@@ -135,6 +139,146 @@ def test_next_window_open_uses_the_given_zone(conn: Any) -> None:
     assert next_open(conn, NINE_TO_FIVE, "Asia/Tokyo", now) == ts("2026-11-29T00:00Z")
     assert next_open(conn, NINE_TO_FIVE, "Europe/London", now) == ts("2026-11-29T09:00Z")
     assert next_open(conn, NINE_TO_FIVE, "America/New_York", now) == ts("2026-11-29T14:00Z")
+
+
+# A window boundary the clock skips (spring forward) is the moment of the change, when the clock
+# first reads it or later; one the clock shows twice (fall back) is its first showing.
+# America/New_York springs from 02:00 EST to 03:00 EDT on 2026-03-08 (07:00Z) and falls from
+# 02:00 EDT to 01:00 EST on 2026-11-01 (06:00Z). Australia/Lord_Howe (+10:30, +11 in summer)
+# moves by half an hour: from 02:00 to 02:30 on 2026-10-04 (15:30Z the day before) and from
+# 02:00 back to 01:30 on 2026-04-05 (15:00Z the day before).
+NY = "America/New_York"
+LORD_HOWE = "Australia/Lord_Howe"
+CHANGE_CASES = [
+    ("ny_start_in_gap_opens_at_the_change", NY, "02:30", "04:00",
+     "2026-03-08T05:00Z", "2026-03-08T07:00Z"),
+    ("ny_start_in_gap_open_from_the_change", NY, "02:30", "04:00",
+     "2026-03-08T07:00Z", "2026-03-08T07:00Z"),
+    ("ny_start_in_gap_open_after_the_change", NY, "02:30", "04:00",
+     "2026-03-08T07:10Z", "2026-03-08T07:10Z"),
+    ("ny_end_in_gap_open_until_the_change", NY, "01:00", "02:30",
+     "2026-03-08T06:59Z", "2026-03-08T06:59Z"),
+    ("ny_end_in_gap_closed_at_the_change", NY, "01:00", "02:30",
+     "2026-03-08T07:00Z", "2026-03-09T05:00Z"),
+    ("ny_end_in_gap_closed_after_the_change", NY, "01:00", "02:30",
+     "2026-03-08T07:20Z", "2026-03-09T05:00Z"),
+    ("ny_start_in_overlap_opens_at_first_showing", NY, "01:30", "03:00",
+     "2026-11-01T04:00Z", "2026-11-01T05:30Z"),
+    ("ny_start_in_overlap_open_from_first_showing", NY, "01:30", "03:00",
+     "2026-11-01T05:45Z", "2026-11-01T05:45Z"),
+    ("ny_start_in_overlap_open_in_the_repeated_hour", NY, "01:30", "03:00",
+     "2026-11-01T06:10Z", "2026-11-01T06:10Z"),
+    ("ny_end_in_overlap_open_until_first_showing", NY, "00:00", "01:30",
+     "2026-11-01T05:29Z", "2026-11-01T05:29Z"),
+    ("ny_end_in_overlap_closed_at_first_showing", NY, "00:00", "01:30",
+     "2026-11-01T05:30Z", "2026-11-02T05:00Z"),
+    ("ny_end_in_overlap_closed_in_the_repeated_hour", NY, "00:00", "01:30",
+     "2026-11-01T06:10Z", "2026-11-02T05:00Z"),
+    ("lord_howe_start_in_gap", LORD_HOWE, "02:15", "04:00",
+     "2026-10-03T13:00Z", "2026-10-03T15:30Z"),
+    ("lord_howe_end_in_gap", LORD_HOWE, "01:00", "02:15",
+     "2026-10-03T15:30Z", "2026-10-04T14:00Z"),
+    ("lord_howe_start_in_overlap", LORD_HOWE, "01:45", "03:00",
+     "2026-04-04T13:00Z", "2026-04-04T14:45Z"),
+    ("lord_howe_end_in_overlap", LORD_HOWE, "00:30", "01:45",
+     "2026-04-04T15:05Z", "2026-04-05T14:00Z"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "tz", "start", "end", "now", "expected"),
+    CHANGE_CASES,
+    ids=[c[0] for c in CHANGE_CASES],
+)
+def test_window_boundary_at_a_clock_change(
+    conn: Any, case: str, tz: str, start: str, end: str, now: str, expected: str
+) -> None:
+    """A start or end the clock skips is the change itself; one it shows twice, its first
+    showing. The claim's in_call_window agrees."""
+    window = {"start": start, "end": end, "days": ALL_DAYS}
+    assert next_open(conn, window, tz, now) == ts(expected)
+    inside = conn.execute(
+        "select batchctl.in_call_window(%s::jsonb, %s, %s::timestamptz) as b",
+        (json.dumps(window), tz, now),
+    ).fetchone()["b"]
+    assert inside == (now == expected)
+
+
+def _first_reading(local: datetime, zone: ZoneInfo) -> datetime:
+    """The first whole minute at which the zone's clock reads ``local`` or later, found by
+    stepping through the minutes from a few hours before."""
+    at = (local - timedelta(hours=4)).replace(tzinfo=zone).astimezone(UTC) - timedelta(hours=4)
+    assert at.astimezone(zone).replace(tzinfo=None) < local
+    while at.astimezone(zone).replace(tzinfo=None) < local:
+        at += timedelta(minutes=1)
+    return at
+
+
+def _reference_next_open(window: dict[str, Any], zone: ZoneInfo, now: datetime) -> datetime:
+    start, end = (time.fromisoformat(window[k]) for k in ("start", "end"))
+    today = now.astimezone(zone).date()
+    for day in (today + timedelta(days=i) for i in range(8)):
+        if ALL_DAYS[day.weekday()] not in window["days"]:
+            continue
+        opens = _first_reading(datetime.combine(day, start), zone)
+        if now < opens:
+            return opens
+        if now < _first_reading(datetime.combine(day, end), zone):
+            return now
+    raise AssertionError("no opening within a week")
+
+
+# Zones with changes of an hour at night, at midnight (Havana, Santiago), by half an hour
+# (Lord Howe) and at an offset of 45 minutes (Chatham).
+CHANGE_ZONES = [
+    NY, "Europe/Berlin", LORD_HOWE, "America/Havana", "America/Santiago", "Pacific/Chatham",
+]  # fmt: skip
+
+
+def _changes_in_2026(name: str) -> list[datetime]:
+    zone = ZoneInfo(name)
+    hours = [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(365 * 24)]
+    return [
+        b
+        for a, b in pairwise(hours)
+        if a.astimezone(zone).utcoffset() != b.astimezone(zone).utcoffset()
+    ]
+
+
+def test_next_window_open_matches_a_minute_by_minute_reference(conn: Any) -> None:
+    """Random windows and moments within a day and a half of a 2026 clock change, in zones that
+    change at different times and by different amounts: next_window_open equals the first
+    minute the clock reaches the opening, found by stepping minute by minute."""
+    changes = {name: _changes_in_2026(name) for name in CHANGE_ZONES}
+    assert all(len(found) == 2 for found in changes.values()), changes
+
+    @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=st.data())
+    def check(data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(CHANGE_ZONES))
+        zone = ZoneInfo(name)
+        change = data.draw(st.sampled_from(changes[name]))
+        now = change + timedelta(minutes=data.draw(st.integers(-36 * 60, 36 * 60)))
+        # Boundaries near the change's local time of day, or anywhere.
+        around = change.astimezone(zone).hour * 60 + change.astimezone(zone).minute
+        minute = st.one_of(
+            st.integers(0, 1439), st.integers(-90, 90).map(lambda d: min(1439, max(0, around + d)))
+        )
+        start, end = sorted(data.draw(st.lists(minute, min_size=2, max_size=2, unique=True)))
+        days = data.draw(
+            st.one_of(
+                st.just(ALL_DAYS), st.lists(st.sampled_from(ALL_DAYS), min_size=1, unique=True)
+            )
+        )
+        window = {
+            "start": f"{start // 60:02d}:{start % 60:02d}",
+            "end": f"{end // 60:02d}:{end % 60:02d}",
+            "days": days,
+        }
+        got = next_open(conn, window, name, now.isoformat())
+        assert got == _reference_next_open(window, zone, now), (name, window, now)
+
+    check()
 
 
 # --- call windows in claims and sweep ----------------------------------------------------------
