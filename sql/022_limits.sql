@@ -12,7 +12,7 @@ CREATE OR REPLACE FUNCTION batchctl.max_json_depth()
 RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN 32;
 
--- A lead's context and a batch's metadata, in bytes as stored (jsonb).
+-- A lead's context and a batch's metadata, in bytes of JSON text.
 CREATE OR REPLACE FUNCTION batchctl.max_context_bytes()
 RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN 65536;
@@ -37,9 +37,10 @@ RETURN 1000;
 CREATE OR REPLACE FUNCTION batchctl.json_problem(p_value jsonb, p_max_bytes integer)
 RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
-    WHEN pg_catalog.pg_column_size(p_value) > p_max_bytes
-        THEN pg_catalog.format('is %s bytes, more than the %s allowed',
-                               pg_catalog.pg_column_size(p_value), p_max_bytes)
+    -- (Its size as JSON text: the size as stored depends on whether it was compressed.)
+    WHEN pg_catalog.octet_length(p_value::text) > p_max_bytes
+        THEN pg_catalog.format('is %s bytes of JSON, more than the %s allowed',
+                               pg_catalog.octet_length(p_value::text), p_max_bytes)
     -- An item at level max + 1 exists only in a value nested deeper than allowed; the search
     -- stops at that level, so a hostile value costs no more than a legal one.
     WHEN pg_catalog.jsonb_path_exists(
@@ -55,3 +56,9 @@ RETURN CASE
         THEN pg_catalog.format('is %s characters, more than the %s allowed',
                                pg_catalog.length(p_value), batchctl.max_text_length())
 END;
+
+-- A value as an error message shows it: a message names what is wrong, it does not echo
+-- megabytes back.
+CREATE OR REPLACE FUNCTION batchctl.excerpt(p_value text)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN pg_catalog.length(p_value) > 60 THEN pg_catalog.left(p_value, 57) || '...' ELSE p_value END;

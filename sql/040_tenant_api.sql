@@ -12,13 +12,17 @@ BEGIN
     IF p_name IS NULL OR length(btrim(p_name)) = 0 THEN
         RAISE EXCEPTION 'p_name: a tenant needs a non-empty name' USING ERRCODE = 'BC001';
     END IF;
+    IF text_problem(p_name) IS NOT NULL THEN
+        RAISE EXCEPTION 'p_name %', text_problem(p_name) USING ERRCODE = 'BC001';
+    END IF;
     IF p_max_concurrent_calls IS NULL OR p_max_concurrent_calls < 1 THEN
         RAISE EXCEPTION 'p_max_concurrent_calls: expected an integer of at least 1, got %',
             coalesce(p_max_concurrent_calls::text, 'null') USING ERRCODE = 'BC001';
     END IF;
     IF NOT is_valid_timezone(p_timezone) THEN
-        RAISE EXCEPTION 'p_timezone: unknown time zone "%" (use an IANA name such as Europe/Berlin)',
-            p_timezone USING ERRCODE = 'BC001';
+        RAISE EXCEPTION 'p_timezone: %',
+            zone_problem(p_timezone, (SELECT suggestion FROM timezone_verdicts(ARRAY[p_timezone])))
+            USING ERRCODE = 'BC001';
     END IF;
     INSERT INTO tenants (name, max_concurrent_calls, timezone)
     VALUES (btrim(p_name), p_max_concurrent_calls, p_timezone)
@@ -82,8 +86,9 @@ BEGIN
     END IF;
     v_rows := jsonb_array_length(p_entries);
 
-    -- Every problem of every entry, JSON shapes included; create_batch_from_rows checks the
-    -- numbers and zones again, which costs little beside this, and refuses an empty list.
+    -- Every problem of every entry: the JSON shapes, then entry_problem, the check add_entries
+    -- makes of every row (again, when create_batch_from_rows calls it: it costs little beside
+    -- this, and it refuses an empty list).
     WITH input AS (
         SELECT ord - 1 AS idx, e FROM jsonb_array_elements(p_entries) WITH ORDINALITY AS x (e, ord)
     ), problems AS (
@@ -94,8 +99,6 @@ BEGIN
                 THEN format('unknown key "%s" (allowed: to_phone, lead_name, lead_id, context, timezone)', k.unknown)
             WHEN jsonb_typeof(e -> 'to_phone') IS DISTINCT FROM 'string'
                 THEN 'to_phone is missing or not a string'
-            WHEN NOT is_e164(e ->> 'to_phone')
-                THEN format('to_phone %s is not an E.164 number (+ country code and number, e.g. +14155550123)', e -> 'to_phone')
             WHEN coalesce(jsonb_typeof(e -> 'lead_name'), 'null') NOT IN ('string', 'null')
                 THEN 'lead_name must be a string'
             WHEN coalesce(jsonb_typeof(e -> 'lead_id'), 'null') NOT IN ('string', 'number', 'null')
@@ -104,8 +107,8 @@ BEGIN
                 THEN 'context must be a JSON object'
             WHEN coalesce(jsonb_typeof(e -> 'timezone'), 'null') NOT IN ('string', 'null')
                 THEN 'timezone must be a string such as "Europe/Berlin"'
-            WHEN e ->> 'timezone' IS NOT NULL AND NOT tz.valid
-                THEN format('unknown timezone %s (use an IANA name such as Europe/Berlin)', e -> 'timezone')
+            ELSE entry_problem(e ->> 'to_phone', e ->> 'lead_name', e ->> 'lead_id', e -> 'context',
+                               e ->> 'timezone', tz.valid, tz.suggestion)
             END AS problem
           FROM input
           LEFT JOIN LATERAL (
@@ -130,6 +133,38 @@ BEGIN
          ORDER BY ord), p_options, p_created_by);
 END
 $$;
+
+-- What a time zone the tz database does not name is told (the caller knows it is unknown).
+CREATE OR REPLACE FUNCTION batchctl.zone_problem(p_zone text, p_suggestion text DEFAULT NULL)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.format('unknown time zone %s (%s)',
+                         coalesce(pg_catalog.to_jsonb(batchctl.excerpt(p_zone))::text, 'null'),
+                         coalesce('did you mean ' || p_suggestion || '?',
+                                  'use an IANA name such as Europe/Berlin'));
+
+-- What is wrong with one new entry, or null: the check of every row, by add_entries and by
+-- create_batch (after the JSON shapes). p_zone_valid / p_zone_suggestion: timezone_verdicts'
+-- answer for its zone, read once per call for all rows. (A SQL-standard body without SET: it is
+-- inlined into the statement that checks every row, as is_e164 and the bounds of sql/022.)
+CREATE OR REPLACE FUNCTION batchctl.entry_problem(
+    p_to_phone text, p_lead_name text, p_lead_id text, p_context jsonb, p_timezone text,
+    p_zone_valid boolean, p_zone_suggestion text)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+    WHEN NOT coalesce(batchctl.is_e164(p_to_phone), false)
+        THEN pg_catalog.format('to_phone %s is not an E.164 number (+ country code and number, e.g. +14155550123)',
+                               coalesce(pg_catalog.to_jsonb(batchctl.excerpt(p_to_phone))::text, 'null'))
+    WHEN batchctl.text_problem(p_lead_name) IS NOT NULL
+        THEN 'lead_name ' || batchctl.text_problem(p_lead_name)
+    WHEN batchctl.text_problem(p_lead_id) IS NOT NULL
+        THEN 'lead_id ' || batchctl.text_problem(p_lead_id)
+    WHEN p_context IS NOT NULL AND pg_catalog.jsonb_typeof(p_context) <> 'object'
+        THEN 'context must be a JSON object'
+    WHEN batchctl.json_problem(p_context, batchctl.max_context_bytes()) IS NOT NULL
+        THEN 'context ' || batchctl.json_problem(p_context, batchctl.max_context_bytes())
+    WHEN p_timezone IS NOT NULL AND NOT coalesce(p_zone_valid, false)
+        THEN 'timezone: ' || batchctl.zone_problem(p_timezone, p_zone_suggestion)
+END;
 
 -- BC001 listing the bad entries (the first ten in the message, up to 1000 in DETAIL), if any.
 CREATE OR REPLACE FUNCTION batchctl.raise_entry_errors(p_errors text[], p_rows integer)
@@ -203,15 +238,9 @@ BEGIN
     END IF;
 
     WITH problems AS (
-        SELECT x.ord - 1 AS idx, CASE
-            WHEN NOT coalesce(is_e164(x.to_phone), false)
-                THEN format('to_phone %s is not an E.164 number (+ country code and number, e.g. +14155550123)',
-                            coalesce(to_jsonb(x.to_phone)::text, 'null'))
-            WHEN x.context IS NOT NULL AND jsonb_typeof(x.context) <> 'object'
-                THEN 'context must be a JSON object'
-            WHEN x.timezone IS NOT NULL AND NOT tz.valid
-                THEN format('unknown timezone %s (use an IANA name such as Europe/Berlin)', to_jsonb(x.timezone))
-            END AS problem
+        SELECT x.ord - 1 AS idx,
+               entry_problem(x.to_phone, x.lead_name, x.lead_id, x.context, x.timezone, tz.valid,
+                             tz.suggestion) AS problem
           FROM unnest(p_entries) WITH ORDINALITY AS x (to_phone, lead_name, lead_id, context, timezone, ord)
           -- The distinct zones, checked in one read of pg_timezone_names.
           LEFT JOIN (SELECT z.tz, z.valid, z.suggestion
@@ -307,6 +336,9 @@ DECLARE
     v_batch batches := lock_tenant_batch(p_tenant_id, p_batch_id);
     v_cancelled integer;
 BEGIN
+    IF text_problem(p_reason) IS NOT NULL THEN
+        RAISE EXCEPTION 'p_reason %', text_problem(p_reason) USING ERRCODE = 'BC001';
+    END IF;
     IF v_batch.status = p_status THEN
         RETURN 0;
     END IF;

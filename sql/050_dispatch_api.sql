@@ -39,8 +39,9 @@ DECLARE
     v_entry_ids uuid[] := '{}';
     v_batch_ids uuid[] := '{}';
 BEGIN
-    IF p_worker IS NULL OR length(p_worker) = 0 THEN
-        RAISE EXCEPTION 'p_worker: name the claiming worker (e.g. host:pid)' USING ERRCODE = 'BC001';
+    IF p_worker IS NULL OR length(p_worker) = 0 OR text_problem(p_worker) IS NOT NULL THEN
+        RAISE EXCEPTION 'p_worker: name the claiming worker (e.g. host:pid)%',
+            coalesce('; it ' || text_problem(p_worker), '') USING ERRCODE = 'BC001';
     END IF;
     IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'p_limit: expected 1 to 10000, got %', p_limit USING ERRCODE = 'BC001';

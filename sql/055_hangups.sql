@@ -100,7 +100,7 @@ RETURNS void LANGUAGE sql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
     UPDATE batchctl.hangups
-       SET last_error = coalesce(p_error, 'hang-up failed'),
+       SET last_error = coalesce(left(p_error, batchctl.max_text_length()), 'hang-up failed'),
            next_attempt_at = now() + make_interval(secs => least(2 ^ attempts, 300))
      WHERE room_name = p_room_name AND done_at IS NULL
 $$;

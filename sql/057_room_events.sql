@@ -17,8 +17,8 @@ BEGIN
         RETURN NULL;
     END IF;
     IF v_call.status = 'ongoing' THEN
-        RETURN report_call_status(v_call.id, 'ended', jsonb_build_object('ended_by', p_reason));
+        RETURN report_call_status(v_call.id, 'ended', jsonb_build_object('ended_by', left(p_reason, max_text_length())));
     END IF;
-    RETURN report_call_status(v_call.id, 'failed', jsonb_build_object('error', p_reason));
+    RETURN report_call_status(v_call.id, 'failed', jsonb_build_object('error', left(p_reason, max_text_length())));
 END
 $$;

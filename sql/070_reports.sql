@@ -51,7 +51,8 @@ BEGIN
     UPDATE reports
        SET status = CASE WHEN attempts >= 5 THEN 'failed' ELSE 'pending' END::report_status,
            next_attempt_at = now() + make_interval(mins => (2 ^ (attempts - 1))::integer),
-           last_error = coalesce(p_error, 'unknown error'), lease_expires_at = NULL
+           last_error = coalesce(left(p_error, max_text_length()), 'unknown error'),
+           lease_expires_at = NULL
      WHERE batch_id = p_batch_id AND status = 'sending'
     RETURNING status INTO v_status;
     IF NOT FOUND THEN

@@ -411,6 +411,9 @@ INLINED_RULES = [
     "batchctl.current_reason()",
     "batchctl.call_log_id(r)",
     "batchctl.is_e164(r)",  # create_batch's check of every entry
+    "batchctl.entry_problem(r, r, r, '{}'::jsonb, r, true, null)",  # ... all of it
+    "batchctl.json_problem('{}'::jsonb, 10)",
+    "batchctl.call_report_problem('ended', '{\"duration_seconds\": 1}'::jsonb)",
 ]
 ROW = """(values ('ended'::batchctl.call_status, 'queued'::batchctl.entry_status,
                  'running'::batchctl.batch_status, gen_random_uuid(), 'batchctl-x-1'))

@@ -446,12 +446,13 @@ HOSTILE = [
     'He said "hi" \\ and left',
     "Zoë 山田 Ω ☎️ \u200b right-to-left \u202e text",
     "%s %(x)s {0} \\x00 ${{lead}}",
-    "x" * 10240,
+    "x" * 1000,  # the longest name or id intake takes
 ]
 
 
 def test_hostile_strings_are_stored_verbatim(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
-    """SQL-looking, quoted, unicode and 10 KB strings in lead_name/context round-trip untouched."""
+    """SQL-looking, quoted, unicode and 1000-character strings in lead_name/context round-trip
+    untouched."""
     entries = [
         {
             "to_phone": f"+1415555{7000 + i:04d}",
@@ -633,7 +634,7 @@ def test_zone_not_in_the_tz_database_is_refused_for_entries(
         msg = rejected(
             conn, "BC001", lambda create=create: create(tenant, entries), "1 of 2", "entries[1]"
         )
-        assert "unknown timezone" in msg and tz in msg, msg
+        assert "unknown time zone" in msg and tz in msg, msg
     batch = api.create_batch_from_rows(tenant, phones(1), {"autostart": False})
     msg = rejected(conn, "BC001", lambda: api.add_entries(tenant, batch, entries), "entries[1]")
     assert tz in msg, msg
@@ -871,3 +872,63 @@ def test_options_at_their_bounds_are_taken(conn: Any, api: SqlApi, tenant: uuid.
     batch = api.create_batch(tenant, phones(1, start=70), options)
     stored = conn.execute("select options from batchctl.batches where id = %s", (batch,)).fetchone()
     assert {k: stored["options"][k] for k in options} == options
+
+
+# --- intake bounds (sql/022_limits.sql) --------------------------------------------------------
+
+
+def nested(levels: int) -> Any:
+    """A JSON value whose innermost item sits `levels` levels down ([1] is 1 deep)."""
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+DEEP_33 = {"a": nested(32)}  # the object is one more level
+DEEP_32 = {"a": nested(31)}
+TOO_BIG = {"note": "x" * 70_000}
+HUGE = {"a": '{"a":' * 20_000}  # a string: size, not depth, refuses it
+BOUND_BREAKERS = [  # one field of an entry -> what the refusal says of it
+    ({"lead_name": "n" * 1001}, "entries[0]: lead_name is 1001 characters, more than the 1000"),
+    ({"lead_id": "i" * 1001}, "entries[0]: lead_id is 1001 characters, more than the 1000"),
+    ({"context": DEEP_33}, "entries[0]: context is nested more than 32 levels deep"),
+    ({"context": TOO_BIG}, "entries[0]: context is 700"),
+    ({"context": HUGE}, "bytes of JSON, more than the 65536 allowed"),
+    ({"to_phone": "+1" + "5" * 100_000}, 'entries[0]: to_phone "+15555555555555'),
+    ({"timezone": "Z" * 100_000}, 'entries[0]: timezone: unknown time zone "ZZZZ'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "problem"), BOUND_BREAKERS)
+def test_intake_bounds_refuse_an_entry_naming_row_and_field(
+    conn: Any, api: SqlApi, tenant: uuid.UUID, field: dict[str, Any], problem: str
+) -> None:
+    """create_batch, create_batch_from_rows and add_entries refuse the entry with BC001 naming
+    it and the field, change nothing, and never echo more than a line of the value back."""
+    entry = {"to_phone": "+14155550100", **field}
+    for create in (api.create_batch, api.create_batch_from_rows):
+        msg = rejected(conn, "BC001", lambda create=create: create(tenant, [entry]), problem)
+        assert len(msg.splitlines()[0]) < 300, msg
+    batch = api.create_batch_from_rows(tenant, phones(1), {"autostart": False})
+    rejected(conn, "BC001", lambda: api.add_entries(tenant, batch, [entry]), problem)
+
+
+def test_values_at_the_bounds_are_taken(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    context = {**DEEP_32, "note": "x" * 60_000}
+    batch = api.create_batch(
+        tenant, [{"to_phone": "+14155550100", "lead_name": "n" * 1000, "lead_id": "i" * 1000,
+                  "context": context}],
+    )  # fmt: skip
+    row = conn.execute(
+        "select context, length(lead_name) as n from batchctl.batch_entries where batch_id = %s",
+        (batch,),
+    ).fetchone()
+    assert (row["context"], row["n"]) == (context, 1000)
+
+
+def test_long_names_and_reasons_are_refused(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+    rejected(conn, "BC001", lambda: api.create_tenant("t" * 1001), "p_name is 1001 characters")
+    batch = api.create_batch(tenant, phones(1))
+    rejected(conn, "BC001", lambda: api.cancel_batch(tenant, batch, "r" * 1001), "p_reason is 1001")
+    assert api.cancel_batch(tenant, batch, "r" * 1000) == 1
