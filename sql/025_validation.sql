@@ -14,6 +14,26 @@ RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$ SELECT p_address ~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$' $$;
 
+-- What is wrong with a list of report recipients, said after its name (": ..." or "[i] ..."),
+-- or null. A report goes to a team, not a mailing list: at most 100 addresses; 254 characters
+-- is the longest address SMTP can carry (RFC 5321's 256-octet path less its angle brackets).
+CREATE OR REPLACE FUNCTION batchctl.recipients_problem(p_addresses text[])
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+    SELECT CASE
+        WHEN cardinality(p_addresses) > 100
+            THEN format(': %s addresses, more than the 100 allowed', cardinality(p_addresses))
+        ELSE coalesce(
+            (SELECT format('[%s] is %s characters, more than the 254 allowed', ord - 1, length(a))
+               FROM unnest(p_addresses) WITH ORDINALITY AS x (a, ord)
+              WHERE length(a) > 254 ORDER BY ord LIMIT 1),
+            (SELECT ': ' || string_agg(coalesce(to_jsonb(excerpt(a))::text, 'null'), ', ')
+                    || ' not an e-mail address'
+               FROM unnest(p_addresses) a WHERE a IS NULL OR NOT is_email(a)))
+    END
+$$;
+
 -- Time zones: exactly the names of pg_timezone_names, PostgreSQL's copy of the IANA tz database
 -- (Europe/Berlin, UTC, Etc/GMT-14 .. Etc/GMT+12, and its legacy names such as EST5EDT), spelt
 -- as it spells them. PostgreSQL itself also reads abbreviations (PST, IST, Z, UT), POSIX
@@ -224,10 +244,6 @@ DECLARE
     v_policy record;
     v_start timestamptz;
     v_end timestamptz;
-    -- report_to: a report goes to a team, not a mailing list; 254 characters is the longest
-    -- address SMTP can carry (RFC 5321's 256-octet path less its angle brackets).
-    v_max_recipients constant integer := 100;
-    v_max_address constant integer := 254;
 BEGIN
     IF p_options IS NULL OR p_options = 'null' THEN
         p_options := '{}';
@@ -301,22 +317,14 @@ BEGIN
         RAISE EXCEPTION 'option report_to: expected an array of e-mail addresses, got %', v -> 'report_to'
             USING ERRCODE = 'BC001';
     END IF;
-    IF jsonb_array_length(v -> 'report_to') > v_max_recipients THEN
-        RAISE EXCEPTION 'option report_to: % addresses, more than the % allowed',
-            jsonb_array_length(v -> 'report_to'), v_max_recipients USING ERRCODE = 'BC001';
-    END IF;
-    SELECT format('report_to[%s] is %s characters, more than the %s allowed', ord - 1,
-                  length(a #>> '{}'), v_max_address) INTO v_key
-      FROM jsonb_array_elements(v -> 'report_to') WITH ORDINALITY AS x (a, ord)
-     WHERE jsonb_typeof(a) = 'string' AND length(a #>> '{}') > v_max_address
-     ORDER BY ord LIMIT 1;
-    IF v_key IS NOT NULL THEN
-        RAISE EXCEPTION 'option %', v_key USING ERRCODE = 'BC001';
-    END IF;
     SELECT string_agg(a::text, ', ') INTO v_key FROM jsonb_array_elements(v -> 'report_to') a
-     WHERE jsonb_typeof(a) <> 'string' OR NOT is_email(a #>> '{}');
+     WHERE jsonb_typeof(a) <> 'string';
     IF v_key IS NOT NULL THEN
         RAISE EXCEPTION 'option report_to: % not an e-mail address', v_key USING ERRCODE = 'BC001';
+    END IF;
+    v_key := recipients_problem(ARRAY(SELECT a #>> '{}' FROM jsonb_array_elements(v -> 'report_to') a));
+    IF v_key IS NOT NULL THEN
+        RAISE EXCEPTION 'option report_to%', v_key USING ERRCODE = 'BC001';
     END IF;
     PERFORM require_int('report_delay_s', v -> 'report_delay_s', 0, 86400);
     IF jsonb_typeof(v -> 'autostart') <> 'boolean' THEN

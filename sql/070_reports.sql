@@ -84,11 +84,10 @@ DECLARE
     v_bad text;
 BEGIN
     IF p_recipients IS NOT NULL THEN
-        SELECT string_agg(format('"%s"', a), ', ') INTO v_bad FROM unnest(p_recipients) a
-         WHERE a IS NULL OR NOT is_email(a);
-        IF v_bad IS NOT NULL OR cardinality(p_recipients) = 0 THEN
-            RAISE EXCEPTION 'p_recipients: % not an e-mail address',
-                coalesce(v_bad, 'an empty list is') USING ERRCODE = 'BC001';
+        v_bad := CASE WHEN cardinality(p_recipients) = 0 THEN ': an empty list is not an e-mail address'
+                      ELSE recipients_problem(p_recipients) END;
+        IF v_bad IS NOT NULL THEN
+            RAISE EXCEPTION 'p_recipients%', v_bad USING ERRCODE = 'BC001';
         END IF;
     END IF;
     -- The row is locked by its full key: distributed by tenant, FOR UPDATE must name the tenant.

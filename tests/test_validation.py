@@ -932,3 +932,13 @@ def test_long_names_and_reasons_are_refused(conn: Any, api: SqlApi, tenant: uuid
     batch = api.create_batch(tenant, phones(1))
     rejected(conn, "BC001", lambda: api.cancel_batch(tenant, batch, "r" * 1001), "p_reason is 1001")
     assert api.cancel_batch(tenant, batch, "r" * 1000) == 1
+
+
+def test_report_recipients_are_bounded_for_a_resend_too(conn: Any) -> None:
+    """claim_report_now (`batchctl report --send --to`) checks its recipients as report_to is."""
+    send = "select * from batchctl.claim_report_now(gen_random_uuid(), 'me', %s)"
+    many = [f"ops{i}@example.com" for i in range(101)]
+    rejected(conn, "BC001", lambda: conn.execute(send, (many,)), "p_recipients: 101 addresses")
+    long = ["ops@example.com", "o" * 250 + "@example.com"]
+    rejected(conn, "BC001", lambda: conn.execute(send, (long,)), "p_recipients[1] is 262 char")
+    rejected(conn, "BC001", lambda: conn.execute(send, (["nope"],)), '"nope" not an e-mail')
