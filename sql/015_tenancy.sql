@@ -76,27 +76,18 @@ $$;
 DROP POLICY IF EXISTS tenant_isolation ON batchctl.tenants;
 CREATE POLICY tenant_isolation ON batchctl.tenants TO batchctl_tenant
     USING (id = (SELECT batchctl.session_tenant()));
-DROP POLICY IF EXISTS tenant_isolation ON batchctl.dnc_numbers;
-CREATE POLICY tenant_isolation ON batchctl.dnc_numbers TO batchctl_tenant
-    USING (tenant_id = (SELECT batchctl.session_tenant()));
-DROP POLICY IF EXISTS tenant_isolation ON batchctl.batches;
-CREATE POLICY tenant_isolation ON batchctl.batches TO batchctl_tenant
-    USING (tenant_id = (SELECT batchctl.session_tenant()));
-DROP POLICY IF EXISTS tenant_isolation ON batchctl.batch_entries;
-CREATE POLICY tenant_isolation ON batchctl.batch_entries TO batchctl_tenant
-    USING (tenant_id = (SELECT batchctl.session_tenant()));
-DROP POLICY IF EXISTS tenant_isolation ON batchctl.call_logs;
-CREATE POLICY tenant_isolation ON batchctl.call_logs TO batchctl_tenant
-    USING (tenant_id = (SELECT batchctl.session_tenant()));
-DROP POLICY IF EXISTS tenant_isolation ON batchctl.events;
-CREATE POLICY tenant_isolation ON batchctl.events TO batchctl_tenant
-    USING (tenant_id = (SELECT batchctl.session_tenant()));
-DROP POLICY IF EXISTS tenant_isolation ON batchctl.reports;
-CREATE POLICY tenant_isolation ON batchctl.reports TO batchctl_tenant
-    USING (tenant_id = (SELECT batchctl.session_tenant()));
-DROP POLICY IF EXISTS tenant_isolation ON batchctl.hangups;
-CREATE POLICY tenant_isolation ON batchctl.hangups TO batchctl_tenant
-    USING (tenant_id = (SELECT batchctl.session_tenant()));
+DO $$
+DECLARE
+    v_table text;
+BEGIN
+    FOREACH v_table IN ARRAY ARRAY['dnc_numbers', 'batches', 'batch_entries', 'call_logs', 'events',
+                                   'reports', 'hangups'] LOOP
+        EXECUTE format('DROP POLICY IF EXISTS tenant_isolation ON batchctl.%I', v_table);
+        EXECUTE format('CREATE POLICY tenant_isolation ON batchctl.%I TO batchctl_tenant
+                            USING (tenant_id = (SELECT batchctl.session_tenant()))', v_table);
+    END LOOP;
+END
+$$;
 
 -- Provisioning (the owner's: granted to no role, like prune). Binds p_role to the tenant and
 -- makes it a member of batchctl_tenant if it is not one; repeating it changes nothing. A role

@@ -438,3 +438,23 @@ def test_the_agent_role_reports_calls_and_does_nothing_else(
             conn.execute(
                 f"select batchctl.create_batch_from_rows(%s, {NEW_ENTRIES})", (a["tenant"], "[]")
             )
+
+
+def test_every_relation_a_tenant_may_read_is_covered(conn: psycopg.Connection[Any]) -> None:
+    """Each table the tenant role may SELECT has row-level security and a tenant policy; each
+    view it may read runs with the caller's rights, and this test's RELATIONS names them all."""
+    readable = conn.execute(
+        """select c.relname, c.relkind, c.relrowsecurity,
+                  exists (select 1 from pg_policy p where p.polrelid = c.oid
+                             and 'batchctl_tenant'::regrole = any (p.polroles)) as policy,
+                  coalesce('security_invoker=true' = any (c.reloptions), false) as invoker
+             from pg_class c
+            where c.relnamespace = 'batchctl'::regnamespace and c.relkind in ('r', 'v')
+              and has_table_privilege('batchctl_tenant', c.oid, 'SELECT')"""
+    ).fetchall()
+    assert {r["relname"] for r in readable} == set(RELATIONS)
+    for r in readable:
+        if r["relkind"] == "r":
+            assert r["relrowsecurity"] and r["policy"], r
+        else:
+            assert r["invoker"], r
