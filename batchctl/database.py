@@ -117,6 +117,17 @@ def with_dbname(url: str, dbname: str) -> str:
     return to_uri(params) if is_uri(url) else make_conninfo("", **params)
 
 
+def database_target(url: str) -> str:
+    """The database a URL names, in words for a message (never its password):
+    ``database "app" on db.example.com:5432 as app``."""
+    params = conninfo_params(url)
+    where = params.get("host") or "the local socket"
+    if "port" in params:
+        where += f":{params['port']}"
+    target = f'database "{params.get("dbname", "?")}" on {where}'
+    return f"{target} as {params['user']}" if params.get("user") else target
+
+
 def error_message(exc: BaseException) -> str:
     """One line for a person: the server's message and detail when there are some (psycopg's
     str() of an error can span lines: LINE/HINT for SQL errors, one per host for connect errors).

@@ -9,6 +9,7 @@ the functions of this version, and a broken file changes nothing.
 from __future__ import annotations
 
 import glob
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,11 @@ from batchctl.database import connect, conninfo_params, error_message
 
 # pg_advisory_lock key serialising upgrades of one database: "batchctl" in ASCII.
 ADVISORY_LOCK_KEY = 0x626174636863746C
+
+# What `batchctl db upgrade` leaves on the schema: the digest of the migrations and sql/ it applied,
+# so any command can tell in one query whether the database is this version's.
+SCHEMA_COMMENT = "batchctl schema {digest}"
+UPGRADE_HINT = "run `batchctl db upgrade`"
 
 # Under our advisory lock a row in yoyo's lock table is a plain `yoyo apply` or a leftover of a
 # killed upgrade: not worth a long wait either way (yoyo's error says how to break it).
@@ -73,8 +79,32 @@ def upgrade(
             waited = f"{lock_timeout:g} s"
             raise UpgradeError(f"another upgrade held the lock for over {waited}") from exc
         applied = _apply_migrations(url, migrations)
-        _apply_sql(conn, sql_files)
+        _apply_sql(conn, sql_files, schema_digest(migrations_dir, sql_dir))
     return UpgradeResult(applied, [f.name for f in sql_files])
+
+
+def schema_digest(migrations_dir: Path | None = None, sql_dir: Path | None = None) -> str:
+    """A digest of every migration and sql/ file of this version: names and contents."""
+    digest = hashlib.sha256()
+    for directory in (migrations_dir or resources.migrations_dir(), sql_dir or resources.sql_dir()):
+        for path in sorted(directory.glob("*.sql")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def schema_lag(conn: psycopg.Connection[Any]) -> str | None:
+    """Why the database is not ready for this batchctl, as a phrase ("is not set up for
+    batchctl"), or None when its schema is this version's. One query, readable by any login."""
+    row = conn.execute(
+        "SELECT to_regnamespace('batchctl') IS NOT NULL,"
+        " obj_description(to_regnamespace('batchctl'), 'pg_namespace')"
+    ).fetchone()
+    exists, comment = row if row else (False, None)
+    if not exists:
+        return "is not set up for batchctl"
+    if comment != SCHEMA_COMMENT.format(digest=schema_digest()):
+        return "was set up by another version of batchctl"
+    return None
 
 
 def status(url: str, migrations_dir: Path | None = None) -> list[MigrationStatus]:
@@ -158,7 +188,7 @@ def _apply_migrations(url: str, migrations: MigrationList) -> list[str]:
         backend.connection.close()
 
 
-def _apply_sql(conn: psycopg.Connection[Any], files: Sequence[Path]) -> None:
+def _apply_sql(conn: psycopg.Connection[Any], files: Sequence[Path], digest: str) -> None:
     with conn.transaction():
         for path in files:
             text = path.read_text(encoding="utf-8")
@@ -168,6 +198,13 @@ def _apply_sql(conn: psycopg.Connection[Any], files: Sequence[Path]) -> None:
                 conn.execute(text.encode())
             except psycopg.Error as exc:
                 raise UpgradeError(f"{_where(path, text, exc)}: {error_message(exc)}") from exc
+        marked = conn.execute("SELECT to_regnamespace('batchctl') IS NOT NULL").fetchone()
+        if marked and marked[0]:  # (a test's own migrations may make no batchctl schema)
+            conn.execute(
+                sql.SQL("COMMENT ON SCHEMA batchctl IS {}").format(
+                    sql.Literal(SCHEMA_COMMENT.format(digest=digest))
+                )
+            )
 
 
 def _where(path: Path, text: str, exc: psycopg.Error) -> str:

@@ -17,12 +17,9 @@ import click
 import psycopg
 
 from batchctl.cli.context import AppContext
-from batchctl.cli.errors import UserError
+from batchctl.cli.errors import UserError, database_error
 from batchctl.database import ENV_VAR, error_message
 from batchctl.migrate import UpgradeError
-
-USER_ERRORS: tuple[type[Exception], ...] = (psycopg.Error, UpgradeError)
-
 
 # Each command's module is imported only when that command runs: the daemon's aiohttp and
 # LiveKit client, the report's openpyxl are not paid for by `batchctl batch list`.
@@ -59,7 +56,10 @@ class BatchctlGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as exc:
+        except psycopg.Error as exc:
+            app = ctx.obj if isinstance(ctx.obj, AppContext) else None
+            raise UserError(database_error(exc, app and app.database_target())) from exc
+        except UpgradeError as exc:
             raise UserError(error_message(exc)) from exc
 
 

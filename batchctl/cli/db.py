@@ -23,7 +23,7 @@ def db() -> None:
 @click.pass_obj
 def upgrade(app: AppContext) -> None:
     """Apply pending migrations, then re-apply the functions, triggers and views (sql/)."""
-    result = migrate.upgrade(app.database_url())
+    result = migrate.upgrade(app.database_url(ready=False))
     for migration_id in result.migrations_applied:
         click.echo(f"applied migration {migration_id}")
     sql_files = f"{len(result.sql_applied)} sql files"
@@ -38,7 +38,7 @@ def upgrade(app: AppContext) -> None:
 @click.pass_obj
 def status(app: AppContext, as_json: bool) -> None:
     """List the migrations and when each was applied."""
-    rows = migrate.status(app.database_url())
+    rows = migrate.status(app.database_url(ready=False))
     if as_json:
         doc = [{"id": r.id, "applied_at": r.applied_at and r.applied_at.isoformat()} for r in rows]
         click.echo(json.dumps(doc, indent=2))
@@ -55,7 +55,7 @@ def status(app: AppContext, as_json: bool) -> None:
 @click.pass_obj
 def psql(app: AppContext, psql_args: tuple[str, ...]) -> None:
     """Open psql on the database (extra arguments go to psql, e.g. -c 'SELECT …')."""
-    url = app.database_url()
+    url = app.database_url(ready=False)
     # Runs as a child, so an embedded server stays up for as long as the session lasts.
     completed = subprocess.run([*psql_command(), url, *psql_args], env=psql_environment())
     raise SystemExit(completed.returncode)
