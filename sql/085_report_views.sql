@@ -28,9 +28,17 @@ SELECT c.batch_id, c.tenant_id, c.entry_id, e.entry_index, e.to_phone, e.lead_na
 
 -- The figures of a batch's report in one row, read in the same snapshot as the sheets:
 -- counters (as batch_status), entries per last call status (`outcomes`, "none" = never called),
--- call logs per attempt number, call durations (of calls that have one), and the analysis keys
--- of the entries' last calls (the Calls sheet's columns). BC002 when the caller cannot see it.
-CREATE OR REPLACE FUNCTION batchctl.report_summary(p_batch_id uuid)
+-- call logs per attempt number, call durations (of calls that have one), and the keys of the
+-- entries' last call analysis and of their leads' context (the Calls sheet's columns): each
+-- most used first, then by name, at most 1000 (the sheet shows fewer, and needs one more than
+-- it shows to know there are more). `unsplit_contexts` counts the contexts the report may have
+-- to show whole, as text, because its client may not decode them: not an object, nested 100
+-- levels deep, or holding an integer of more than 4,300 digits (Python refuses about 1,000
+-- levels, and such integers), all stored before the intake bounds of sql/022 (32 levels).
+-- BC002 when the caller cannot see the batch.
+-- (Dropped first: CREATE OR REPLACE cannot change the columns a function returns.)
+DROP FUNCTION IF EXISTS batchctl.report_summary(uuid);
+CREATE FUNCTION batchctl.report_summary(p_batch_id uuid)
 RETURNS TABLE (
     batch_id uuid, tenant_id uuid, tenant_name text, status text, options jsonb,
     cancel_reason text, created_at timestamptz, started_at timestamptz, finished_at timestamptz,
@@ -38,7 +46,7 @@ RETURNS TABLE (
     completed integer, failed integer, declined integer, cancelled integer, duplicates integer,
     dnc_skipped integer, outcomes jsonb, calls integer, calls_per_attempt jsonb,
     median_duration_s double precision, p90_duration_s double precision,
-    total_duration_s numeric, analysis_keys text[])
+    total_duration_s numeric, analysis_keys text[], context_keys text[], unsplit_contexts integer)
 LANGUAGE plpgsql STABLE SECURITY INVOKER
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
@@ -58,10 +66,15 @@ BEGIN
                        FROM (SELECT c.attempt, count(*) AS n FROM batchctl.call_logs c
                               WHERE c.batch_id = b.id AND c.tenant_id = b.tenant_id
                               GROUP BY c.attempt) a), '{}'),
-           cs.median, cs.p90, cs.total_duration,
-           coalesce((SELECT array_agg(DISTINCT k ORDER BY k)
-                       FROM batchctl.report_entries re, jsonb_object_keys(re.analysis) k
-                      WHERE re.batch_id = b.id AND re.tenant_id = b.tenant_id), '{}')
+           cs.median, cs.p90, cs.total_duration, ks.analysis_keys, ks.context_keys,
+           (SELECT count(*)::integer FROM batchctl.batch_entries e
+             WHERE e.batch_id = b.id AND e.tenant_id = b.tenant_id
+               AND (jsonb_typeof(e.context) <> 'object'
+                    OR jsonb_path_exists(e.context, 'strict $.**{100}')
+                    -- (searched only as deep: all the way down a 10,000-level value would cost
+                    -- the stack)
+                    OR jsonb_path_exists(e.context,
+                           'strict $.**{0 to 99} ? (@.type() == "number" && @.abs() >= 1e4300)')))
       FROM batchctl.batches b
       JOIN batchctl.tenants t ON t.id = b.tenant_id
      CROSS JOIN LATERAL (
@@ -71,6 +84,24 @@ BEGIN
                 sum(c.duration_seconds) AS total_duration
            FROM batchctl.call_logs c WHERE c.batch_id = b.id AND c.tenant_id = b.tenant_id
      ) cs
+     CROSS JOIN LATERAL (
+         -- Both kinds of keys in one pass over the entries.
+         SELECT coalesce(array_agg(k.key ORDER BY k.rank) FILTER (WHERE k.field = 'analysis'),
+                         '{}') AS analysis_keys,
+                coalesce(array_agg(k.key ORDER BY k.rank) FILTER (WHERE k.field = 'context'),
+                         '{}') AS context_keys
+           FROM (SELECT d.field, f.key,
+                        row_number() OVER (PARTITION BY d.field
+                                               ORDER BY count(*) DESC, f.key) AS rank
+                   FROM batchctl.report_entries re
+                  CROSS JOIN LATERAL (VALUES ('analysis', re.analysis),
+                                             ('context', re.context)) d (field, doc)
+                  CROSS JOIN LATERAL jsonb_object_keys(
+                            CASE jsonb_typeof(d.doc) WHEN 'object' THEN d.doc END) f (key)
+                  WHERE re.batch_id = b.id AND re.tenant_id = b.tenant_id
+                  GROUP BY d.field, f.key) k
+          WHERE k.rank <= 1000
+     ) ks
      WHERE b.id = p_batch_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'batch % not found', p_batch_id USING ERRCODE = 'BC002';

@@ -10,10 +10,12 @@ from typing import Any
 from uuid import UUID
 
 import openpyxl
+import psycopg
 from openpyxl.workbook import Workbook
 from psycopg_pool import AsyncConnectionPool
 
 from batchctl.config import SmtpSettings
+from batchctl.report.build import build_report
 from batchctl.report.outbox import send_due_reports
 from smtp_sink import Received
 from sqlapi import SqlApi
@@ -83,6 +85,20 @@ def attachment(received: Received) -> tuple[str, bytes]:
 
 def open_workbook(data: bytes) -> Workbook:
     return openpyxl.load_workbook(io.BytesIO(data))
+
+
+def built_workbook(db_url: str, batch_id: UUID) -> Workbook:
+    """The batch's report built as `batchctl report --out` builds it (no mail), read back."""
+
+    async def build() -> bytes:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            return (await build_report(conn, batch_id)).xlsx
+
+    return open_workbook(asyncio.run(build()))
+
+
+def header(book: Workbook, sheet: str) -> tuple[Any, ...]:
+    return next(book[sheet].iter_rows(max_row=1, values_only=True))
 
 
 def table(book: Workbook, sheet: str) -> list[dict[str, Any]]:

@@ -11,11 +11,16 @@ from datetime import UTC
 from typing import Any
 
 import pytest
+from openpyxl.workbook import Workbook
 
+from batchctl.report.key_columns import MAX_HEADER_CHARS
+from batchctl.report.workbook import MAX_CONTEXT_COLUMNS
 from report_helpers import (
     attachment,
     batch_row,
+    built_workbook,
     drive,
+    header,
     open_workbook,
     report_row,
     run_outbox,
@@ -109,13 +114,9 @@ def test_the_workbook_s_numbers_equal_batch_status_and_the_call_logs(
     assert summary_value(book, "Tenant") == "Acme"
     assert len(book["Summary"]._charts) == 1
 
-    header = next(book["Calls"].iter_rows(max_row=1, values_only=True))
-    assert header[header.index("Summary") + 1 :] == (
-        "callback",
-        "interest",
-        "score",
-        "Context (JSON)",
-    )
+    columns = header(book, "Calls")
+    # Analysis keys, most used first, then by name; the leads have no context: no columns.
+    assert columns[columns.index("Summary") + 1 :] == ("interest", "callback", "score")
     rows = table(book, "Calls")
     assert [(r["Entry index"], r["Phone"], r["Final status"], r["Last call status"],
              r["Attempts"]) for r in rows] == [
@@ -333,12 +334,11 @@ def test_hostile_lead_data_comes_out_as_text(db_url: str, api: SqlApi, sink: Smt
     assert "=1+1" in header and calls.cell(1, header.index("=1+1") + 1).data_type == "s"
     for index, text in enumerate(HOSTILE):
         row = {h: c for h, c in zip(header, calls[index + 2], strict=True)}
-        for column in ("Lead name", "Lead id", "Summary", "=1+1"):
+        for column in ("Lead name", "Lead id", "Summary", "=1+1", "context.note"):
             cell = row[column]
             # XML reads a raw CR as LF: the cell is still that text, not a formula.
             assert (cell.value, cell.data_type) == (text.replace("\r", "\n"), "s"), column
             assert cell.quotePrefix == (text[0] in "=+-@\t\r" or text == "#N/A"), column
-        assert json.loads(row["Context (JSON)"].value) == {"note": text}
     assert table(book, "Calls")[-1]["Lead name"] == "bell \ufffd and escape \ufffd?"
 
 
@@ -357,3 +357,167 @@ def test_login_when_a_user_is_configured(db_url: str, api: SqlApi) -> None:
         assert sink.wait_for(1)[0].login == "reports"
     finally:
         sink.down()
+
+
+# --- the leads' context as columns ---------------------------------------------------------------
+
+
+def lead(i: int, context: dict[str, Any] | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"to_phone": f"+1415555{i:04d}", "lead_name": f"Lead {i}"}
+    if context is not None:
+        entry["context"] = context
+    return entry
+
+
+def calls_columns(book: Workbook) -> tuple[Any, ...]:
+    """The Calls sheet's headers after the fixed columns."""
+    columns = header(book, "Calls")
+    return columns[columns.index("Summary") + 1 :]
+
+
+def test_each_context_key_is_a_column_of_its_leads_values(db_url: str, api: SqlApi) -> None:
+    tenant = api.create_tenant()
+    batch = api.create_batch(tenant, [
+        lead(0, {"plan": "pro", "city": "Berlin", "seats": 12}),
+        lead(1, {"plan": "basic", "vip": True, "score": 4.5, "tags": ["a", "b"],
+                 "address": {"zip": "10115", "city": "Berlin"}}),
+        lead(2),
+        lead(3, {"plan": "team", "city": "Paris", "note": "0042", "crm_id": 12345678901234567890,
+                 "seats": None}),
+    ])  # fmt: skip
+    book = built_workbook(db_url, batch)
+
+    # Most used first (plan: 3 leads; city and seats, even null: 2), then by name; nothing is
+    # left for a last column.
+    keys = ["plan", "city", "seats", "address", "crm_id", "note", "score", "tags", "vip"]
+    assert calls_columns(book) == tuple(f"context.{k}" for k in keys)
+    rows = [{k: row[f"context.{k}"] for k in keys} for row in table(book, "Calls")]
+    assert [r["Lead name"] for r in table(book, "Calls")] == [f"Lead {i}" for i in range(4)]
+    none = dict.fromkeys(keys)
+    assert rows[0] == {**none, "plan": "pro", "city": "Berlin", "seats": 12}
+    # Nested values are their JSON text.
+    assert rows[1] == {**none, "plan": "basic", "vip": True, "score": 4.5, "tags": '["a", "b"]',
+                       "address": '{"city": "Berlin", "zip": "10115"}'}  # fmt: skip
+    assert rows[2] == none, "a lead without a context: empty cells"
+    # A whole number longer than Excel keeps exactly is its text; a JSON null an empty cell.
+    assert rows[3] == {**none, "plan": "team", "city": "Paris", "note": "0042",
+                       "crm_id": "12345678901234567890"}  # fmt: skip
+
+    ws = book["Calls"]
+    at = {h: i + 1 for i, h in enumerate(header(book, "Calls"))}
+    kinds = {k: ws.cell(2, at[f"context.{k}"]).data_type for k in ("plan", "seats")}
+    kinds |= {k: ws.cell(3, at[f"context.{k}"]).data_type for k in ("vip", "score", "tags")}
+    kinds["note"] = ws.cell(5, at["context.note"]).data_type
+    assert kinds == {"plan": "s", "seats": "n", "vip": "b", "score": "n", "tags": "s",
+                     "note": "s"}  # fmt: skip
+    assert ws.auto_filter.ref == f"A1:{ws.cell(1, ws.max_column).column_letter}5"
+
+
+def test_context_keys_beyond_the_limit_go_to_a_json_column(db_url: str, api: SqlApi) -> None:
+    tenant = api.create_tenant()
+    many = {f"k{i:02d}": i for i in range(35)}
+    batch = api.create_batch(tenant, [
+        lead(0, many),
+        lead(1, {**{f"k{i:02d}": -i for i in range(5)}, "zz": "only here"}),
+        lead(2, {"k00": "just one"}),
+    ])  # fmt: skip
+    book = built_workbook(db_url, batch)
+
+    # k00..k04 are used by three or two leads, the rest by one: by name after them.
+    shown = [f"k{i:02d}" for i in range(MAX_CONTEXT_COLUMNS)]
+    assert calls_columns(book) == (*(f"context.{k}" for k in shown), "Context (JSON)")
+    first, second, third = table(book, "Calls")
+    assert [first[f"context.{k}"] for k in shown] == list(range(MAX_CONTEXT_COLUMNS))
+    assert json.loads(first["Context (JSON)"]) == {f"k{i}": i for i in range(30, 35)}
+    assert [second[f"context.k{i:02d}"] for i in range(6)] == [0, -1, -2, -3, -4, None]
+    assert json.loads(second["Context (JSON)"]) == {"zz": "only here"}
+    assert third["context.k00"] == "just one"
+    assert third["Context (JSON)"] is None, "nothing left over"
+
+
+def test_a_formula_like_context_key_or_value_is_text(db_url: str, api: SqlApi) -> None:
+    tenant = api.create_tenant()
+    hostile = "=cmd|' /C calc'!A0"
+    batch = api.create_batch(tenant, [lead(0, {"=cmd": hostile, "@SUM(1)": "-1"})])
+    drive(api, {"+14155550000": [("ended", {"analysis": {"=cmd": "+1"}})]})
+    book = built_workbook(db_url, batch)
+
+    assert calls_columns(book) == ("=cmd", "context.=cmd", "context.@SUM(1)")
+    ws = book["Calls"]
+    for row in ws.iter_rows():
+        for cell in row:
+            assert cell.data_type not in ("f", "e"), cell.coordinate
+    at = {h: i + 1 for i, h in enumerate(header(book, "Calls"))}
+    for column, value in (("=cmd", "+1"), ("context.=cmd", hostile), ("context.@SUM(1)", "-1")):
+        heading, cell = ws.cell(1, at[column]), ws.cell(2, at[column])
+        assert (heading.value, heading.data_type) == (column, "s")
+        assert (cell.value, cell.data_type, cell.quotePrefix) == (value, "s", True), column
+
+
+def test_context_headers_never_collide_with_analysis_or_fixed_headers(
+    db_url: str, api: SqlApi
+) -> None:
+    tenant = api.create_tenant()
+    batch = api.create_batch(tenant, [
+        lead(0, {"plan": "pro", "Plan": "legacy"}),
+        lead(1, {"plan": "basic"}),
+    ])  # fmt: skip
+    drive(api, {
+        "+14155550000": [("ended", {"analysis": {"plan": "upsell", "context.plan": "a0",
+                                                 "Phone": "mobile"}})],
+        "+14155550001": [("ended", {"analysis": {"plan": "renew", "context.plan": "a1"}})],
+    })  # fmt: skip
+    book = built_workbook(db_url, batch)
+
+    # Analysis keys keep their names (the columns of earlier reports); a header equal to an
+    # earlier one, ignoring case, gets a number.
+    assert calls_columns(book) == (
+        "context.plan", "plan", "Phone (2)", "context.plan (2)", "context.Plan (3)"
+    )  # fmt: skip
+    columns = header(book, "Calls")
+    assert len({c.casefold() for c in columns}) == len(columns)
+    first, second = table(book, "Calls")
+    assert (first["Phone"], first["Phone (2)"]) == ("+14155550000", "mobile")
+    assert [(r["plan"], r["context.plan"], r["context.plan (2)"], r["context.Plan (3)"])
+            for r in (first, second)] == [("upsell", "a0", "pro", "legacy"),
+                                          ("renew", "a1", "basic", None)]  # fmt: skip
+
+
+def test_long_and_odd_context_keys_get_a_cut_one_line_header(db_url: str, api: SqlApi) -> None:
+    tenant = api.create_tenant()
+    long = "x" * 200
+    context = {long: 1, long[:-1] + "y": 2, "line\nbreak": 3, "": 4, "tab\there": 5}
+    batch = api.create_batch(tenant, [lead(0, context)])
+    book = built_workbook(db_url, batch)
+
+    cut = "context." + "x" * (MAX_HEADER_CHARS - len("context.") - 1) + "\u2026"
+    assert len(cut) == MAX_HEADER_CHARS
+    assert calls_columns(book) == (
+        "context.(empty)", "context.line\ufffdbreak", "context.tab\ufffdhere", cut, f"{cut} (2)"
+    )  # fmt: skip
+    (row,) = table(book, "Calls")
+    assert [row[c] for c in calls_columns(book)] == [4, 3, 5, 1, 2]
+
+
+# A number int() refuses (more than 4,300 digits): Python cannot decode a context holding it.
+LONG_NUMBER = '{"n": ' + "7" * 5000 + "}"
+
+
+def test_a_context_python_cannot_decode_is_shown_whole_in_the_last_column(
+    db_url: str, api: SqlApi
+) -> None:
+    tenant = api.create_tenant()
+    batch = api.create_batch(tenant, [lead(0, {"n": 5}), lead(1, {"m": "x"})])
+    # Written straight into the table: Python can neither write nor read such a number.
+    api.conn.execute(
+        "update batchctl.batch_entries set context = %s::jsonb"
+        " where batch_id = %s and entry_index = 1",
+        (LONG_NUMBER, batch),
+    )
+    book = built_workbook(db_url, batch)
+
+    # Only one key: the last column is there for the context that cannot be split.
+    assert calls_columns(book) == ("context.n", "Context (JSON)")
+    first, second = table(book, "Calls")
+    assert (first["context.n"], first["Context (JSON)"]) == (5, None)
+    assert (second["context.n"], second["Context (JSON)"]) == (None, LONG_NUMBER)

@@ -10,6 +10,7 @@ apostrophe added).
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,6 +29,9 @@ BOLD = Font(bold=True)
 # Excel's limit of characters in a cell: it reports a workbook with a longer one as damaged.
 # A 64 KiB context's JSON, or an undecodable value's text, is longer.
 MAX_CELL_CHARS = 32767
+# Excel keeps 15 significant digits: a longer whole number (an id in a lead's context, say)
+# would silently change, so it is written as its text instead.
+MAX_EXACT_INT = 10**15 - 1
 
 
 def text(ws: WriteOnlyWorksheet, value: str) -> str | Cell:
@@ -65,11 +69,18 @@ def naive_utc(value: datetime) -> datetime:
 
 
 def cell(ws: WriteOnlyWorksheet, value: Any) -> Any:
-    """A cell value for anything the report reads: numbers stay numbers, times become UTC
-    datetimes, JSON objects and arrays their JSON text, everything else safe text."""
+    """A cell value for anything the report reads: numbers stay numbers (but for whole numbers
+    Excel cannot hold exactly, and infinity: their text), times become UTC datetimes, JSON
+    objects and arrays their JSON text, everything else safe text."""
     match value:
-        case None | bool() | int() | float() | Cell():
+        case None | bool() | Cell():
             return value
+        case int() if abs(value) <= MAX_EXACT_INT:
+            return value
+        case float() if math.isfinite(value):
+            return value
+        case int() | float():
+            return text(ws, str(value))
         case Decimal():
             return float(value)
         case str():

@@ -58,7 +58,11 @@ class BatchSummary:
     median_duration_s: float | None
     p90_duration_s: float | None
     total_duration_s: Decimal | None
+    # The keys of the entries' last call analysis and of their leads' context, each most used
+    # first, then by name, at most 1000: the Calls sheet's columns (key_columns.py).
     analysis_keys: list[str]
+    context_keys: list[str]
+    unsplit_contexts: int  # contexts that may have to be shown whole, as text (see the SQL)
 
     @property
     def finished(self) -> bool:

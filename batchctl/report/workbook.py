@@ -1,9 +1,9 @@
 """The report workbook, written in openpyxl's write-only mode: rows go to temporary files as they
 are appended, so memory stays flat however many entries the batch has.
 
-Sheets: Summary (summary_sheet.py), Calls (one row per entry, the last call's summary and
-analysis flattened into columns), Attempts (one row per call log). Blocking and CPU-bound: the
-daemon calls it from a worker thread, one call at a time.
+Sheets: Summary (summary_sheet.py), Calls (one row per entry, the last call's summary, its
+analysis and the lead's context flattened into columns: key_columns.py), Attempts (one row per
+call log). Blocking and CPU-bound: the daemon calls it from a worker thread, one call at a time.
 """
 
 from __future__ import annotations
@@ -20,12 +20,20 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from batchctl.report.cells import SECONDS_FORMAT, cell, formatted, heading
 from batchctl.report.data import BatchSummary, CallRow, EntryRow
+from batchctl.report.key_columns import KeyColumns, unique_headers
 from batchctl.report.summary_sheet import write_summary
 
-# Beyond this many distinct analysis keys the rest go into one JSON column: Excel has 16k
-# columns, and nobody reads hundreds.
+# Beyond this many distinct keys the rest go into one JSON column: Excel has 16k columns, and
+# nobody reads hundreds. (report_summary returns up to 1000 keys of each kind: these must stay
+# below that.) Analysis keys are headed by the key alone, as they always were; context keys
+# by "context." and the key, so that the two kinds do not mix (key_columns.unique_headers
+# keeps apart what still collides, say an analysis key "context.plan").
 MAX_ANALYSIS_COLUMNS = 100
 OTHER_ANALYSIS = "Other analysis (JSON)"
+MAX_CONTEXT_COLUMNS = 30
+CONTEXT_PREFIX = "context."
+# The rest of each context; the name of the column that held the whole context before.
+OTHER_CONTEXT = "Context (JSON)"
 
 # (header, width) of the fixed columns; the rows below are built in the same order.
 ENTRY_COLUMNS = (
@@ -41,7 +49,6 @@ ENTRY_COLUMNS = (
     ("Last error", 24),
     ("Summary", 48),
 )
-CONTEXT_COLUMN = ("Context (JSON)", 40)
 CALL_COLUMNS = (
     ("Entry index", 11),
     ("Phone", 17),
@@ -58,7 +65,8 @@ CALL_COLUMNS = (
     ("Dispatch id", 20),
     ("Detail (JSON)", 48),
 )
-ANALYSIS_WIDTH = 18
+KEY_WIDTH = 18
+REST_WIDTH = 40
 
 
 @dataclass
@@ -91,30 +99,30 @@ class ReportWorkbook:
     def __init__(self, summary: BatchSummary) -> None:
         self._book = Workbook(write_only=True)
         write_summary(self._book.create_sheet("Summary"), summary)
-        self._keys = summary.analysis_keys[:MAX_ANALYSIS_COLUMNS]
-        self._more_keys = len(summary.analysis_keys) > MAX_ANALYSIS_COLUMNS
-        entry_columns = [*ENTRY_COLUMNS, *((k, ANALYSIS_WIDTH) for k in self._keys)]
-        if self._more_keys:
-            entry_columns.append((OTHER_ANALYSIS, 40))
-        entry_columns.append(CONTEXT_COLUMN)
-        self._entries = _Table.create(self._book, "Calls", entry_columns)
+        self._analysis = KeyColumns.of(
+            summary.analysis_keys, limit=MAX_ANALYSIS_COLUMNS, prefix="", width=KEY_WIDTH,
+            rest_header=OTHER_ANALYSIS, rest_width=REST_WIDTH,
+        )  # fmt: skip
+        # A context that may not be split needs the rest column to be shown at all (an
+        # undecodable analysis is on the Attempts sheet, in its call's detail).
+        self._context = KeyColumns.of(
+            summary.context_keys, limit=MAX_CONTEXT_COLUMNS, prefix=CONTEXT_PREFIX,
+            width=KEY_WIDTH, rest_header=OTHER_CONTEXT, rest_width=REST_WIDTH,
+            rest_needed=summary.unsplit_contexts > 0,
+        )  # fmt: skip
+        entry_columns = [*ENTRY_COLUMNS, *self._analysis.columns, *self._context.columns]
+        self._entries = _Table.create(self._book, "Calls", unique_headers(entry_columns))
         self._calls = _Table.create(self._book, "Attempts", CALL_COLUMNS)
 
     def add_entries(self, rows: Sequence[EntryRow]) -> None:
         ws = self._entries.ws
         for r in rows:
-            # Undecodable analysis: its columns stay empty; the Attempts sheet has it as text.
-            analysis = r.analysis if isinstance(r.analysis, dict) else {}
-            values: list[Any] = [
+            self._entries.append([
                 r.entry_index, r.to_phone, r.lead_name, r.lead_id, r.status, r.outcome,
                 r.attempts, _seconds(ws, r.duration_seconds), r.last_call_ended_at,
                 r.last_error, r.summary,
-                *(analysis.get(k) for k in self._keys),
-            ]  # fmt: skip
-            if self._more_keys:
-                values.append({k: v for k, v in analysis.items() if k not in self._keys} or None)
-            values.append(r.context or None)
-            self._entries.append(values)
+                *self._analysis.values(r.analysis), *self._context.values(r.context),
+            ])  # fmt: skip
 
     def add_calls(self, rows: Sequence[CallRow]) -> None:
         ws = self._calls.ws
