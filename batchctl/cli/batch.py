@@ -53,7 +53,7 @@ def list_batches(
     app: AppContext, tenant: str | None, status: str | None, limit: int, as_json: bool
 ) -> None:
     """List batches, newest first."""
-    with connect(app.database_url()) as conn:
+    with connect(app.read_url()) as conn:
         tenant_id = resolve_tenant(conn, tenant) if tenant else None
         if status is not None:
             row = conn.execute("SELECT enum_range(NULL::batchctl.batch_status)::text[]").fetchone()

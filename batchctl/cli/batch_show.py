@@ -48,7 +48,7 @@ def _details(conn: psycopg.Connection[Any], batch_id: UUID) -> dict[str, Any]:
 @click.pass_obj
 def show(app: AppContext, batch_id: UUID, as_json: bool) -> None:
     """Show a batch: counts per status, timings, its report, and the latest errors."""
-    with connect(app.database_url()) as conn:
+    with connect(app.read_url()) as conn:
         details = _details(conn, batch_id)
     if as_json:
         print_json(details)

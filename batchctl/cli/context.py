@@ -14,8 +14,10 @@ from batchctl.embedded import EmbeddedUrl
 @dataclass
 class AppContext:
     database_url_option: str | None
+    read_url_option: str | None = None
     _database_url: str | None = field(default=None, init=False, repr=False)
     _ready: bool = field(default=False, init=False, repr=False)
+    _read_ready: bool = field(default=False, init=False, repr=False)
 
     def database_url(self, *, ready: bool = True) -> str:
         """Resolved on first use: commands that need no database never start the embedded
@@ -31,6 +33,16 @@ class AppContext:
             make_ready(self._database_url)
             self._ready = True
         return self._database_url
+
+    def read_url(self) -> str:
+        """Where a command that only reads reads from: the --read-url database (a standby, so
+        that a big report never loads the primary) when given, else the database."""
+        if self.read_url_option is None:
+            return self.database_url()
+        if not self._read_ready:
+            make_ready(self.read_url_option)
+            self._read_ready = True
+        return self.read_url_option
 
     def database_target(self) -> str | None:
         """The database in words for error messages, once it is known."""

@@ -54,7 +54,9 @@ def report(
         raise click.UsageError("nothing to do: give --out FILE.xlsx, --send, or both")
     if recipients and not send:
         raise click.UsageError("--to needs --send")
-    url = app.database_url()
+    # Building a workbook only reads (from a standby, given --read-url); sending records the
+    # attempt in the outbox, on the primary.
+    url = app.database_url() if send else app.read_url()
     worker = f"{socket.gethostname()}:{os.getpid()}:cli"
     try:
         built = asyncio.run(

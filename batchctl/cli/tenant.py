@@ -73,7 +73,7 @@ def create(app: AppContext, name: str, max_concurrent: int, timezone: str, as_js
 @click.pass_obj
 def list_tenants(app: AppContext, as_json: bool) -> None:
     """List the tenants, with their limits and unfinished batches."""
-    with connect(app.database_url()) as conn, conn.cursor(row_factory=dict_row) as cur:
+    with connect(app.read_url()) as conn, conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             """SELECT t.id AS tenant_id, t.name, t.max_concurrent_calls, t.timezone,
                       (SELECT count(*) FROM batchctl.batches b
@@ -129,7 +129,7 @@ def revoke_login(app: AppContext, role: str) -> None:
 @click.pass_obj
 def list_logins(app: AppContext, tenant_ref: str | None, as_json: bool) -> None:
     """List the logins bound to tenants (to TENANT only, when given)."""
-    with connect(app.database_url()) as conn, conn.cursor(row_factory=dict_row) as cur:
+    with connect(app.read_url()) as conn, conn.cursor(row_factory=dict_row) as cur:
         tenant_id = resolve_tenant(conn, tenant_ref) if tenant_ref else None
         rows = cur.execute(
             """SELECT l.role_name AS role, l.tenant_id, t.name AS tenant, l.created_at
