@@ -36,9 +36,7 @@ SELECT c.batch_id, c.tenant_id, c.entry_id, e.entry_index, e.to_phone, e.lead_na
 -- levels deep, or holding an integer of more than 4,300 digits (Python refuses about 1,000
 -- levels, and such integers), all stored before the intake bounds of sql/022 (32 levels).
 -- BC002 when the caller cannot see the batch.
--- (Dropped first: CREATE OR REPLACE cannot change the columns a function returns.)
-DROP FUNCTION IF EXISTS batchctl.report_summary(uuid);
-CREATE FUNCTION batchctl.report_summary(p_batch_id uuid)
+CREATE OR REPLACE FUNCTION batchctl.report_summary(p_batch_id uuid)
 RETURNS TABLE (
     batch_id uuid, tenant_id uuid, tenant_name text, status text, options jsonb,
     cancel_reason text, created_at timestamptz, started_at timestamptz, finished_at timestamptz,
