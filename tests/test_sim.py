@@ -668,6 +668,20 @@ def test_a_bad_scenario_names_the_key(doc: Any, message: str) -> None:
         Scenario.from_dict(doc)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [('{"seed": ' * 10_000 + "1" + "}" * 10_000, "nested too deep to read"),
+     ('{"seed": 1', "Expecting ',' delimiter")],
+)  # fmt: skip
+def test_a_scenario_file_that_cannot_be_read_names_itself(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "scenario.json"
+    path.write_text(text)
+    with pytest.raises(ScenarioError, match=f"^{re.escape(str(path))}: .*{re.escape(message)}"):
+        Scenario.load(path)
+
+
 def test_the_example_scenario_loads() -> None:
     example = Scenario.load(REPO / "examples" / "scenario.json")
     assert example.webhook_url is None and example.mode == "auto"

@@ -102,6 +102,8 @@ class Scenario:
             doc = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
             raise ScenarioError(f"{path}: {exc}") from exc
+        except RecursionError as exc:  # JSON nested deeper than Python's decoder goes
+            raise ScenarioError(f"{path}: nested too deep to read") from exc
         return cls.from_dict(doc)
 
     @classmethod
