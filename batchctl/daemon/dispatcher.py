@@ -81,6 +81,8 @@ class Dispatcher:
 
     async def step(self) -> float | None:
         if self.circuit.is_open:
+            if (wait := self.circuit.probe_due_in()) > 0:
+                return wait
             if not await self.gateway.reachable():
                 return self.circuit.still_down()
             self.circuit.close()
