@@ -3,15 +3,20 @@ problem is found, with its line and column, and nothing stops at the first one."
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from collections.abc import Iterable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from batchctl.leads.csvfile import CsvFileError, Problem, Record, read_records
+from batchctl.leads.csvfile import CsvFileError, Problem, Record, column_letter, read_records
+from batchctl.leads.files import detect_delimiter, open_lead_file
 from batchctl.leads.phones import PhoneError, check_region, parse_phone
-from batchctl.leads.rows import Lead, Number, read_leads, read_numbers
+from batchctl.leads.rows import LEAD_COLUMNS, PHONE, Lead, Number, read_leads, read_numbers
+from batchctl.leads.workbook import cell_text
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "leads.csv"
 
@@ -140,6 +145,101 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     with path.open(newline="", encoding="utf-8-sig") as stream, pytest.raises(CsvFileError) as exc:
         list(read_records(stream, ("phone",), "phone"))
     assert "not UTF-8" in str(exc.value)
+
+
+def test_trailing_columns_without_a_name_are_left_out_unless_something_is_under_them() -> None:
+    text = "phone,name,,\n+14155550100,Ada,,\n+14155550101,Bob,,late\n"
+    assert list(read_records(lines(text), ("phone", "name"), "phone")) == [
+        Record(2, {"phone": "+14155550100", "name": "Ada"}),
+        Problem(3, None, "a value in column 4, which has no name in the header"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("header", "delimiter"),
+    [
+        ("phone,name,notes", ","),
+        ("phone;name;notes", ";"),
+        ("phone\tname", "\t"),
+        ("phone|name", "|"),
+        ("phone", ","),  # one column: any will do
+        ("name;phone;price, incl. VAT", ";"),  # only ";" gives a phone column
+        ('phone,"notes; misc",x|y', ","),
+        ("Phone ; Name", ";"),
+    ],
+)
+def test_the_delimiter_is_the_one_that_gives_the_header_its_phone_column(
+    header: str, delimiter: str
+) -> None:
+    assert detect_delimiter(header + "\r\n", "phone", "line 1") == delimiter
+
+
+def test_a_header_no_delimiter_makes_sense_of_is_refused() -> None:
+    with pytest.raises(CsvFileError) as exc:
+        detect_delimiter("tel;name,title\n", "phone", "line 1")
+    assert str(exc.value) == (
+        'line 1: cannot tell whether "," or ";" separates the columns (neither gives a "phone"'
+        " column): say which with --delimiter"
+    )
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_line_that_is_not_utf8_is_found_whatever_ends_the_lines(
+    tmp_path: Path, newline: str
+) -> None:
+    path = tmp_path / "old.csv"
+    path.write_bytes(
+        newline.join(["phone,name", "+14155550100,Ada", "+1415555,Gü", ""]).encode("cp1252")
+    )
+    with open_lead_file(path) as source, pytest.raises(CsvFileError) as exc:
+        list(source.records(LEAD_COLUMNS, PHONE))
+    assert str(exc.value) == (
+        'line 3 is not UTF-8 text: byte 0xFC after "+1415555,G" ("ü" in Windows-1252, which older'
+        ' Excel saves CSV files in): pass --encoding cp1252, or save the file as "CSV UTF-8"'
+    )
+
+
+def test_a_utf16_file_is_known_by_its_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "unicode.txt"
+    path.write_bytes("phone\tname\r\n+14155550100\tZoë\r\n".encode("utf-16"))
+    with open_lead_file(path) as source:
+        records = list(source.records(LEAD_COLUMNS, PHONE))
+    assert records == [Record(2, {"phone": "+14155550100", "name": "Zoë"})]
+
+
+# --- workbook cells --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "number_format", "text"),
+    [
+        (4155550123, "General", "4155550123"),
+        (4155550123.0, "General", "4155550123"),
+        (14155550123.0, "0.00E+00", "14155550123"),
+        (123, "00000", "00123"),
+        (-5, "000", "-005"),
+        ("00123", "@", "00123"),
+        (0.1 + 0.2, "General", "0.3"),
+        (12.5, "0.00", "12.5"),
+        (1e-7, "General", "0.0000001"),
+        (True, "General", "TRUE"),
+        (None, "General", ""),
+        (dt.datetime(2024, 3, 1), "yyyy-mm-dd", "2024-03-01"),
+        (dt.datetime(2024, 3, 1), "General", "2024-03-01"),
+        (dt.datetime(2024, 3, 1, 9, 30), "m/d/yy h:mm", "2024-03-01T09:30:00"),
+        (dt.datetime(2024, 3, 1, 9, 30), "General", "2024-03-01T09:30:00"),
+        (dt.datetime(1899, 12, 30, 9, 30), "h:mm", "09:30:00"),
+        (dt.time(9, 30), "h:mm", "09:30:00"),
+    ],
+)
+def test_workbook_cells_read_as_a_person_sees_them(
+    value: Any, number_format: str, text: str
+) -> None:
+    assert cell_text(SimpleNamespace(value=value, number_format=number_format)) == text
+
+
+def test_column_letters() -> None:
+    assert [column_letter(n) for n in (1, 2, 26, 27, 52, 703)] == ["A", "B", "Z", "AA", "AZ", "AAA"]
 
 
 # --- leads -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``batchctl batch create``: a lead CSV file -> a running batch.
+"""``batchctl batch create``: a lead file (CSV or .xlsx) -> a running batch.
 
 The flags are create_batch's options (SPEC §3) under their command-line names; they are passed
 through as given and judged by ``batchctl.normalize_options`` in the database, whose message
@@ -14,7 +14,14 @@ import click
 
 from batchctl.cli.batch_common import batch_status, print_counts
 from batchctl.cli.context import AppContext
-from batchctl.cli.csv_input import CSV_FILE, default_region_option, echo_problems, open_csv, reject
+from batchctl.cli.csv_input import (
+    LEAD_FILE,
+    default_region_option,
+    echo_problems,
+    lead_file_options,
+    open_lead_file,
+    reject,
+)
 from batchctl.cli.output import json_option, print_json
 from batchctl.cli.tenant import resolve_tenant
 from batchctl.database import connect
@@ -98,8 +105,16 @@ def build_options(flags: dict[str, Any], options_json: dict[str, Any]) -> dict[s
 
 @click.command()
 @click.argument("tenant")
-@click.option("--csv", "csv_file", type=CSV_FILE, required=True, help="The leads (see examples/).")
+@click.option(
+    "--file",
+    "--csv",
+    "lead_file",
+    type=LEAD_FILE,
+    required=True,
+    help="The leads: a CSV file or an .xlsx workbook (see examples/).",
+)
 @default_region_option
+@lead_file_options
 @click.option("--skip-invalid", is_flag=True, help="Leave bad rows out instead of refusing.")
 @click.option("--agent-name", help="LiveKit agent to dispatch.")
 @click.option("--wave-size", type=int, help="Calls of this batch in flight at once [15].")
@@ -138,37 +153,43 @@ def build_options(flags: dict[str, Any], options_json: dict[str, Any]) -> dict[s
 def create(
     app: AppContext,
     tenant: str,
-    csv_file: Path,
+    lead_file: Path,
     default_region: str | None,
+    encoding: str | None,
+    delimiter: str | None,
+    sheet: str | None,
     skip_invalid: bool,
     options_json: dict[str, Any],
     as_json: bool,
     **flags: Any,
 ) -> None:
-    """Create a batch for TENANT (id or exact name) from a lead CSV file and start it.
+    """Create a batch for TENANT (id or exact name) from a lead file and start it.
 
-    Columns: phone (required; E.164, or national with --default-region), name, lead_id,
-    timezone (IANA; else the number's own zone when it has exactly one, else the tenant's);
-    any other column goes into the lead's context. Bad rows are all reported by line and
-    column, and nothing is created unless --skip-invalid."""
+    The file is CSV (UTF-8, or --encoding; comma, semicolon, tab or pipe, found from the
+    header line, or --delimiter) or an Excel workbook (.xlsx: its first sheet, or --sheet); its
+    first line names the columns. Columns: phone (required; E.164, or national with
+    --default-region), name, lead_id, timezone (IANA; else the number's own zone when it has
+    exactly one, else the tenant's); any other column goes into the lead's context. Bad rows
+    are all reported by line and column, and nothing is created unless --skip-invalid."""
     options = build_options(flags, options_json)
     with connect(app.database_url()) as conn:
         tenant_id = resolve_tenant(conn, tenant)
         # Bad options fail before the file is read, with the database's message.
         conn.execute("SELECT batchctl.normalize_options(%s::jsonb)", (json.dumps(options),))
-        with open_csv(csv_file) as stream:
-            leads = read_leads(stream, default_region, workers=available_cpus())
+        reading = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
+        with open_lead_file(lead_file, **reading) as source:
+            leads = read_leads(source, default_region, workers=available_cpus())
             try:
                 batch_id, skipped = import_batch(
                     conn, tenant_id, leads, options, skip_invalid=skip_invalid
                 )
             except InvalidRows as exc:
-                reject(csv_file, exc.problems, exc.rows, NOT_CREATED)
+                reject(source, exc.problems, exc.rows, NOT_CREATED)
         status = batch_status(conn, tenant_id, batch_id)
     if as_json:
         skipped_rows = [{"line": p.line, "column": p.column, "message": p.message} for p in skipped]
         print_json({"batch_id": batch_id, "batch_status": status, "skipped_rows": skipped_rows})
         return
-    echo_problems(csv_file, skipped, verb="skipped ")
+    echo_problems(source, skipped, verb="skipped ")
     click.echo(f"batch {batch_id} {status['status']}")
     print_counts(status)

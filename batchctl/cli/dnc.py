@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from batchctl.cli.context import AppContext
-from batchctl.cli.csv_input import CSV_FILE, default_region_option, open_csv, reject
+from batchctl.cli.csv_input import (
+    LEAD_FILE,
+    default_region_option,
+    lead_file_options,
+    open_lead_file,
+    reject,
+)
 from batchctl.cli.errors import UserError
 from batchctl.cli.output import json_option, print_json
 from batchctl.cli.tenant import resolve_tenant
@@ -50,28 +56,38 @@ def add(
 
 @dnc.command("import")
 @click.argument("tenant")
-@click.argument("file", type=CSV_FILE)
+@click.argument("file", type=LEAD_FILE)
 @default_region_option
+@lead_file_options
 @json_option
 @click.pass_obj
 def import_numbers(
-    app: AppContext, tenant: str, file: Path, default_region: str | None, as_json: bool
+    app: AppContext,
+    tenant: str,
+    file: Path,
+    default_region: str | None,
+    encoding: str | None,
+    delimiter: str | None,
+    sheet: str | None,
+    as_json: bool,
 ) -> None:
     """Add the numbers in FILE's "phone" column to TENANT's list (TENANT: id or exact name).
 
-    All or nothing: one bad row (reported by line) and no number is added."""
+    FILE is CSV or an .xlsx workbook, read as batch create reads a lead file. All or nothing:
+    one bad row (reported by line) and no number is added."""
     with connect(app.database_url()) as conn:
         tenant_id = resolve_tenant(conn, tenant)
         numbers: list[str] = []
         problems: list[Problem] = []
-        with open_csv(file) as stream:
-            for item in read_numbers(stream, default_region, workers=available_cpus()):
+        reading = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
+        with open_lead_file(file, **reading) as source:
+            for item in read_numbers(source, default_region, workers=available_cpus()):
                 if isinstance(item, Problem):
                     problems.append(item)
                 else:
                     numbers.append(item.phone)
         if problems:
-            reject(file, problems, len(numbers) + len(problems), "no number was added")
+            reject(source, problems, len(numbers) + len(problems), "no number was added")
         with conn.transaction(), conn.cursor() as cur:
             cur.executemany(ADD_DNC, [(tenant_id, number) for number in numbers])
     if as_json:

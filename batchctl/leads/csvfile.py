@@ -1,15 +1,29 @@
-"""Reading lead CSV files: one record at a time (files of any size stream), each with the line
-it starts on, so every problem can be reported as "line N, column C"."""
+"""The records of a lead file: one at a time (files of any size stream), each with the line it
+starts on (a workbook's row), so every problem can be reported as "line N, column C".
+
+The rows come from CSV text (read_records) or from a workbook (batchctl.leads.workbook); the
+header and its rules are the same for both (table_records). batchctl.leads.files opens a file
+of either kind."""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class CsvFileError(ValueError):
     """The file as a whole cannot be read (no header, no phone column, not UTF-8, ...)."""
+
+
+class UndecodableText(CsvFileError):
+    """The text is not in the encoding it is read in (batchctl.leads.files finds the line)."""
+
+    def __init__(self, exc: UnicodeDecodeError) -> None:
+        name = "UTF-8" if exc.encoding.replace("_", "-").lower() == "utf-8" else exc.encoding
+        super().__init__(f"not {name} text ({exc.reason})")
+        self.encoding = exc.encoding
 
 
 @dataclass(frozen=True)
@@ -31,42 +45,123 @@ class Record:
     values: dict[str, str]  # column name -> stripped cell
 
 
+def column_letter(position: int) -> str:
+    """A spreadsheet's name of the column at ``position`` (1 -> A, 27 -> AA)."""
+    letters = ""
+    while position:
+        position, rest = divmod(position - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+class Where:
+    """How a file names its places: "line 3" and "column 2" in a text file, 'sheet "Leads",
+    row 3' and "column B" in a workbook. It learns the header's columns as the records are read,
+    so that a workbook's problems show the column's letter beside its name."""
+
+    def __init__(self, sheet: str | None = None) -> None:
+        self.sheet = sheet
+        self.positions: dict[str, int] = {}  # column name -> position (from 1)
+
+    def row(self, line: int) -> str:
+        return f"line {line}" if self.sheet is None else f'sheet "{self.sheet}", row {line}'
+
+    def column(self, position: int) -> str:
+        return f"column {position if self.sheet is None else column_letter(position)}"
+
+    def problem(self, problem: Problem) -> str:
+        """``problem`` as one line ("line 4, column phone: ...")."""
+        if self.sheet is None:
+            return str(problem)
+        where = self.row(problem.line)
+        position = self.positions.get(problem.column or "")
+        if position:
+            where += f", column {column_letter(position)} ({problem.column})"
+        elif problem.column:
+            where += f", column {problem.column}"
+        return f"{where}: {problem.message}"
+
+
 def read_records(
-    lines: Iterable[str], known: Collection[str], required: str
+    lines: Iterable[str],
+    known: Collection[str],
+    required: str,
+    *,
+    delimiter: str = ",",
+    first_line: int = 1,
+    where: Where | None = None,
 ) -> Iterator[Record | Problem]:
-    """The data rows of a CSV file with a ``required`` column. Header names are stripped; the
-    ``known`` ones (lower-case) match in any case, the others keep theirs. Blank rows are
-    skipped; a row with the wrong number of fields is a Problem."""
-    reader = csv.reader(lines, strict=True)
+    """The records of CSV text (``lines``, the header first, which is line ``first_line`` of
+    the file); see table_records."""
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    rows = _csv_rows(reader, first_line - 1)
+    return table_records(rows, known, required, Where() if where is None else where)
+
+
+def _csv_rows(reader: Any, skipped: int) -> Iterator[tuple[int, list[str]]]:
+    """(the line a record starts on, its fields)."""
+    start = 1 + skipped
     try:
-        header = [name.strip() for name in next(reader, [])]
-        if not any(header):
-            raise CsvFileError("the file is empty; the first line must name the columns")
-        _check_header(header, required)
-        header = [name.lower() if name.lower() in known else name for name in header]
-        start = reader.line_num + 1
         for fields in reader:
-            if any(field.strip() for field in fields):
-                if len(fields) != len(header):
-                    yield Problem(
-                        start, None, f"{len(fields)} fields, but the header has {len(header)}"
-                    )
-                else:
-                    yield Record(start, {n: f.strip() for n, f in zip(header, fields, strict=True)})
-            start = reader.line_num + 1
+            yield start, fields
+            start = reader.line_num + 1 + skipped
     except csv.Error as exc:
-        raise CsvFileError(f"line {reader.line_num}: {exc}") from None
+        raise CsvFileError(f"line {reader.line_num + skipped}: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise CsvFileError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise UndecodableText(exc) from None
 
 
-def _check_header(header: list[str], required: str) -> None:
-    lowered = [name.lower() for name in header]
+def table_records(
+    rows: Iterable[tuple[int, Sequence[str]]],
+    known: Collection[str],
+    required: str,
+    where: Where,
+    *,
+    ragged: bool = False,
+) -> Iterator[Record | Problem]:
+    """The data rows of a table with a ``required`` column; ``rows`` are (line, cells), the
+    header first. Header names are stripped; the ``known`` ones (lower-case) match in any case,
+    the others keep theirs. Columns without a name at the end of the header are left out (a
+    spreadsheet writes them for cells once formatted), but a value under one is a Problem.
+    Blank rows are skipped. A CSV row must have as many fields as the header, else it is a
+    Problem; a workbook's rows (``ragged``) end where their last value does."""
+    rows = iter(rows)
+    line, header = next(rows, (0, ()))
+    names = [name.strip() for name in header]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        first = "line" if where.sheet is None else "row"
+        if not line:
+            empty = "the file" if where.sheet is None else f'sheet "{where.sheet}"'
+            raise CsvFileError(f"{empty} is empty; the first {first} must name the columns")
+        raise CsvFileError(f"{where.row(line)} is blank; the first {first} must name the columns")
+    _check_header(names, required, where, line)
+    names = [name.lower() if name.lower() in known else name for name in names]
+    where.positions = {name: position for position, name in enumerate(names, start=1)}
+    width, named = len(header), len(names)
+    for line, fields in rows:
+        if any(field.strip() for field in fields):
+            if len(fields) != width and not ragged:
+                yield Problem(line, None, f"{len(fields)} fields, but the header has {width}")
+            elif len(fields) > named and any(field.strip() for field in fields[named:]):
+                position = next(i for i in range(named, len(fields)) if fields[i].strip()) + 1
+                message = f"a value in {where.column(position)}, which has no name in the header"
+                yield Problem(line, None, message)
+            else:
+                if len(fields) < named:  # a workbook's row that ends early
+                    fields = [*fields, *[""] * (named - len(fields))]
+                yield Record(line, {n: f.strip() for n, f in zip(names, fields, strict=False)})
+
+
+def _check_header(names: list[str], required: str, where: Where, line: int) -> None:
+    lowered = [name.lower() for name in names]
     for position, name in enumerate(lowered, start=1):
         if not name:
-            raise CsvFileError(f"line 1: column {position} has no name; every column needs one")
+            column = where.column(position)
+            raise CsvFileError(f"{where.row(line)}: {column} has no name; every column needs one")
         if lowered.count(name) > 1:
-            raise CsvFileError(f'line 1: column "{header[position - 1]}" appears twice')
+            raise CsvFileError(f'{where.row(line)}: column "{names[position - 1]}" appears twice')
     if required not in lowered:
-        found = ", ".join(header)
-        raise CsvFileError(f'line 1: no "{required}" column (the header has: {found})')
+        found = ", ".join(names)
+        raise CsvFileError(f'{where.row(line)}: no "{required}" column (the header has: {found})')

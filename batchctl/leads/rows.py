@@ -1,4 +1,4 @@
-"""CSV records -> leads (for batches) and numbers (for the do-not-call list).
+"""A lead file's records -> leads (for batches) and numbers (for the do-not-call list).
 
 A lead file has a ``phone`` column and optionally ``name``, ``lead_id`` and ``timezone``; every
 other column goes into the lead's context (empty cells are left out)."""
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from batchctl.leads.csvfile import Problem, Record, read_records
+from batchctl.leads.files import LeadFile
 from batchctl.leads.parallel import map_in_chunks
 from batchctl.leads.phones import Phone, PhoneError, parse_phone
 
@@ -94,18 +95,27 @@ def _numbers(
     return [_number(record, default_region) for record in records]
 
 
+def _records(
+    source: Iterable[str] | LeadFile, known: tuple[str, ...]
+) -> Iterator[Record | Problem]:
+    if isinstance(source, LeadFile):
+        return source.records(known, PHONE)
+    return read_records(source, known, PHONE)
+
+
 def read_leads(
-    lines: Iterable[str], default_region: str | None, *, workers: int = 1
+    source: Iterable[str] | LeadFile, default_region: str | None, *, workers: int = 1
 ) -> Iterator[Lead | Problem]:
-    """The file's leads and bad rows, in line order; with ``workers`` > 1 the numbers of a big
-    file are normalised in that many processes (batchctl.leads.parallel)."""
-    records = read_records(lines, LEAD_COLUMNS, PHONE)
+    """The leads and bad rows of an opened lead file (batchctl.leads.files) or of CSV text
+    lines, in line order; with ``workers`` > 1 the numbers of a big file are normalised in that
+    many processes (batchctl.leads.parallel)."""
+    records = _records(source, LEAD_COLUMNS)
     return map_in_chunks(partial(_leads, default_region=default_region), records, workers)
 
 
 def read_numbers(
-    lines: Iterable[str], default_region: str | None, *, workers: int = 1
+    source: Iterable[str] | LeadFile, default_region: str | None, *, workers: int = 1
 ) -> Iterator[Number | Problem]:
     """The ``phone`` column of a file, normalised; other columns are ignored."""
-    records = read_records(lines, (PHONE,), PHONE)
+    records = _records(source, (PHONE,))
     return map_in_chunks(partial(_numbers, default_region=default_region), records, workers)
