@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The stamp lives inside .venv, so deleting .venv also forces a reinstall.
 STAMP := $(VENV)/install.stamp
 
-.PHONY: install test lint bench demo
+.PHONY: install test test-pg15 lint bench demo
 
 install: $(STAMP)
 
@@ -21,6 +21,13 @@ demo: install
 
 test: install
 	$(BIN)/pytest
+
+# The suite against Debian's PostgreSQL 15 (apt-get install postgresql-15; `make test`'s embedded
+# server is 18): a cluster of the run's own in a temp dir, stopped and deleted afterwards.
+PG15_BIN ?= /usr/lib/postgresql/15/bin
+
+test-pg15: install
+	$(BIN)/python tests/pgcluster.py --bin $(PG15_BIN) -- $(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check batchctl tests bench

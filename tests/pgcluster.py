@@ -82,10 +82,9 @@ class Cluster:
     # --- the conninfo clients use
 
     def url(self, dbname: str = "postgres", **params: str | int) -> str:
-        return make_conninfo(
-            "", host=str(self.socket_dir), port=self.port, user="postgres", dbname=dbname,
-            **params,
-        )  # fmt: skip
+        """The conninfo of ``dbname`` as the superuser, or as ``user=`` another role."""
+        params = {"user": "postgres", **params}
+        return make_conninfo("", host=str(self.socket_dir), port=self.port, dbname=dbname, **params)
 
     # --- life cycle
 
@@ -203,19 +202,45 @@ def cluster(bin_dir: Path, conf: Mapping[str, str] | None = None) -> Iterator[Cl
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _install_hint(bin_dir: Path) -> str:
+    """What to install for a missing Debian installation, by its bin dir."""
+    parts = bin_dir.parts
+    if parts[:4] == ("/", "usr", "lib", "postgresql") and len(parts) == 6 and parts[5] == "bin":
+        return f" (Debian: apt-get install postgresql-{parts[4]})"
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a command against a fresh cluster.")
     parser.add_argument("--bin", type=Path, required=True, help="the installation's bin dir")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("no command given")
     if not (args.bin / "postgres").exists():
-        print(f"no PostgreSQL in {args.bin}", file=sys.stderr)
+        print(f"no PostgreSQL in {args.bin}{_install_hint(args.bin)}", file=sys.stderr)
         return 2
-    with cluster(args.bin, {"max_connections": "200"}) as pg:
+    child: subprocess.Popen[bytes] | None = None
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        # Stopped while the command runs: passed on, the cluster stopped once it is done (its
+        # teardown needs the cluster). Before: unwound like Ctrl-C, the cluster stopped too.
+        if child is None:
+            raise KeyboardInterrupt(f"signal {signum}")
+        child.terminate()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    # Room for the suite's threads, daemons and pools; durability is pointless for a cluster
+    # deleted afterwards (what conftest does to the embedded server).
+    conf = {"max_connections": "200", "synchronous_commit": "off", "full_page_writes": "off"}
+    with cluster(args.bin, conf) as pg:
         print(f"pgcluster: PostgreSQL from {args.bin} at {pg.url()}", file=sys.stderr)
-        env = {**os.environ, TEST_SERVER_ENV: pg.url()}
-        return subprocess.run(command, env=env).returncode
+        child = subprocess.Popen(command, env={**os.environ, TEST_SERVER_ENV: pg.url()})
+        # A Ctrl-C reaches the command from the terminal too: wait for it to finish its teardown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        returncode = child.wait()
+    return 128 - returncode if returncode < 0 else returncode  # killed by a signal: as a shell
 
 
 if __name__ == "__main__":
