@@ -36,9 +36,22 @@ def resolve_database_url(explicit: str | None, environ: Mapping[str, str] | None
     return start_embedded()
 
 
+# No server-side prepared statements (psycopg prepares a statement it has run 5 times): behind
+# PgBouncer in transaction mode before 1.21 a client's next statement may go to another server
+# connection, where its prepared name is unknown, or names another client's statement, which
+# then runs with this one's parameters. The SQL API is functions, whose plans PL/pgSQL caches
+# anyway: a call costs some 20 us more, within bench/lifecycle.py's noise.
+PREPARE_THRESHOLD = None
+
+
 def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[Any]:
     """A connection named ``batchctl`` in pg_stat_activity (so leftovers can be traced)."""
-    return psycopg.connect(url, autocommit=autocommit, application_name=APPLICATION_NAME)
+    return psycopg.connect(
+        url,
+        autocommit=autocommit,
+        application_name=APPLICATION_NAME,
+        prepare_threshold=PREPARE_THRESHOLD,
+    )
 
 
 def async_pool(url: str, purpose: str, *, max_size: int) -> AsyncConnectionPool:
@@ -49,7 +62,11 @@ def async_pool(url: str, purpose: str, *, max_size: int) -> AsyncConnectionPool:
         url,
         min_size=1,
         max_size=max_size,
-        kwargs={"autocommit": True, "application_name": f"{APPLICATION_NAME}-{purpose}"},
+        kwargs={
+            "autocommit": True,
+            "application_name": f"{APPLICATION_NAME}-{purpose}",
+            "prepare_threshold": PREPARE_THRESHOLD,
+        },
         timeout=5.0,
         open=False,
     )
