@@ -113,6 +113,9 @@ def test_daemons_killed_at_random_moments_lose_nothing_and_never_dial_twice(
             victim.kill()
         survivor = Service(command, tmp_path / "survivor.log")
         with running(survivor):
+            # Up before it is stopped: the killed ones may have finished the batch already, and a
+            # SIGTERM before its handler is in place ends it with -15 instead of a drain.
+            wait_until(lambda: " running (" in survivor.log.read_text(), 30, what="the survivor")
             wait_finished(api.conn, [batch], timeout=90, services=[survivor])
         calls = calls_by_phone(api.conn)
         for row in phones(60):
@@ -261,7 +264,9 @@ def test_a_livekit_outage_pauses_claims_instead_of_failing_entries(
         # The claims in flight when it opened fail too, and their entries are queued again.
         wait_until(all_queued, 30, what="the failed claims back in the queue", details=daemon.tail)
         claimed, failed = claims(), {p: n for p, n in failures().items() if n}
-        assert 1 <= len(claimed) <= 3 and set(claimed.values()) == {1}, "one claim (the cap)"
+        # The first claim (the cap), and at most one more that was under way, on the slots the
+        # first one's failures freed, when the circuit opened.
+        assert 1 <= len(claimed) <= 2 * 3 and set(claimed.values()) == {1}, claimed
         assert failed and set(failed) <= set(claimed) and set(failed.values()) == {1}, failed
 
         # LiveKit stays down; the failed entries' retries fall due, and the daemon probes LiveKit
