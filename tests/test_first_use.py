@@ -47,6 +47,13 @@ def test_the_embedded_database_is_set_up_on_first_use(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     assert "Acme" in listed.stdout and "upgrading" not in listed.stderr
 
+    # A lead file as Excel in Europe saves it: UTF-8 with a byte-order mark, semicolons.
+    leads = tmp_path / "leads.csv"
+    leads.write_bytes("\ufeffphone;name;plan\n+14155550100;Zoë;pro\n".encode())
+    created = new_user(tmp_path, "batch", "create", "Acme", "--file", str(leads), "--json")
+    assert created.returncode == 0, created.stderr
+    assert '"total": 1' in created.stdout, created.stdout
+
     older = new_user(tmp_path, "db", "psql", "-c", "COMMENT ON SCHEMA batchctl IS 'batchctl 0.0'")
     assert older.returncode == 0, older.stderr
     again = new_user(tmp_path, "tenant", "list")
