@@ -18,6 +18,7 @@ from batchctl.embedded import start_embedded
 from batchctl.migrate import upgrade
 from batchctl.sim import Scenario
 from batchctl.webhook import PATH
+from campaigns import QUICK_CALLS, assert_calls_as_planned, calls_by_phone, expected_outcomes
 from clitools import batchctl_command
 from invariants import assert_invariants
 from polling import wait_until
@@ -25,36 +26,6 @@ from ports import free_port
 from services import Service, daemon_command, running, wait_finished
 from simulator import assert_one_dispatch_per_attempt, run_simulator
 from sqlapi import ENTRY_FOR_CALL, SqlApi, phones
-
-QUICK_CALLS = {
-    "mode": "agent",
-    "join_delay_s": [0.005, 0.02],
-    "ring_time_s": [0.01, 0.05],
-    "call_length_s": [0.03, 0.15],
-}
-
-
-def expected_outcomes(
-    scenario: Scenario, phone: str, retry_on: tuple[str, ...] = (), max_attempts: int = 1
-) -> list[str]:
-    """The call statuses the attempts to ``phone`` end with, as the batch options retry them."""
-    outcomes = [scenario.outcome_for(phone, 1)]
-    while outcomes[-1] in retry_on and len(outcomes) < max_attempts:
-        outcomes.append(scenario.outcome_for(phone, len(outcomes) + 1))
-    return outcomes
-
-
-def calls_by_phone(conn: psycopg.Connection[Any]) -> dict[str, list[dict[str, Any]]]:
-    rows = conn.execute(
-        """select e.to_phone, e.status::text as entry_status, c.attempt, c.status::text,
-                  c.room_name
-             from batchctl.call_logs c join batchctl.batch_entries e on e.id = c.entry_id
-            order by e.to_phone, c.attempt"""
-    ).fetchall()
-    by_phone: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_phone.setdefault(row["to_phone"], []).append(row)
-    return by_phone
 
 
 def test_200_entries_of_3_tenants_run_to_completion_within_caps(
@@ -79,18 +50,7 @@ def test_200_entries_of_3_tenants_run_to_completion_within_caps(
         with running(daemon):
             wait_finished(api.conn, list(batches), timeout=90, services=[daemon])
         stats = sim.stats()
-        calls = calls_by_phone(api.conn)
-        for rows, options in batches.values():
-            for row in rows:
-                phone = row["to_phone"]
-                expected = expected_outcomes(
-                    scenario,
-                    phone,
-                    tuple(options.get("retry_on", ())),
-                    options.get("max_attempts", 1),
-                )
-                assert [c["status"] for c in calls[phone]] == expected, phone
-                assert calls[phone][-1]["entry_status"] == ENTRY_FOR_CALL[expected[-1]]
+        assert_calls_as_planned(api.conn, scenario, batches)
         assert_one_dispatch_per_attempt(sim, api.conn)
     for name, tenant in tenants.items():
         assert stats.peak_per_tenant[str(tenant)] <= caps[name], stats.peak_per_tenant

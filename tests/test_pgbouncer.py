@@ -23,13 +23,13 @@ from psycopg.rows import dict_row
 
 from batchctl.database import async_pool, connect, conninfo_params
 from batchctl.sim import Scenario
+from campaigns import QUICK_CALLS, assert_calls_as_planned, calls_by_phone
 from pgbouncer import PgBouncer, pgbouncer_version, require_pgbouncer, running_pgbouncer
 from services import Service, daemon_command, running, wait_finished
 from simulator import assert_one_dispatch_per_attempt, run_simulator
 from smtp_sink import SmtpSink
-from sqlapi import ENTRY_FOR_CALL, SqlApi, phones
+from sqlapi import SqlApi, phones
 from tenant_logins import login_role
-from test_daemon import QUICK_CALLS, calls_by_phone, expected_outcomes
 from test_tenancy import RELATIONS, _populate, tenant_ids_in
 
 
@@ -93,18 +93,7 @@ def test_a_campaign_runs_with_the_pools_through_pgbouncer(
                 # The report loop polls every 10 s when nothing wakes it (--no-listen).
                 (mail,) = sink.wait_for(1, timeout=30)
             stats = sim.stats()
-            calls = calls_by_phone(api.conn)
-            for rows, options in batches.values():
-                for row in rows:
-                    phone = row["to_phone"]
-                    expected = expected_outcomes(
-                        scenario,
-                        phone,
-                        tuple(options.get("retry_on", ())),
-                        options.get("max_attempts", 1),
-                    )
-                    assert [c["status"] for c in calls[phone]] == expected, phone
-                    assert calls[phone][-1]["entry_status"] == ENTRY_FOR_CALL[expected[-1]]
+            assert_calls_as_planned(api.conn, scenario, batches)
             assert_one_dispatch_per_attempt(sim, api.conn)
         through = bouncer.stats(database)
         servers = bouncer.servers(database)
@@ -115,7 +104,7 @@ def test_a_campaign_runs_with_the_pools_through_pgbouncer(
     assert mail.recipients == ["ops@example.com"]
     # It all went through PgBouncer: at least a claim and a mark_dispatched per call, on no
     # more than the two server connections it may open.
-    attempts = sum(map(len, calls.values()))
+    attempts = sum(map(len, calls_by_phone(api.conn).values()))
     assert through["total_xact_count"] > 2 * attempts, through
     assert 1 <= len(servers) <= 2, servers
     assert "prepared statement" not in daemon.log.read_text()
