@@ -1,4 +1,4 @@
--- A lead as create_batch_from_rows takes it (sql/040_tenant_api.sql): create_batch's JSON
+-- A lead as create_batch_from_rows takes it (sql/042_intake.sql): create_batch's JSON
 -- entries become these, and the CLI's staged CSV rows are handed over as these directly,
 -- without a JSON document of the whole file built and taken apart again.
 CREATE TYPE batchctl.new_entry AS (

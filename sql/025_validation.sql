@@ -1,4 +1,5 @@
--- Input validation: options, phone numbers, time zones, call windows.
+-- Input validation: options, phone numbers, time zones, call windows (their times:
+-- sql/027_scheduling.sql).
 -- Every error names what is wrong and the allowed values, and is raised before anything is
 -- written (BC001).
 
@@ -34,6 +35,14 @@ AS $$
     END
 $$;
 
+-- What a time zone the tz database does not name is told (the caller knows it is unknown).
+CREATE OR REPLACE FUNCTION batchctl.zone_problem(p_zone text, p_suggestion text DEFAULT NULL)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.format('unknown time zone %s (%s)',
+                         coalesce(pg_catalog.to_jsonb(batchctl.excerpt(p_zone))::text, 'null'),
+                         coalesce('did you mean ' || p_suggestion || '?',
+                                  'an IANA name such as Europe/Berlin'));
+
 -- Time zones: exactly the names of pg_timezone_names, PostgreSQL's copy of the IANA tz database
 -- (Europe/Berlin, UTC, Etc/GMT-14 .. Etc/GMT+12, and its legacy names such as EST5EDT), spelt
 -- as it spells them. PostgreSQL itself also reads abbreviations (PST, IST, Z, UT), POSIX
@@ -42,10 +51,11 @@ $$;
 --
 -- The verdict on every distinct name in p_zones (nulls left out): valid, or else the name's
 -- right spelling when it differs only in case or surrounding blanks (suggestion; null when
--- there is none). pg_timezone_names reads every zone file (about 10 ms), so it is read once per
+-- there is none) and what an error tells of it (problem, zone_problem's words: the CLI's lead
+-- files and create_batch say the same). pg_timezone_names reads every zone file (about 10 ms), so it is read once per
 -- call, however many names are asked about, and not at all when p_zones names none.
 CREATE OR REPLACE FUNCTION batchctl.timezone_verdicts(p_zones text[])
-RETURNS TABLE (tz text, valid boolean, suggestion text) LANGUAGE plpgsql STABLE
+RETURNS TABLE (tz text, valid boolean, suggestion text, problem text) LANGUAGE plpgsql STABLE
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -55,11 +65,14 @@ BEGIN
     RETURN QUERY
         WITH names AS MATERIALIZED (SELECT n.name FROM pg_timezone_names n),
              given AS (SELECT DISTINCT g.name FROM unnest(p_zones) g (name) WHERE g.name IS NOT NULL)
-        SELECT g.name, exact.name IS NOT NULL,
-               CASE WHEN exact.name IS NULL
-                    THEN (SELECT min(n.name) FROM names n WHERE lower(n.name) = lower(btrim(g.name))) END
-          FROM given g
-          LEFT JOIN names exact ON exact.name = g.name;
+        SELECT v.name, v.valid, v.suggestion,
+               CASE WHEN NOT v.valid THEN zone_problem(v.name, v.suggestion) END
+          FROM (SELECT g.name, exact.name IS NOT NULL AS valid,
+                       CASE WHEN exact.name IS NULL
+                            THEN (SELECT min(n.name) FROM names n
+                                   WHERE lower(n.name) = lower(btrim(g.name))) END AS suggestion
+                  FROM given g
+                  LEFT JOIN names exact ON exact.name = g.name) v;
 END
 $$;
 
@@ -342,103 +355,3 @@ BEGIN
     RETURN v;
 END
 $$;
-
--- The first instant at which the clock of zone p_tz reads p_local or later. PostgreSQL's own
--- reading (p_local AT TIME ZONE p_tz) differs from it only around a clock change: a local time
--- the clock skipped (spring forward) it reads with the offset from before the change, which
--- lands after the change by the size of the jump (02:30 New York on 2026-03-08 becomes 03:30
--- EDT), where the clock reached 02:30 at the change itself (03:00 EDT); a local time the clock
--- showed twice (fall back) it reads as the second showing, where the first came earlier.
-CREATE OR REPLACE FUNCTION batchctl.local_instant(p_local timestamp, p_tz text)
-RETURNS timestamptz LANGUAGE plpgsql STABLE
-SET search_path = batchctl, pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_at timestamptz := p_local AT TIME ZONE p_tz;
-    v_shown timestamp := v_at AT TIME ZONE p_tz;  -- what the clock shows at v_at
-    v_lo bigint;
-    v_hi bigint;
-    v_mid bigint;
-    v_back interval;
-    v_first timestamptz;
-BEGIN
-    IF v_shown > p_local THEN
-        -- Skipped: the change lies in (v_at - jump, v_at], where the clock is first at or past
-        -- p_local. Found to the second (zone files give changes in whole seconds) by
-        -- bisection: about 12 steps for an hour's jump.
-        v_lo := floor(extract(epoch FROM v_at - (v_shown - p_local)));  -- clock before p_local
-        v_hi := ceil(extract(epoch FROM v_at));                          -- clock at or past it
-        WHILE v_hi - v_lo > 1 LOOP
-            v_mid := (v_lo + v_hi) / 2;
-            IF to_timestamp(v_mid) AT TIME ZONE p_tz >= p_local THEN
-                v_hi := v_mid;
-            ELSE
-                v_lo := v_mid;
-            END IF;
-        END LOOP;
-        RETURN to_timestamp(v_hi);
-    END IF;
-    -- Shown twice? A day before v_at (before the change, if one is near: no zone changes twice
-    -- within days) the clock ran ahead of v_at's offset by as much as it was set back since;
-    -- p_local read with that offset is its first showing, if the clock showed it then.
-    v_back := ((v_at - interval '1 day') AT TIME ZONE p_tz) - (p_local - interval '1 day');
-    IF v_back > interval '0' THEN
-        v_first := v_at - v_back;
-        IF v_first AT TIME ZONE p_tz = p_local THEN
-            RETURN v_first;
-        END IF;
-    END IF;
-    RETURN v_at;
-END
-$$;
-
--- The first moment at or after p_now inside the call window, in the recipient's local time
--- (DST-correct: local wall-clock times are converted through the zone on each day; a start or
--- end the clock skips is the moment of the change, one it shows twice its first showing).
--- NULL window: any time, so p_now.
-CREATE OR REPLACE FUNCTION batchctl.next_window_open(p_window jsonb, p_tz text, p_now timestamptz)
-RETURNS timestamptz LANGUAGE plpgsql STABLE
-SET search_path = batchctl, pg_catalog, pg_temp
-AS $$
-DECLARE
-    v_local timestamp := p_now AT TIME ZONE p_tz;
-    v_start time;
-    v_end time;
-    v_day date;
-    v_plain boolean;
-    v_open timestamptz;
-    v_close timestamptz;
-BEGIN
-    IF p_window IS NULL OR p_window = 'null' THEN
-        RETURN p_now;
-    END IF;
-    v_start := (p_window ->> 'start')::time;
-    v_end := (p_window ->> 'end')::time;
-    FOR i IN 0..7 LOOP
-        v_day := v_local::date + i;
-        CONTINUE WHEN NOT (p_window -> 'days')
-                          ? ('{mon,tue,wed,thu,fri,sat,sun}'::text[])[extract(isodow FROM v_day)::integer];
-        -- The usual day: the zone keeps one offset from noon the day before to noon the day
-        -- after, so every local time of the day is shown once and converts directly. Else
-        -- (a clock change near) local_instant finds the boundaries.
-        v_plain := ((v_day + 1) + time '12:00') AT TIME ZONE p_tz
-                   - ((v_day - 1) + time '12:00') AT TIME ZONE p_tz = interval '48 hours';
-        v_open := CASE WHEN v_plain THEN (v_day + v_start) AT TIME ZONE p_tz
-                       ELSE local_instant(v_day + v_start, p_tz) END;
-        IF p_now < v_open THEN
-            RETURN v_open;
-        END IF;
-        v_close := CASE WHEN v_plain THEN (v_day + v_end) AT TIME ZONE p_tz
-                        ELSE local_instant(v_day + v_end, p_tz) END;
-        IF p_now < v_close THEN
-            RETURN p_now;  -- inside today's window
-        END IF;
-    END LOOP;
-    RETURN NULL;  -- unreachable: a validated window has at least one day
-END
-$$;
-
-CREATE OR REPLACE FUNCTION batchctl.in_call_window(p_window jsonb, p_tz text, p_now timestamptz)
-RETURNS boolean LANGUAGE sql STABLE
-SET search_path = batchctl, pg_catalog, pg_temp
-AS $$ SELECT next_window_open(p_window, p_tz, p_now) = p_now $$;

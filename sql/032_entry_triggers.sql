@@ -176,5 +176,3 @@ CREATE OR REPLACE TRIGGER entries_before_delete BEFORE DELETE ON batchctl.batch_
 CREATE OR REPLACE TRIGGER entries_after_delete AFTER DELETE ON batchctl.batch_entries
     REFERENCING OLD TABLE AS changed_entries
     FOR EACH STATEMENT EXECUTE FUNCTION batchctl.entries_counted();
--- Replaced by entries_counted (the triggers above no longer use it).
-DROP FUNCTION IF EXISTS batchctl.entries_after_insert();

@@ -60,10 +60,10 @@ BEGIN
         RETURN NULL;  -- ringing, ongoing: the entry stays dispatched
     END IF;
 
-    -- The entry follows its current call. A retryable outcome (retry_on / retry_policy) with
-    -- attempts left re-queues it after the delay, unless the batch is stopped, the entry's
-    -- cancel was asked for, or the retry would land after end_at. Attempts never picked up (sweep's re-dispatches, retry_count)
-    -- do not count against max_attempts.
+    -- The entry follows its current call. A retryable outcome with attempts left (the retry
+    -- policy, sql/028) re-queues it after the delay, unless the batch is stopped or the entry's
+    -- cancel was asked for. Attempts never picked up (sweep's re-dispatches, retry_count) do not
+    -- count against max_attempts.
     UPDATE batch_entries e
        SET status = CASE WHEN r.retry THEN 'queued' ELSE entry_status_for_call(n.status) END,
            outcome = n.status,
@@ -80,22 +80,12 @@ BEGIN
       JOIN batches b ON b.id = n.batch_id AND b.tenant_id = n.tenant_id
       JOIN batch_entries cur ON cur.id = n.entry_id AND cur.tenant_id = n.tenant_id
       CROSS JOIN LATERAL (
-          SELECT b.options -> 'retry_policy' -> (n.status::text) AS policy
-      ) p
-      CROSS JOIN LATERAL (
-          SELECT make_interval(secs => coalesce((p.policy ->> 'delay_s')::integer,
-                                                (b.options ->> 'retry_delay_s')::integer)) AS delay,
-                 coalesce((p.policy ->> 'max_attempts')::integer,
-                          (b.options ->> 'max_attempts')::integer) AS max_attempts
+          SELECT outcome_retry_delay(b.options, n.status, cur.attempts - cur.retry_count) AS delay
       ) d
       CROSS JOIN LATERAL (
           SELECT d.delay,
-                 (b.options -> 'retry_on' ? n.status::text OR p.policy IS NOT NULL)
-                 AND cur.attempts - cur.retry_count < d.max_attempts
-                 AND NOT cur.cancel_requested
-                 AND b.status IN ('running', 'paused')
-                 AND (b.options ->> 'end_at' IS NULL
-                      OR now() + d.delay < (b.options ->> 'end_at')::timestamptz) AS retry
+                 d.delay IS NOT NULL AND NOT cur.cancel_requested
+                 AND b.status IN ('running', 'paused') AS retry
       ) r
      WHERE e.id = n.entry_id AND e.tenant_id = n.tenant_id
        AND e.call_log_id = n.id

@@ -53,7 +53,7 @@ BEGIN
     END IF;
     RETURN QUERY
     UPDATE hangups h
-       SET attempts = h.attempts + 1, next_attempt_at = now() + interval '30 seconds'
+       SET attempts = h.attempts + 1, next_attempt_at = now() + hangup_visibility_timeout()
       FROM (SELECT d.room_name, d.tenant_id FROM hangups d
              WHERE d.done_at IS NULL AND d.next_attempt_at <= now()
              ORDER BY d.next_attempt_at
@@ -101,6 +101,6 @@ SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
     UPDATE batchctl.hangups
        SET last_error = coalesce(left(p_error, batchctl.max_text_length()), 'hang-up failed'),
-           next_attempt_at = now() + make_interval(secs => least(2 ^ attempts, 300))
+           next_attempt_at = now() + batchctl.hangup_retry_delay(attempts)
      WHERE room_name = p_room_name AND done_at IS NULL
 $$;

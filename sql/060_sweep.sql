@@ -81,16 +81,17 @@ DECLARE
 BEGIN
     WITH moved AS (
         UPDATE batch_entries e
-           SET status = CASE WHEN e.retry_count < (b.options ->> 'max_retries')::integer THEN 'queued'
-                             ELSE 'failed' END::entry_status,
-               retry_count = e.retry_count + (e.retry_count < (b.options ->> 'max_retries')::integer)::integer,
-               last_error = CASE WHEN e.retry_count < (b.options ->> 'max_retries')::integer THEN 'pickup_timeout'
-                                 ELSE 'max_retries_exceeded' END,
+           SET status = CASE WHEN r.again THEN 'queued' ELSE 'failed' END::entry_status,
+               retry_count = e.retry_count + r.again::integer,
+               last_error = CASE WHEN r.again THEN 'pickup_timeout' ELSE 'max_retries_exceeded' END,
                next_attempt_at = now(), claimed_by = NULL, updated_at = now()
-          FROM call_logs c, batches b
+          FROM call_logs c
+          JOIN batches b ON b.id = c.batch_id AND b.tenant_id = c.tenant_id
+          JOIN batch_entries cur ON cur.id = c.entry_id AND cur.tenant_id = c.tenant_id
+         CROSS JOIN LATERAL (SELECT pickup_retry_allowed(b.options, cur.retry_count) AS again) r
          WHERE c.id = ANY (p_call_ids) AND c.status = 'in_queue'
            AND e.id = c.entry_id AND e.tenant_id = c.tenant_id AND e.call_log_id = c.id
-           AND e.status = 'dispatched' AND b.id = e.batch_id AND b.tenant_id = e.tenant_id
+           AND e.status = 'dispatched'
         RETURNING e.status
     )
     SELECT count(*) FILTER (WHERE status = 'queued'), count(*) FILTER (WHERE status <> 'queued')
@@ -128,7 +129,7 @@ BEGIN
     UPDATE batch_entries e
        SET next_attempt_at = w.opens, updated_at = now()
       FROM (SELECT q.id, q.tenant_id,
-                   next_window_open(b.options -> 'call_window', coalesce(q.timezone, t.timezone), p_now) AS opens
+                   next_dial_at(b.options, lead_zone(q.timezone, t.timezone), p_now) AS opens
               FROM batches b
               JOIN tenants t ON t.id = b.tenant_id
               JOIN batch_entries q ON q.batch_id = b.id AND q.tenant_id = b.tenant_id
@@ -177,8 +178,7 @@ BEGIN
     SELECT array_agg(call_id) INTO v_unanswered FROM stuck_calls('in_queue', 'pickup_timeout_s', p_now);
     SELECT array_agg(call_id) INTO v_ringing FROM stuck_calls('ringing', 'ringing_timeout_s', p_now);
     SELECT array_agg(call_id) INTO v_ongoing FROM stuck_calls('ongoing', 'ongoing_timeout_s', p_now);
-    SELECT array_agg(id) FILTER (WHERE options ->> 'end_at' IS NOT NULL
-                                   AND (options ->> 'end_at')::timestamptz <= p_now),
+    SELECT array_agg(id) FILTER (WHERE dialling_over(options, p_now)),
            array_agg(id) FILTER (WHERE status = 'running' AND options -> 'call_window' <> 'null')
       INTO v_ended_batches, v_window_batches
       FROM batches
@@ -202,11 +202,3 @@ BEGIN
     RETURN v_result;
 END
 $$;
-
--- The steps before the sweep found its rows first and locked their batches once: each used to
--- find and lock its own (replaced above, with the rows as arguments).
-DROP FUNCTION IF EXISTS batchctl.sweep_expired_leases(timestamptz);
-DROP FUNCTION IF EXISTS batchctl.sweep_unanswered(timestamptz);
-DROP FUNCTION IF EXISTS batchctl.sweep_stuck_calls(batchctl.call_status, text, text, timestamptz);
-DROP FUNCTION IF EXISTS batchctl.sweep_expired_entries(timestamptz);
-DROP FUNCTION IF EXISTS batchctl.defer_to_call_windows(timestamptz);

@@ -10,7 +10,7 @@ SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
     UPDATE batchctl.reports r
        SET status = 'sending', claimed_by = p_worker, attempts = r.attempts + 1,
-           lease_expires_at = now() + interval '10 minutes'
+           lease_expires_at = now() + batchctl.report_lease()
       FROM (SELECT d.batch_id, d.tenant_id FROM batchctl.reports d
              WHERE d.status = 'pending' AND d.next_attempt_at <= now()
              ORDER BY d.next_attempt_at
@@ -49,8 +49,8 @@ DECLARE
     v_status report_status;
 BEGIN
     UPDATE reports
-       SET status = CASE WHEN attempts >= 5 THEN 'failed' ELSE 'pending' END::report_status,
-           next_attempt_at = now() + make_interval(mins => (2 ^ (attempts - 1))::integer),
+       SET status = CASE WHEN attempts >= report_attempts_allowed() THEN 'failed' ELSE 'pending' END::report_status,
+           next_attempt_at = now() + report_retry_delay(attempts),
            last_error = coalesce(left(p_error, max_text_length()), 'unknown error'),
            lease_expires_at = NULL
      WHERE batch_id = p_batch_id AND status = 'sending'
@@ -113,7 +113,7 @@ BEGIN
     RETURN QUERY
     UPDATE reports r
        SET status = 'sending', claimed_by = p_worker, attempts = r.attempts + 1,
-           lease_expires_at = now() + interval '10 minutes',
+           lease_expires_at = now() + report_lease(),
            recipients = coalesce(p_recipients, r.recipients)
      WHERE r.batch_id = p_batch_id AND r.tenant_id = v_tenant_id
     RETURNING r.batch_id, r.tenant_id, r.recipients, r.attempts;

@@ -25,8 +25,8 @@ HISTORY = 20_000
 
 # The statements below are copied from the function bodies named above each one; {batch},
 # {batches}, {tenant} and {entries} stand for the uuid / uuid[] / uuid / uuid[] the function has
-# in a variable at that point. Keep them in step with sql/050_dispatch_api.sql,
-# sql/060_sweep.sql and sql/040_tenant_api.sql.
+# in a variable at that point. Keep them in step with sql/050_claim.sql,
+# sql/060_sweep.sql and sql/044_batch_lifecycle.sql.
 HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
     # claim_entries: "is this number on a call already?", asked of every candidate.
     "claim_busy_probe": (
@@ -36,7 +36,7 @@ HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
                    OR (busy.status = 'queued' AND busy.dispatch_unconfirmed AND NOT false))""",
         {"entries_busy_numbers"},
     ),
-    # claim_entries (sql/050_dispatch_api.sql): the per-batch candidate scan in the LATERAL.
+    # choose_claims (sql/050_claim.sql): the per-batch candidate scan in the LATERAL.
     "claim_candidates": (
         """SELECT e.id,
                   row_number() OVER (ORDER BY e.next_attempt_at, e.entry_index) AS rank_in_batch
@@ -85,7 +85,7 @@ HOT_QUERIES: dict[str, tuple[str, set[str]]] = {
             WHERE b.id = ANY ({batches}) AND q.status = 'queued' AND q.next_attempt_at <= now()""",
         {"entries_claimable"},
     ),
-    # stop_batch (cancel_batch, sql/040_tenant_api.sql): entries not yet dialling, then the
+    # stop_batch (cancel_batch, sql/044_batch_lifecycle.sql): entries not yet dialling, then the
     # hang-up announcements of live calls.
     "cancel_entries": (
         """UPDATE batchctl.batch_entries
@@ -396,7 +396,7 @@ def test_cancel_of_a_large_batch_is_fast(conn: psycopg.Connection[Any]) -> None:
     assert_invariants(conn)
 
 
-# The rules every transition evaluates (sql/010, and the report check in sql/050) are meant to be
+# The rules every transition evaluates (sql/010, and the report check in sql/054) are meant to be
 # inlined into the statements that use them; a body PostgreSQL will not inline (a SET clause, or
 # an IMMUTABLE function calling a STABLE one such as an enum's input) becomes a function call per
 # row, and nothing else would notice.

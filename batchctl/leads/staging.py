@@ -25,7 +25,6 @@ from batchctl.leads.rows import Lead
 
 STAGE = "pg_temp.batchctl_csv_leads"
 CHUNK_ROWS = 5_000  # leads per COPY and per create/add call
-IANA_EXAMPLE = "an IANA name such as Europe/Berlin"
 
 
 class InvalidRows(ValueError):
@@ -70,11 +69,9 @@ class ZoneVerdicts:
         new = sorted(set(names) - self._problems.keys())
         if not new:
             return
-        for name, valid, suggestion in conn.execute(
-            "SELECT tz, valid, suggestion FROM batchctl.timezone_verdicts(%s::text[])", (new,)
-        ):
-            hint = f"did you mean {suggestion}?" if suggestion else IANA_EXAMPLE
-            self._problems[name] = None if valid else f'unknown time zone "{name}" ({hint})'
+        self._problems.update(
+            conn.execute("SELECT tz, problem FROM batchctl.timezone_verdicts(%s::text[])", (new,))
+        )
 
     def problem(self, name: str) -> str | None:
         """What is wrong with a judged name, or None when the database takes it."""

@@ -1,0 +1,68 @@
+-- Retry policy: every "try again, after how long, how often" of batchctl in one place. What a
+-- retry means for the statuses (which transition, which guard) is the transitions' and the
+-- triggers'; here only the numbers and the rules that pick them. SQL-standard bodies without
+-- SET, inlined into the statements that ask them, like the rules in sql/010.
+
+-- The delay before a retry of p_outcome: its policy's delay_s, else retry_delay_s.
+CREATE OR REPLACE FUNCTION batchctl.outcome_delay(p_options jsonb, p_outcome batchctl.call_status)
+RETURNS interval LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.make_interval(secs => coalesce(
+    (p_options -> 'retry_policy' -> p_outcome::text ->> 'delay_s')::integer,
+    (p_options ->> 'retry_delay_s')::integer));
+
+-- A call that ended with p_outcome, after p_answered answered attempts: the delay before the
+-- entry is dialled again by its batch's options (retry_on / retry_policy, max_attempts,
+-- retry_delay_s, a per-outcome policy overriding both), or null when it is not. A retry that
+-- would fall after the batch's dialling period (end_at) is none.
+CREATE OR REPLACE FUNCTION batchctl.outcome_retry_delay(
+    p_options jsonb, p_outcome batchctl.call_status, p_answered integer)
+RETURNS interval LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+    WHEN (p_options -> 'retry_on' ? p_outcome::text OR p_options -> 'retry_policy' ? p_outcome::text)
+         AND p_answered < coalesce((p_options -> 'retry_policy' -> p_outcome::text ->> 'max_attempts')::integer,
+                                   (p_options ->> 'max_attempts')::integer)
+         AND batchctl.dialling_open(p_options, now() + batchctl.outcome_delay(p_options, p_outcome))
+        THEN batchctl.outcome_delay(p_options, p_outcome)
+END;
+
+-- A dispatched call never picked up (pickup_timeout_s): dispatched again while the entry has
+-- had fewer than max_retries such re-dispatches.
+CREATE OR REPLACE FUNCTION batchctl.pickup_retry_allowed(p_options jsonb, p_retry_count integer)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN p_retry_count < (p_options ->> 'max_retries')::integer;
+
+-- A dispatch LiveKit refused (or whose outcome is unknown) is tried again after 5, 10, 20,
+-- 40 s ...; the fifth failure ends the entry (an unknown one only once its slot is no longer
+-- held: sql/052).
+CREATE OR REPLACE FUNCTION batchctl.dispatch_retry_delay(p_failures_before integer)
+RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pg_catalog.make_interval(secs => 5 * 2 ^ p_failures_before);
+
+CREATE OR REPLACE FUNCTION batchctl.dispatch_failures_allowed()
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 5;
+
+-- A hang-up (deleting a room) that failed is tried again after 2, 4, 8 ... s, at most 5
+-- minutes apart, for as long as it takes. A claimed one is invisible to other claimers for
+-- 30 s (a visibility timeout, as in pgmq): a daemon that died mid-way leaves it to the next.
+CREATE OR REPLACE FUNCTION batchctl.hangup_retry_delay(p_attempts integer)
+RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pg_catalog.make_interval(secs => least(2 ^ p_attempts, 300));
+
+CREATE OR REPLACE FUNCTION batchctl.hangup_visibility_timeout()
+RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN interval '30 seconds';
+
+-- A report e-mail that failed is sent again after 1, 2, 4, 8 minutes; the fifth failure is
+-- final. A claimed report is leased for 10 minutes (sweep() releases it after).
+CREATE OR REPLACE FUNCTION batchctl.report_retry_delay(p_attempts integer)
+RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pg_catalog.make_interval(mins => (2 ^ (p_attempts - 1))::integer);
+
+CREATE OR REPLACE FUNCTION batchctl.report_attempts_allowed()
+RETURNS integer LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 5;
+
+CREATE OR REPLACE FUNCTION batchctl.report_lease()
+RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN interval '10 minutes';

@@ -1,0 +1,184 @@
+-- The claim: which entries to dial now (claim_entries, and choose_claims for one tenant).
+
+-- claim_entries' choice within one tenant, whose row the caller holds locked: up to p_want
+-- entries to dial now, within the tenant's and its batches' free slots (an entry whose
+-- unconfirmed dispatch holds a slot brings its own), one per number, round-robin over the
+-- batches, the least recently served first. Step by step: the slots held by unconfirmed
+-- dispatches (held), the tenant's free slots (tenant_free) and each running batch's
+-- (batch_free), each batch's next entries that may be dialled now (candidates), one entry per
+-- number (one_per_number), the order in which they get slots (ranked), and the choice
+-- (chosen). Read in the snapshot of the caller's statement, taken after the tenant's lock: the
+-- counters the previous holder of that lock committed are seen.
+CREATE OR REPLACE FUNCTION batchctl.choose_claims(p_tenant_id uuid, p_want integer)
+RETURNS TABLE (entry_id uuid, batch_id uuid) LANGUAGE plpgsql STABLE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+-- (PL/pgSQL, whose plan of the statement is kept for the session: a SQL function's would be
+-- made again on every call on PostgreSQL before 18.)
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH held AS (
+        -- Queued entries whose dispatch may be live at LiveKit keep their call slot (sql/032):
+        -- they count as in flight, and a claim of them (to settle the dispatch) needs no free
+        -- slot. Few rows: read through entries_holding_slots.
+        SELECT h.id, h.batch_id, h.to_phone, h.timezone, h.next_attempt_at
+          FROM batch_entries h
+         WHERE h.tenant_id = p_tenant_id AND h.status = 'queued' AND h.dispatch_unconfirmed
+           AND h.slot_held_until > now()
+    ), tenant_free AS (
+        SELECT t.timezone,
+               t.max_concurrent_calls - (SELECT count(*) FROM held) - coalesce((
+                   SELECT sum(b.running_count + b.dispatched_count) FROM batches b
+                    WHERE b.tenant_id = p_tenant_id AND b.finished_at IS NULL), 0) AS free
+          FROM tenants t
+         WHERE t.id = p_tenant_id
+    ), batch_free AS (
+        SELECT b.id, b.created_at, b.last_claimed_at, b.options, tf.timezone,
+               tf.free AS tenant_free,
+               CASE WHEN b.options ->> 'dispatch_mode' = 'wave' AND f.in_flight > 0 THEN 0
+                    ELSE (b.options ->> 'wave_size')::integer - f.in_flight
+               END AS free
+          FROM batches b CROSS JOIN tenant_free tf
+         CROSS JOIN LATERAL (
+             SELECT b.running_count + b.dispatched_count
+                    + (SELECT count(*) FROM held h WHERE h.batch_id = b.id) AS in_flight
+         ) f
+         WHERE b.tenant_id = p_tenant_id
+           AND b.status = 'running' AND b.queued_count > 0
+           AND dialling_open(b.options, now())
+    ), candidates AS (
+        SELECT c.id, c.to_phone, bf.id AS batch_id, bf.tenant_free, bf.created_at,
+               bf.last_claimed_at, c.rank_in_batch, false AS holds_slot
+          FROM batch_free bf
+         CROSS JOIN LATERAL (
+             SELECT e.id, e.to_phone, row_number() OVER (ORDER BY e.next_attempt_at, e.entry_index) AS rank_in_batch
+               FROM batch_entries e
+              -- (No tenant_id here: it would draw the planner to the batch's whole-history
+              -- unique index instead of reading entries_claimable in order up to the LIMIT.)
+              WHERE e.batch_id = bf.id AND e.status = 'queued' AND e.next_attempt_at <= now()
+                AND NOT (e.dispatch_unconfirmed AND e.slot_held_until > now())  -- held: below
+                AND may_dial(bf.options, lead_zone(e.timezone, bf.timezone), now())
+                -- Never two live calls to one number: it may sit in several of the tenant's
+                -- batches, and a queued entry whose last claim may have dialled keeps it busy
+                -- too. (The condition implies entries_busy_numbers' predicate: a probe of
+                -- live rows.)
+                AND NOT EXISTS (SELECT 1 FROM batch_entries busy
+                                 WHERE busy.tenant_id = e.tenant_id AND busy.to_phone = e.to_phone
+                                   AND (busy.status IN ('running', 'dispatched')
+                                        OR (busy.status = 'queued' AND busy.dispatch_unconfirmed
+                                            AND NOT e.dispatch_unconfirmed)))
+              ORDER BY e.next_attempt_at, e.entry_index
+              LIMIT greatest(0, least(bf.free, bf.tenant_free, p_want))
+         ) c
+         WHERE bf.free > 0 AND bf.tenant_free > 0
+        UNION ALL
+        SELECT h.id, h.to_phone, bf.id, bf.tenant_free, bf.created_at, bf.last_claimed_at,
+               0, true
+          FROM held h JOIN batch_free bf ON bf.id = h.batch_id
+         WHERE h.next_attempt_at <= now()
+           AND may_dial(bf.options, lead_zone(h.timezone, bf.timezone), now())
+    ), one_per_number AS (
+        SELECT DISTINCT ON (c.to_phone) c.*
+          FROM candidates c
+         ORDER BY c.to_phone, c.rank_in_batch, c.created_at
+    ), ranked AS (
+        SELECT c.id, c.batch_id, c.tenant_free, c.holds_slot,
+               row_number() OVER (PARTITION BY c.holds_slot
+                                  ORDER BY c.rank_in_batch, c.last_claimed_at NULLS FIRST, c.created_at,
+                                           c.batch_id) AS rank_in_tenant
+          FROM one_per_number c
+    ), chosen AS (
+        SELECT r.id, r.batch_id FROM ranked r
+         WHERE r.holds_slot OR r.rank_in_tenant <= r.tenant_free
+         ORDER BY r.holds_slot DESC, r.rank_in_tenant
+         LIMIT p_want
+    )
+    SELECT c.id, c.batch_id FROM chosen c;
+END
+$$;
+
+-- Hands out entries to dial now, marked running with a lease. Caps: in flight (running +
+-- dispatched) never exceeds the tenant's max_concurrent_calls nor the batch's wave_size; in
+-- 'wave' mode a batch's next wave starts only when its current one is all terminal.
+-- Concurrent claimers lock the tenants they serve (SKIP LOCKED), so two of them never fill the
+-- same tenant's free slots; the counters they read are committed by the previous holder.
+-- Fair: each batch contributes its next entries in order, and slots go round-robin (first entry
+-- of every batch, then the second …), the least recently served batch first. Tenants are taken
+-- in random order, as few as fill the claim: across claims every tenant with work comes first as
+-- often as any other, and its max_concurrent_calls bounds what one claim can give it.
+-- dispatch_unconfirmed: a claim of this attempt came back unacknowledged before, so LiveKit may
+-- already have its room (the daemon looks before it dispatches; for any other claim it need not).
+-- Such an entry keeps its call slot for a while (sql/032): it is claimed without a free one.
+CREATE OR REPLACE FUNCTION batchctl.claim_entries(
+    p_worker text, p_limit integer DEFAULT 50, p_lease_seconds integer DEFAULT 60)
+RETURNS TABLE (entry_id uuid, batch_id uuid, tenant_id uuid, to_phone text, lead_name text,
+               context jsonb, attempt integer, room_name text, options jsonb,
+               dispatch_unconfirmed boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- Tenants that look like they have work and a free slot (an unlocked read of the counters,
+    -- re-checked below), in random order.
+    c_tenants CURSOR FOR
+        SELECT t.id
+          FROM (SELECT b.tenant_id
+                  FROM batches b JOIN tenants tc ON tc.id = b.tenant_id
+                 WHERE b.finished_at IS NULL
+                 GROUP BY b.tenant_id, tc.max_concurrent_calls
+                HAVING sum(b.queued_count) FILTER (WHERE b.status = 'running') > 0
+                   AND sum(b.running_count + b.dispatched_count) < tc.max_concurrent_calls) w
+          JOIN tenants t ON t.id = w.tenant_id
+         ORDER BY random()
+           FOR NO KEY UPDATE OF t SKIP LOCKED;
+    v_tenant_id uuid;
+    v_entry_ids uuid[] := '{}';
+    v_batch_ids uuid[] := '{}';
+BEGIN
+    IF p_worker IS NULL OR length(p_worker) = 0 OR text_problem(p_worker) IS NOT NULL THEN
+        RAISE EXCEPTION 'p_worker: name the claiming worker (e.g. host:pid)%',
+            coalesce('; it ' || text_problem(p_worker), '') USING ERRCODE = 'BC001';
+    END IF;
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'p_limit: expected 1 to 10000, got %', p_limit USING ERRCODE = 'BC001';
+    END IF;
+    IF p_lease_seconds IS NULL OR p_lease_seconds < 1 THEN
+        RAISE EXCEPTION 'p_lease_seconds: expected at least 1, got %', p_lease_seconds USING ERRCODE = 'BC001';
+    END IF;
+
+    -- Lock tenants one at a time (a cursor fetch locks one row), skipping those another claimer
+    -- holds, and take each one's entries (choose_claims) until the claim is full: concurrent
+    -- claimers serve different tenants side by side instead of one locking them all and the rest
+    -- coming back empty, and a claim reads the candidates of the few tenants it needs. Each
+    -- choice names one tenant (routable when distributed by it); then the chosen entries'
+    -- batches are locked, and the entries marked running.
+    OPEN c_tenants;
+    LOOP
+        FETCH c_tenants INTO v_tenant_id;
+        EXIT WHEN NOT FOUND;
+        SELECT v_entry_ids || coalesce(array_agg(c.entry_id), '{}'),
+               v_batch_ids || coalesce(array_agg(DISTINCT c.batch_id), '{}')
+          INTO v_entry_ids, v_batch_ids
+          FROM choose_claims(v_tenant_id, p_limit - cardinality(v_entry_ids)) c;
+        EXIT WHEN cardinality(v_entry_ids) >= p_limit;
+    END LOOP;
+    CLOSE c_tenants;
+    IF cardinality(v_entry_ids) = 0 THEN
+        RETURN;
+    END IF;
+
+    PERFORM lock_batches(v_batch_ids);
+    PERFORM set_reason('claim_entries: ' || p_worker);
+    -- Re-checked under the batch locks: a pause or cancel that committed meanwhile wins.
+    RETURN QUERY
+    UPDATE batch_entries e
+       SET status = 'running', claimed_by = p_worker,
+           lease_expires_at = now() + make_interval(secs => p_lease_seconds), updated_at = now()
+      FROM unnest(v_entry_ids) AS chosen (id)
+      JOIN batches b ON b.id = ANY (v_batch_ids) AND b.status = 'running'
+     WHERE e.id = chosen.id AND e.status = 'queued' AND e.batch_id = b.id AND e.tenant_id = b.tenant_id
+    RETURNING e.id, e.batch_id, e.tenant_id, e.to_phone, e.lead_name, e.context, e.attempts + 1,
+              batchctl.room_name(e.id, e.attempts + 1), b.options, e.dispatch_unconfirmed;
+END
+$$;
