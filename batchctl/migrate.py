@@ -24,7 +24,8 @@ from yoyo.exceptions import LockTimeout
 from yoyo.migrations import MigrationList, default_migration_table
 
 from batchctl import resources
-from batchctl.database import connect, conninfo_params, error_message
+from batchctl.conninfo import conninfo_params
+from batchctl.database import connect, error_message
 
 # pg_advisory_lock key serialising upgrades of one database: "batchctl" in ASCII.
 ADVISORY_LOCK_KEY = 0x626174636863746C

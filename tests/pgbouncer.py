@@ -31,7 +31,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
-from batchctl.database import conninfo_params
+from batchctl.conninfo import conninfo_params
 from ports import free_port
 
 PACKAGE = "pgbouncer"

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from batchctl.database import with_dbname
+from batchctl.conninfo import with_dbname
 
 
 def url_for(server_url: str, dbname: str) -> str:

@@ -17,7 +17,7 @@ from yoyo import read_migrations
 
 from batchctl import resources
 from batchctl.cli import cli
-from batchctl.database import conninfo_params
+from batchctl.conninfo import conninfo_params
 from batchctl.migrate import ADVISORY_LOCK_KEY, UpgradeError, status, upgrade
 from pgtools import wait_until_unused
 from polling import wait_until

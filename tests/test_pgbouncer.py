@@ -21,7 +21,8 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from batchctl.database import async_pool, connect, conninfo_params
+from batchctl.conninfo import conninfo_params
+from batchctl.database import async_pool, connect
 from batchctl.sim import Scenario
 from campaigns import QUICK_CALLS, assert_calls_as_planned, calls_by_phone
 from pgbouncer import PgBouncer, pgbouncer_version, require_pgbouncer, running_pgbouncer

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from batchctl import migrate
 from batchctl.cli.errors import UserError
-from batchctl.database import connect, database_target, resolve_database_url
+from batchctl.conninfo import database_target
+from batchctl.database import connect, resolve_database_url
 from batchctl.embedded import EmbeddedUrl
 
 
