@@ -1,5 +1,5 @@
-"""The simulated voice agent of a dispatch: what it reads from the dispatch metadata and what it
-reports to batchctl as the call goes on.
+"""The simulated voice agent of a dispatch: what it reports to batchctl as the call goes on (what
+it reads from the dispatch metadata: batchctl.sim.call_info).
 
 It joins after the plan's join delay. If it dials (agent mode) it reports ``ringing``, then
 ``ongoing`` and, when the callee hangs up, the final status with a summary; or the failure
@@ -11,13 +11,10 @@ and the agent only reports the end of an answered call. A crashing agent reports
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
-from batchctl.identifiers import call_log_id
+from batchctl.sim.call_info import CallInfo
 from batchctl.sim.outcomes import ANSWERED, SIP_FAILURES
 
 if TYPE_CHECKING:
@@ -26,44 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class CallInfo:
-    """The dispatch metadata the agent works from (batchctl's daemon writes it)."""
-
-    call_log_id: UUID
-    tenant_id: str
-    phone: str
-    attempt: int
-    lead_name: str
-    sip_trunk_id: str
-
-    @classmethod
-    def from_metadata(cls, room: str, metadata: str) -> CallInfo | None:
-        """None when the metadata names no phone number or a bad call log id: the agent has
-        nothing to do."""
-        try:
-            doc: Any = json.loads(metadata)
-        except ValueError:
-            return None
-        if not isinstance(doc, dict) or not isinstance(doc.get("to_phone"), str):
-            return None
-        try:
-            # The daemon sends it; it is a function of the room anyway.
-            call_id = UUID(str(doc.get("call_log_id") or call_log_id(room)))
-        except ValueError:
-            return None
-        attempt = doc.get("attempt")
-        return cls(
-            call_log_id=call_id,
-            tenant_id=str(doc.get("tenant_id") or ""),
-            phone=doc["to_phone"],
-            attempt=attempt if isinstance(attempt, int) and attempt > 0 else 1,
-            lead_name=str(doc.get("lead_name") or ""),
-            sip_trunk_id=str(doc.get("sip_trunk_id") or ""),
-        )
-
-
-async def run_agent(call: Call, info: CallInfo) -> None:
+async def run_agent(info: CallInfo, call: Call) -> None:
     scenario, reporter = call.ctx.scenario, call.ctx.reporter
     await asyncio.sleep(call.plan.join_delay_s)
     call.agent_joins()

@@ -1,5 +1,5 @@
 """One simulated phone call: the SIP leg to the callee and, when the call came from a dispatch,
-its voice agent (batchctl.sim.agent).
+its voice agent (batchctl.sim.agent, passed in).
 
 The leg rings for the plan's ring time, then fails with its SIP status or is answered and lasts
 the plan's call length, after which the callee hangs up. The call stops being live (SimStats)
@@ -13,16 +13,14 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, cast
 
 from livekit.protocol.agent_dispatch import AgentDispatch
-from livekit.protocol.models import DisconnectReason, ParticipantInfo
+from livekit.protocol.models import DisconnectReason, ParticipantInfo, Room
 
-from batchctl.sim.agent import CallInfo, run_agent
 from batchctl.sim.context import SimContext
 from batchctl.sim.outcomes import SIP_FAILURES
-from batchctl.sim.rooms import SimRoom, World
 from batchctl.sim.stats import SipParticipantRecord
 
 log = logging.getLogger(__name__)
@@ -31,26 +29,39 @@ CALL_STATUS = "sip.callStatus"
 # Rejected before the phone ever rings: the participant never gets past "dialing".
 NEVER_RINGS = ("busy", "not_reachable", "failed")
 
+# A call's voice agent (batchctl.sim.agent.run_agent with the dispatch's metadata), passed in
+# so that a call needs to know nothing of agents.
+Agent = Callable[["Call"], Awaitable[None]]
+
+
+class CallRoom(Protocol):
+    """What a call needs of its room (batchctl.sim.rooms.SimRoom, which holds its calls)."""
+
+    name: str
+    calls: list[Call]
+
+    def to_proto(self) -> Room: ...
+
 
 class Call:
     def __init__(
         self,
         ctx: SimContext,
-        world: World,
-        room: SimRoom,
+        room: CallRoom,
         *,
         key: str,
         tenant_id: str,
         phone: str,
         attempt: int,
-        info: CallInfo | None = None,
+        done: Callable[[Call], None],
+        agent: Agent | None = None,
         dispatch: AgentDispatch | None = None,
     ) -> None:
         self.ctx = ctx
         self.room = room
         self.key = key  # the dispatch id, or the participant's for a call outside any dispatch
         self.phone = phone
-        self.info = info
+        self._agent = agent
         self.dispatch = dispatch
         self.plan = ctx.scenario.plan_for(phone, attempt)
         # The leg's outcome once answered or failed; "cancelled" if the call ended before that.
@@ -58,7 +69,7 @@ class Call:
         self.hung_up = asyncio.Event()
         self.participant: ParticipantInfo | None = None  # the callee, once dialled
         self.agent: ParticipantInfo | None = None  # the agent, while it is in the room
-        self._world = world
+        self._done = done  # the call is over: its room may close
         self._tasks: set[asyncio.Task[None]] = set()
         self._leg: asyncio.Task[None] | None = None
         self._ended = False
@@ -141,7 +152,10 @@ class Call:
             self.answered.set_result("cancelled")
         if self.participant is not None:
             self.participant.state = ParticipantInfo.State.DISCONNECTED
-            self.participant.disconnect_reason = DisconnectReason.Value(disconnect_reason)
+            # The stubs type the field as the enum class; its values are ints, as Value() returns.
+            self.participant.disconnect_reason = cast(
+                DisconnectReason, DisconnectReason.Value(disconnect_reason)
+            )
             self.ctx.notify("participant_left", self.room.to_proto(), self.participant)
         self.hung_up.set()
         if self._leg is not None and self._leg is not asyncio.current_task():
@@ -161,8 +175,8 @@ class Call:
 
     async def _run(self) -> None:
         try:
-            if self.info is not None:
-                await run_agent(self, self.info)
+            if self._agent is not None:
+                await self._agent(self)
                 self.agent = None  # done, or crashed: it left
             if self.participant is not None:
                 await self.hung_up.wait()  # a crashed agent: the callee hangs up in the end
@@ -174,7 +188,7 @@ class Call:
             self.end("AGENT_ERROR")
         finally:
             self.end("CLIENT_INITIATED")  # an agent that never got a callee just leaves
-            self._world.call_done(self.room, self)
+            self._done(self)
 
     async def _ring_and_talk(self, ring_s: float, outcome: str) -> None:
         assert self.participant is not None

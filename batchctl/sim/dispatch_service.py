@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from functools import partial
 
 from livekit.protocol.agent_dispatch import (
     AgentDispatch,
@@ -16,8 +17,9 @@ from livekit.protocol.agent_dispatch import (
     ListAgentDispatchResponse,
 )
 
-from batchctl.sim.agent import CallInfo
+from batchctl.sim.agent import run_agent
 from batchctl.sim.auth import Claims, require_room_admin
+from batchctl.sim.call_info import CallInfo
 from batchctl.sim.calls import Call
 from batchctl.sim.context import SimContext
 from batchctl.sim.rooms import World
@@ -80,13 +82,13 @@ class AgentDispatchService:
         else:
             Call(
                 self._ctx,
-                self._world,
                 room,
                 key=dispatch.id,
                 tenant_id=info.tenant_id,
                 phone=info.phone,
                 attempt=info.attempt,
-                info=info,
+                done=self._world.call_done,
+                agent=partial(run_agent, info),
                 dispatch=dispatch,
             ).start()
         if fault == "stall":

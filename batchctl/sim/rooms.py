@@ -8,15 +8,12 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from livekit.protocol.agent_dispatch import AgentDispatch
 from livekit.protocol.models import ParticipantInfo, Room
 
+from batchctl.sim.calls import Call
 from batchctl.sim.context import SimContext
-
-if TYPE_CHECKING:
-    from batchctl.sim.calls import Call
 
 
 @dataclass
@@ -68,8 +65,9 @@ class World:
         self._ctx.notify("room_finished", room.to_proto())
         return True
 
-    def call_done(self, room: SimRoom, call: Call) -> None:
+    def call_done(self, call: Call) -> None:
         """The room closes once its last call is over (unless DeleteRoom got there first)."""
+        room = call.room
         if call in room.calls:
             room.calls.remove(call)
         if not room.calls and self.rooms.get(room.name) is room:

@@ -13,8 +13,8 @@ import secrets
 
 from livekit.protocol.sip import CreateSIPParticipantRequest, SIPParticipantInfo
 
-from batchctl.sim.agent import CallInfo
 from batchctl.sim.auth import Claims, require_sip_call
+from batchctl.sim.call_info import CallInfo
 from batchctl.sim.calls import Call
 from batchctl.sim.context import SimContext
 from batchctl.sim.outcomes import ANSWERED, HUNG_UP, SIP_FAILURES
@@ -75,12 +75,12 @@ class SipService:
         latest = infos[-1] if infos else None
         return Call(
             self._ctx,
-            self._world,
             room,
             key=f"SIP_{secrets.token_hex(6)}",
             tenant_id=latest.tenant_id if latest else "",
             phone=phone,
             attempt=latest.attempt if latest else 1,
+            done=self._world.call_done,
         )
 
 
