@@ -1,11 +1,14 @@
 """What every benchmark here shares: a server to run on, scratch databases, the embedded
-PostgreSQL's client binaries, and a header that says on what and under which load it ran.
+PostgreSQL's client binaries, a header that says on what and under which load it ran, and the
+command line of a benchmark made of parts (``run_parts``, bench/lifecycle.py's).
 
 Benchmarks print figures and ratios measured in the same run; they assert nothing about speed
 (the machines are small and noisy)."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import signal
@@ -15,16 +18,21 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import TupleRow
 
-from batchctl.database import with_dbname
+from batchctl.conninfo import with_dbname
 from batchctl.embedded import start_embedded
 from batchctl.migrate import upgrade
+
+Conn = psycopg.Connection[TupleRow]
 
 
 @contextmanager
@@ -144,3 +152,48 @@ def wait_profile(seen: Counter[str], top: int = 5) -> str:
     """The most frequent of ``wait_events``' samples, as shares of the busy ones."""
     busy = sum(seen.values()) or 1
     return ", ".join(f"{event} {100 * n / busy:.0f}%" for event, n in seen.most_common(top))
+
+
+def one(conn: Conn, query: str, *params: Any) -> Any:
+    """The first column of the one row ``query`` returns."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def phone_entries(n: int, prefix: str) -> str:
+    """n distinct E.164 numbers under a per-batch prefix, as create_batch's JSON."""
+    return json.dumps(
+        [{"to_phone": f"+1{prefix}{i:06d}", "lead_name": f"Lead {i}"} for i in range(n)]
+    )
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a benchmark: its sizes for a full and a ``--quick`` run, and how to run it
+    with either on a server (an admin URL: the part makes its own scratch databases)."""
+
+    full: Any
+    quick: Any
+    run: Callable[[str, Any], None]
+
+
+def run_parts(description: str, parts: Sequence[Part]) -> None:
+    """``[--quick]``: the machine and mode, then each part in turn on one server, then the
+    total time."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, about a minute")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with server() as admin_url:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            print(machine(conn))
+        where = (
+            "BATCHCTL_DATABASE_URL"
+            if os.environ.get("BATCHCTL_DATABASE_URL")
+            else "embedded, fresh temp data dir"
+        )
+        print(f"mode: {'quick' if args.quick else 'full'}; server: {where}")
+        for part in parts:
+            part.run(admin_url, part.quick if args.quick else part.full)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s; {load()}")

@@ -1,22 +1,35 @@
-"""batchctl against a PostgreSQL job queue: entries/s from queued to a terminal outcome vs
-PgQueuer's jobs/s from enqueue to acknowledgement, on the same server in the same run.
+"""batchctl against the same campaign built on PgQueuer, and against PgQueuer's bare queue:
+entries/s from queued to a terminal outcome (jobs/s from enqueue to acknowledgement for the bare
+queue), on the same server in the same run.
 
     python bench/peer.py [--seconds 10] [--clients 4]
 
 PgQueuer is installed only for benchmarks (`pip install -e ".[bench]"`) and runs with its
-psycopg driver and its default, durable (logged) tables. Both sides use the same harness: N
-asyncio clients, each its own autocommit connection, looping for the same time.
+psycopg driver and its default, durable (logged) tables. Every side uses the same harness: N
+asyncio clients, each its own autocommit connection, looping for the same time, each side in a
+database of its own on one server.
 
-  PgQueuer  enqueue 10 jobs (one statement) -> dequeue 10 -> log_jobs (ack) the 10: its
-            QueueManager's defaults (batch size 10, acknowledgements buffered per batch)
   batchctl  claim_entries(10) -> mark_dispatched_many for the 10 (the daemon's completer) ->
             report_call_statuses(ended) for the 10 (a completer in front of the voice
             workers' final reports): every counter, event, guard and notification of the
-            real path, three transactions per 10 entries, like PgQueuer's three statements
+            real path, three transactions per 10 entries
+  PgQueuer campaign (bench/peer_campaign.py): the same campaign as an application on PgQueuer
+            would build it: tenants with a cap, batches with status and counters, entries and
+            call logs in its own schema, a "dial" job per entry enqueued when its batch starts.
+            dequeue 10 -> one transaction that checks the caps under the tenant's row lock,
+            moves the entries in progress, inserts their call logs, updates the counters and
+            acknowledges the jobs -> one transaction of final reports (entries completed,
+            counters, a batch completed once): three transactions per 10 entries. Its docstring
+            lists which of batchctl's guarantees it has and which it lacks; its invariants
+            (counters = counts, caps, one call log per attempt, one job per entry) are checked
+            after each of its runs, and the benchmark stops if one breaks
+  PgQueuer bare queue, kept for reference: enqueue 10 jobs (one statement) -> dequeue 10 ->
+            log_jobs (ack) the 10: its QueueManager's defaults (batch size 10, acknowledgements
+            buffered per batch); no statuses, caps, counters or call log
   batchctl, one call per call: the same with mark_dispatched and report_call_status per entry
             (21 transactions per 10 entries), what voice workers reporting directly cost
 
-It prints figures, the ratio, and where each side's backends spent their time (sampled from
+It prints figures, the ratios, and where each side's backends spent their time (sampled from
 pg_stat_activity); it asserts nothing about speed.
 """
 
@@ -34,10 +47,13 @@ from typing import Any
 import psycopg
 
 from benchlib import machine, scratch_database, section, server, wait_events, wait_profile
+from peer_campaign import campaign_client, check_invariants
+from peer_campaign import load as load_pgqueuer_campaign
 
 BATCH = 10
 PEER_DB = "batchctl_bench_peer"
 PGQUEUER_DB = "batchctl_bench_pgqueuer"
+CAMPAIGN_DB = "batchctl_bench_pgqueuer_campaign"
 Client = Callable[[psycopg.AsyncConnection, float], Awaitable[int]]
 
 
@@ -151,35 +167,50 @@ def main() -> None:
         server() as admin_url,
         scratch_database(admin_url, PEER_DB) as url,
         scratch_database(admin_url, PGQUEUER_DB, migrated=False) as pgq_url,
+        scratch_database(admin_url, CAMPAIGN_DB, migrated=False) as campaign_url,
     ):
         with psycopg.connect(url) as conn:
             print(machine(conn))
         asyncio.run(install_pgqueuer(pgq_url))
         load_campaign(url, entries=int(6_000 * args.seconds))
+        asyncio.run(load_pgqueuer_campaign(campaign_url, entries=int(6_000 * (args.seconds + 1))))
+
+        def measure(target: str, client: Client, seconds: float) -> float:
+            return asyncio.run(run_clients(target, args.clients, seconds, client))
+
         # A running system has history and statistics (autovacuum analyzes a growing table
         # within a minute); plans made on the fresh, empty tables would be for empty tables.
-        # So both sides run for a second first, then ANALYZE, and are measured on new sessions.
-        asyncio.run(run_clients(pgq_url, args.clients, 1.0, pgqueuer_client))
-        asyncio.run(run_clients(url, args.clients, 1.0, batchctl_client))
-        for database in (url, pgq_url):
+        # So every side runs for a second first, then ANALYZE, and is measured on new sessions.
+        print("warm-up, 1 s each side, then ANALYZE")
+        measure(pgq_url, pgqueuer_client, 1.0)
+        measure(campaign_url, campaign_client, 1.0)
+        print(f"  {check_invariants(campaign_url)}")
+        measure(url, batchctl_client, 1.0)
+        for database in (url, pgq_url, campaign_url):
             with psycopg.connect(database, autocommit=True) as conn:
                 conn.execute("ANALYZE")
-        section(f"{args.clients} clients, {args.seconds:.0f} s each, PgQueuer first")
-        with wait_events(admin_url, PGQUEUER_DB) as pgqueuer_waits:
-            jobs = asyncio.run(run_clients(pgq_url, args.clients, args.seconds, pgqueuer_client))
-        print(f"  PgQueuer  enqueue -> dequeue -> ack:             {jobs:8,.0f} jobs/s")
+        section(f"{args.clients} clients, {args.seconds:.0f} s each, in the order printed")
         with wait_events(admin_url, PEER_DB) as batchctl_waits:
-            done = asyncio.run(run_clients(url, args.clients, args.seconds, batchctl_client))
-        print(f"  batchctl  claim -> dispatch -> final report:     {done:8,.0f} entries/s")
-        single = asyncio.run(run_clients(url, args.clients, args.seconds, batchctl_per_call_client))
-        print(f"  batchctl  the same, one call per call:           {single:8,.0f} entries/s")
+            done = measure(url, batchctl_client, args.seconds)
+        print(f"  batchctl  claim -> dispatch -> final report:        {done:8,.0f} entries/s")
+        with wait_events(admin_url, CAMPAIGN_DB) as campaign_waits:
+            campaign = measure(campaign_url, campaign_client, args.seconds)
+        print(f"  PgQueuer  campaign: dequeue -> dial -> final report: {campaign:8,.0f} entries/s")
+        print(f"            {check_invariants(campaign_url)}", flush=True)
+        with wait_events(admin_url, PGQUEUER_DB) as pgqueuer_waits:
+            jobs = measure(pgq_url, pgqueuer_client, args.seconds)
+        print(f"  PgQueuer  bare queue: enqueue -> dequeue -> ack:     {jobs:8,.0f} jobs/s")
+        single = measure(url, batchctl_per_call_client, args.seconds)
+        print(f"  batchctl  the same, one call per call:              {single:8,.0f} entries/s")
         print(
-            f"  ratio batchctl / PgQueuer: {done / jobs:.2f} (target >= 1.0); "
-            f"one call per call: {single / jobs:.2f}"
+            f"  ratio batchctl / PgQueuer campaign: {done / campaign:.2f}; batchctl / bare queue:"
+            f" {done / jobs:.2f} (issue 6's target >= 1.0); one call per call / campaign:"
+            f" {single / campaign:.2f}, / bare queue: {single / jobs:.2f}"
         )
         print("  where the backends were (pg_stat_activity samples):")
-        print(f"    PgQueuer: {wait_profile(pgqueuer_waits)}")
-        print(f"    batchctl: {wait_profile(batchctl_waits)}")
+        print(f"    batchctl:            {wait_profile(batchctl_waits)}")
+        print(f"    PgQueuer campaign:   {wait_profile(campaign_waits)}")
+        print(f"    PgQueuer bare queue: {wait_profile(pgqueuer_waits)}")
 
 
 if __name__ == "__main__":
