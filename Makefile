@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The stamp lives inside .venv, so deleting .venv also forces a reinstall.
 STAMP := $(VENV)/install.stamp
+LINT_STAMP := $(VENV)/lint.stamp
 
 .PHONY: install test test-pg15 lint bench demo
 
@@ -29,9 +30,15 @@ PG15_BIN ?= /usr/lib/postgresql/15/bin
 test-pg15: install
 	$(BIN)/python tests/pgcluster.py --bin $(PG15_BIN) -- $(BIN)/pytest
 
-lint: install
+# ruff, and mypy over the package, the tests and the benchmarks ([tool.mypy] in pyproject.toml).
+lint: $(LINT_STAMP)
 	$(BIN)/ruff check batchctl tests bench
 	$(BIN)/ruff format --check batchctl tests bench
+	$(BIN)/mypy
+
+$(LINT_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -e ".[test,demo,lint]"
+	touch $(LINT_STAMP)
 
 # Every benchmark, figures and same-run ratios printed (bench/RESULTS.md has a recorded run).
 bench: install

@@ -57,8 +57,8 @@ class BatchctlGroup(click.Group):
         try:
             return super().invoke(ctx)
         except psycopg.Error as exc:
-            app = ctx.obj if isinstance(ctx.obj, AppContext) else None
-            raise UserError(database_error(exc, app and app.database_target())) from exc
+            target = ctx.obj.database_target() if isinstance(ctx.obj, AppContext) else None
+            raise UserError(database_error(exc, target)) from exc
         except UpgradeError as exc:
             raise UserError(error_message(exc)) from exc
 

@@ -1,4 +1,5 @@
-"""``batchctl daemon``: dispatch, hang up, report (and sweep) until SIGTERM/SIGINT."""
+"""``batchctl daemon``: dispatch, hang up, report (and sweep) until SIGTERM/SIGINT. The options'
+defaults are DaemonSettings'."""
 
 from __future__ import annotations
 
@@ -27,16 +28,21 @@ from batchctl.daemon import DaemonSettings, default_worker_name, run_daemon
 )
 @click.option(
     "--listen/--no-listen",
-    default=True,
+    default=DaemonSettings.listen,
     show_default=True,
     help="wake on NOTIFY; --no-listen polls only (every --poll-interval)",
 )
 @click.option("--worker", default=default_worker_name, help="name in claims  [default: host:pid]")
-@click.option("--poll-interval", type=click.FloatRange(0.05), default=2.0, show_default=True)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.05),
+    default=DaemonSettings.poll_interval,
+    show_default=True,
+)
 @click.option(
     "--sweep-every",
     type=click.FloatRange(0),
-    default=30.0,
+    default=DaemonSettings.sweep_every,
     show_default=True,
     help="seconds between sweeps run by the daemon; 0 when cron or pg_cron runs batchctl.sweep()",
 )
@@ -44,14 +50,14 @@ from batchctl.daemon import DaemonSettings, default_worker_name, run_daemon
     "--lease",
     "lease_seconds",
     type=click.IntRange(1),
-    default=60,
+    default=DaemonSettings.lease_seconds,
     show_default=True,
     help="seconds a claim is held before the sweep returns it (a dead daemon's entries)",
 )
 @click.option(
     "--livekit-timeout",
     type=click.FloatRange(0.1),
-    default=10.0,
+    default=DaemonSettings.livekit_timeout,
     show_default=True,
     help="seconds to wait for a LiveKit request (a timed-out dispatch is retried and adopted)",
 )

@@ -67,7 +67,8 @@ def parse_phone(raw: str, default_region: str | None) -> Phone:
         raise PhoneError(
             f'"{raw}" is not a valid phone number (country code +{number.country_code})'
         )
-    if phonenumbers.is_number_type_geographical(kind, number.country_code):
+    # A parsed number always has a country code; the stubs allow None.
+    if phonenumbers.is_number_type_geographical(kind, number.country_code or 0):
         zones = number_timezones.time_zones_for_geographical_number(number)
     else:
         zones = number_timezones.time_zones_for_number(number)
