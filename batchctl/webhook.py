@@ -26,11 +26,12 @@ from aiohttp import web
 from google.protobuf.json_format import Parse
 from livekit import api
 
+from batchctl.client.aio import AsyncClient
+from batchctl.client.rows import ReportResult, StatusReport
 from batchctl.completer import Completer
 from batchctl.config import LiveKitCredentials
 from batchctl.daemon.loop import wait_for_any
 from batchctl.identifiers import call_log_id
-from batchctl.procedures import Procedures, ReportResult, StatusReport
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,10 @@ LIVE_CALL_STATUS = {"dialing": "ringing", "ringing": "ringing", "active": "ongoi
 
 class Webhooks:
     def __init__(
-        self, procedures: Procedures, credentials: LiveKitCredentials, *, grace: float = 15.0
+        self, client: AsyncClient, credentials: LiveKitCredentials, *, grace: float = 15.0
     ) -> None:
-        self.procedures = procedures
-        self.reports: Completer[StatusReport, ReportResult] = Completer(
-            procedures.report_call_statuses
-        )
+        self.client = client
+        self.reports: Completer[StatusReport, ReportResult] = Completer(client.report_call_statuses)
         self.grace = grace
         # api.WebhookReceiver's steps, taken one at a time: a body that is signed but is no
         # event is the sender's error (400), not a bad signature (401).
@@ -92,7 +91,7 @@ class Webhooks:
         room = event.room.name
         participant = event.participant
         if event.event == "room_finished":
-            self._defer(self.procedures.room_call_over(room, "room_finished"))
+            self._defer(self.client.room_call_over(room, "room_finished"))
         elif participant.kind != api.ParticipantInfo.Kind.SIP:
             return  # the agent's own comings and goings say nothing about the call
         elif event.event == "participant_joined":
@@ -105,7 +104,7 @@ class Webhooks:
             self._defer(
                 self._report(room, StatusReport(call_log_id(room), outcome, {"error": reason}))
                 if outcome
-                else self.procedures.room_call_over(room, f"callee left: {reason}")
+                else self.client.room_call_over(room, f"callee left: {reason}")
             )
 
     async def _report(self, room: str, report: StatusReport) -> None:

@@ -12,6 +12,9 @@ import psycopg
 from batchctl.sim import Scenario
 from sqlapi import ENTRY_FOR_CALL
 
+# A campaign's batches: (tenant name, entries, options) each.
+Plan = list[tuple[str, list[dict[str, Any]], dict[str, Any]]]
+
 QUICK_CALLS = {
     "mode": "agent",
     "join_delay_s": [0.005, 0.02],

@@ -7,8 +7,31 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Params, QueryNoTemplate
+from psycopg.rows import Row
 
 from batchctl.conninfo import with_dbname
+
+
+def one_row(
+    conn: psycopg.Connection[Row], query: QueryNoTemplate, params: Params | None = None
+) -> Row:
+    """The row of a query that returns one (its first, if it returns more); fails the test if it
+    returns none. Typed as the connection's rows: a dict_row connection gives a dict."""
+    row = conn.execute(query, params).fetchone()
+    assert row is not None, f"no row from {query!r}"
+    return row
+
+
+def one_value(
+    conn: psycopg.Connection[Any], query: QueryNoTemplate, params: Params | None = None
+) -> Any:
+    """The value of the one column of the row of a query that returns one, whatever the
+    connection's row factory (dict or tuple rows)."""
+    row = one_row(conn, query, params)
+    values = list(row.values()) if isinstance(row, dict) else list(row)
+    assert len(values) == 1, f"{len(values)} columns from {query!r}"
+    return values[0]
 
 
 def url_for(server_url: str, dbname: str) -> str:

@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 
 from clitools import batchctl_command
+from pgtools import one_row
 from simulator import API_KEY, API_SECRET
 
 AGENT = "test-agent"
@@ -93,7 +94,7 @@ def wait_finished(
     daemons' logs."""
     deadline = time.monotonic() + timeout
     query = "select count(*) as n from batchctl.batches where id = any(%s) and finished_at is null"
-    while conn.execute(query, (list(batch_ids),)).fetchone()["n"]:
+    while one_row(conn, query, (list(batch_ids),))["n"]:
         if time.monotonic() > deadline:
             rows = conn.execute(
                 "select * from batchctl.batch_overview where batch_id = any(%s)", (list(batch_ids),)

@@ -1,16 +1,19 @@
-"""A thin typed driver for the SQL API, used by the tests the way the daemon and the voice
-worker use it: one call per SQL function, nothing more."""
+"""The SQL API as the tests drive it: batchctl's own sync client, with the shapes and defaults
+the tests were written against, and shortcuts for the daemon's and the voice worker's usual
+sequences."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from dataclasses import asdict
 from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 
-from batchctl.procedures import Claim
+from batchctl.client.rows import Ack, Claim, StatusReport
+from batchctl.client.sync import Client
 
 # SPEC §2: the entry status each terminal call status maps to.
 ENTRY_FOR_CALL = {
@@ -22,162 +25,72 @@ ENTRY_FOR_CALL = {
 }  # fmt: skip
 
 
-# A JSON array of entries (a parameter) as batchctl.new_entry[], in order.
-NEW_ENTRIES = """(select array_agg(row(r.to_phone, r.lead_name, r.lead_id, r.context,
+# A JSON array of entries ({}) as batchctl.new_entry[], in order.
+_NEW_ENTRIES = """(select array_agg(row(r.to_phone, r.lead_name, r.lead_id, r.context,
                                       r.timezone)::batchctl.new_entry order by r.ord)
-                    from jsonb_populate_recordset(null::batchctl.new_entry, %s::jsonb)
+                    from jsonb_populate_recordset(null::batchctl.new_entry, {}::jsonb)
                          with ordinality
                          as r (to_phone, lead_name, lead_id, context, timezone, ord))"""
+NEW_ENTRIES = _NEW_ENTRIES.format("%s")  # the array as a parameter
 
 
-class SqlApi:
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.conn = conn
+def new_entries(entries: list[dict[str, Any]]) -> sql.Composable:
+    return sql.SQL(_NEW_ENTRIES).format(sql.Literal(json.dumps(entries)))
 
-    def _one(self, sql: str, *params: Any) -> Any:
-        row = self.conn.execute(sql, params).fetchone()
-        assert row is not None
-        return next(iter(row.values())) if isinstance(row, dict) else row[0]
+
+class SqlApi(Client):
+    """Where a test shape differs from the client's (JSON entries, tuples, dicts), the method
+    keeps the test's: those overrides are marked."""
 
     def create_tenant(
         self, name: str = "acme", max_concurrent_calls: int = 3, timezone: str = "UTC"
     ) -> UUID:
-        return self._one(
-            "select batchctl.create_tenant(%s, %s, %s)", name, max_concurrent_calls, timezone
-        )
+        return super().create_tenant(name, max_concurrent_calls, timezone)
 
-    def add_dnc(self, tenant_id: UUID, phone: str) -> None:
-        self.conn.execute("select batchctl.add_dnc(%s, %s)", (tenant_id, phone))
-
-    def create_batch(
-        self,
-        tenant_id: UUID,
-        entries: list[dict[str, Any]] | Any,
-        options: dict[str, Any] | None = None,
-        created_by: UUID | None = None,
-    ) -> UUID:
-        return self._one(
-            "select batchctl.create_batch(%s, %s::jsonb, %s::jsonb, %s)",
-            tenant_id,
-            json.dumps(entries),
-            json.dumps(options or {}),
-            created_by,
-        )
-
-    def create_batch_from_rows(
+    def create_batch_from_rows(  # type: ignore[override]
         self,
         tenant_id: UUID,
         entries: list[dict[str, Any]],
         options: dict[str, Any] | None = None,
     ) -> UUID:
         """The rows form: the same entries as batchctl.new_entry values, in order."""
-        return self._one(
-            f"select batchctl.create_batch_from_rows(%s, {NEW_ENTRIES}, %s::jsonb)",
-            tenant_id,
-            json.dumps(entries),
-            json.dumps(options or {}),
-        )
+        return super().create_batch_from_rows(tenant_id, new_entries(entries), options)
 
-    def add_entries(self, tenant_id: UUID, batch_id: UUID, entries: list[dict[str, Any]]) -> int:
-        return self._one(
-            f"select batchctl.add_entries(%s, %s, {NEW_ENTRIES})",
-            tenant_id,
-            batch_id,
-            json.dumps(entries),
-        )
-
-    def start_batch(self, tenant_id: UUID, batch_id: UUID) -> None:
-        self.conn.execute("select batchctl.start_batch(%s, %s)", (tenant_id, batch_id))
-
-    def pause_batch(self, tenant_id: UUID, batch_id: UUID) -> None:
-        self.conn.execute("select batchctl.pause_batch(%s, %s)", (tenant_id, batch_id))
-
-    def resume_batch(self, tenant_id: UUID, batch_id: UUID) -> None:
-        self.conn.execute("select batchctl.resume_batch(%s, %s)", (tenant_id, batch_id))
-
-    def cancel_batch(self, tenant_id: UUID, batch_id: UUID, reason: str | None = None) -> int:
-        return self._one("select batchctl.cancel_batch(%s, %s, %s)", tenant_id, batch_id, reason)
-
-    def fail_batch(self, tenant_id: UUID, batch_id: UUID, reason: str) -> int:
-        return self._one("select batchctl.fail_batch(%s, %s, %s)", tenant_id, batch_id, reason)
-
-    def cancel_entry(self, tenant_id: UUID, entry_id: UUID) -> bool:
-        return self._one("select batchctl.cancel_entry(%s, %s)", tenant_id, entry_id)
-
-    def batch_status(self, tenant_id: UUID, batch_id: UUID) -> dict[str, Any]:
-        return self._one("select batchctl.batch_status(%s, %s)", tenant_id, batch_id)
+    def add_entries(  # type: ignore[override]
+        self, tenant_id: UUID, batch_id: UUID, entries: list[dict[str, Any]]
+    ) -> int:
+        return super().add_entries(tenant_id, batch_id, new_entries(entries))
 
     def claim(
         self, worker: str = "test-worker", limit: int = 50, lease_seconds: int = 60
     ) -> list[Claim]:
-        rows = self.conn.execute(
-            "select * from batchctl.claim_entries(%s, %s, %s)", (worker, limit, lease_seconds)
-        ).fetchall()
-        return [Claim(**row) if isinstance(row, dict) else Claim(*row) for row in rows]
+        return [row.decode() for row in self.claim_entries(worker, limit, lease_seconds)]
 
-    def mark_dispatched(
-        self, entry_id: UUID, room_name: str, dispatch_id: str | None = None
-    ) -> UUID:
-        return self._one(
-            "select batchctl.mark_dispatched(%s, %s, %s)", entry_id, room_name, dispatch_id
-        )
-
-    def mark_dispatched_many(
+    def mark_dispatched_many(  # type: ignore[override]
         self, acks: list[tuple[UUID, str]]
     ) -> list[tuple[UUID | None, str | None]]:
         """The daemon's completer: (entry, room) acknowledgements -> (call log id, entry status)."""
-        rows = self.conn.execute(
-            "select * from batchctl.mark_dispatched_many(%s, %s, %s)",
-            ([e for e, _ in acks], [r for _, r in acks], [f"dispatch-{r}" for _, r in acks]),
-        ).fetchall()
-        return [(row["call_log_id"], row["status"]) for row in rows]
+        results = super().mark_dispatched_many([Ack(e, r, f"dispatch-{r}") for e, r in acks])
+        return [(a.call_log_id, a.status) for a in results]
 
     def report_many(self, reports: list[tuple[UUID, str]]) -> list[str | None]:
         """(call log, status) reports in one call -> each call's entry status after."""
-        rows = self.conn.execute(
-            "select * from batchctl.report_call_statuses(%s, %s)",
-            ([c for c, _ in reports], [s for _, s in reports]),
-        ).fetchall()
-        return [row["status"] for row in rows]
-
-    def mark_dispatch_failed(self, entry_id: UUID, error: str, retryable: bool = True) -> str:
-        return self._one(
-            "select batchctl.mark_dispatch_failed(%s, %s, %s)", entry_id, error, retryable
-        )
-
-    def mark_dispatch_unknown(self, entry_id: UUID, error: str) -> str:
-        return self._one("select batchctl.mark_dispatch_unknown(%s, %s)", entry_id, error)
+        results = self.report_call_statuses([StatusReport(c, s) for c, s in reports])
+        return [r.status for r in results]
 
     def report(self, call_log_id: UUID, status: str, detail: dict[str, Any] | None = None) -> str:
-        return self._one(
-            "select batchctl.report_call_status(%s, %s, %s::jsonb)",
-            call_log_id,
-            status,
-            json.dumps(detail or {}),
-        )
+        return self.report_call_status(call_log_id, status, detail)
 
-    def sweep(self, now: datetime | None = None) -> dict[str, int]:
-        if now is None:
-            return self._one("select batchctl.sweep()")
-        return self._one("select batchctl.sweep(%s)", now)
+    def claim_report(  # type: ignore[override]
+        self, worker: str = "test-worker"
+    ) -> dict[str, Any] | None:
+        claim = super().claim_report(worker)
+        return asdict(claim) if claim else None
 
-    def claim_report(self, worker: str = "test-worker") -> dict[str, Any] | None:
-        row = self.conn.execute("select * from batchctl.claim_report(%s)", (worker,)).fetchone()
-        return dict(row) if row else None
-
-    def report_sent(self, batch_id: UUID) -> None:
-        self.conn.execute("select batchctl.report_sent(%s)", (batch_id,))
-
-    def report_failed(self, batch_id: UUID, error: str) -> None:
-        self.conn.execute("select batchctl.report_failed(%s, %s)", (batch_id, error))
-
-    def claim_hangups(self, worker: str = "test-worker", limit: int = 20) -> list[dict[str, Any]]:
-        return self.conn.execute(
-            "select * from batchctl.claim_hangups(%s, %s)", (worker, limit)
-        ).fetchall()
-
-    def hangup_done(self, room_name: str) -> None:
-        self.conn.execute("select batchctl.hangup_done(%s)", (room_name,))
+    def claim_hangups(  # type: ignore[override]
+        self, worker: str = "test-worker", limit: int = 20
+    ) -> list[dict[str, Any]]:
+        return [asdict(h) for h in super().claim_hangups(worker, limit)]
 
     # Shortcuts for scenarios: the daemon's and the voice worker's usual sequences.
 

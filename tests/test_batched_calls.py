@@ -14,10 +14,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from batchctl.client.aio import AsyncClient
+from batchctl.client.rows import Ack
 from batchctl.completer import Completer
 from batchctl.database import async_pool
-from batchctl.procedures import Ack, Procedures
 from invariants import assert_invariants
+from pgtools import one_row
 from sqlapi import SqlApi, phones
 
 COUNTS = """
@@ -244,15 +246,16 @@ def test_overlapping_flushes_in_opposite_orders_do_not_deadlock(db_url: str, api
             errors.append(exc)
 
     threads = [threading.Thread(target=flush, args=(o,)) for o in (calls, calls[::-1])]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     assert errors == []
-    ended = api.conn.execute(
+    ended = one_row(
+        api.conn,
         """select count(*) as n from batchctl.events
-            where object = 'call' and to_status = 'ended' and not ignored"""
-    ).fetchone()["n"]
+            where object = 'call' and to_status = 'ended' and not ignored""",
+    )["n"]
     assert ended == len(calls)
     assert_invariants(api.conn)
 
@@ -268,11 +271,11 @@ def test_completer_sends_what_piles_up_during_a_flush_together(db_url: str, api:
 
     async def run() -> list[Any]:
         async with async_pool(db_url, "test", max_size=2) as pool:
-            procedures = Procedures(pool)
+            client = AsyncClient(pool)
 
             async def flush(acks: list[Ack]) -> Any:
                 flushes.append(len(acks))
-                return await procedures.mark_dispatched_many(acks)
+                return await client.mark_dispatched_many(acks)
 
             completer = Completer(flush, max_batch=20)
             return await asyncio.gather(

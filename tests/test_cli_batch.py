@@ -16,8 +16,10 @@ import pytest
 
 from batchctl.cli.batch_common import ENTRY_STATUSES
 from batchctl.cli.batch_watch import Progress
+from checks import Conn
 from clitools import UNREACHABLE, count, create_tenant, invoke, one_line_error, run_batchctl
 from invariants import assert_invariants
+from pgtools import one_row
 from sqlapi import SqlApi, phones
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "leads.csv"
@@ -45,7 +47,7 @@ def create_batch(db_url: str, tenant: str, csv: Path, *args: str) -> dict[str, A
     return json.loads(result.stdout)
 
 
-def entries(conn: Any, batch_id: str) -> list[dict[str, Any]]:
+def entries(conn: Conn, batch_id: str) -> list[dict[str, Any]]:
     return conn.execute(
         """select to_phone, lead_name, lead_id, context, timezone from batchctl.batch_entries
             where batch_id = %s order by entry_index""",
@@ -66,7 +68,7 @@ def drive_to_the_end(api: SqlApi, outcomes: tuple[str, ...] = ("ended",)) -> Non
 # --- batch create ----------------------------------------------------------------------------
 
 
-def test_the_example_campaign_becomes_a_running_batch(db_url: str, conn: Any) -> None:
+def test_the_example_campaign_becomes_a_running_batch(db_url: str, conn: Conn) -> None:
     create_tenant(db_url, "acme", "--timezone", "Europe/Berlin")
     doc = create_batch(db_url, "acme", EXAMPLE, "--default-region", "US")
     status = doc["batch_status"]
@@ -105,7 +107,7 @@ def test_people_get_the_id_status_and_counts(db_url: str, tmp_path: Path) -> Non
 
 
 def test_bad_rows_are_all_reported_by_line_and_column_and_nothing_is_created(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     create_tenant(db_url, "acme")
     result = invoke(db_url, "batch", "create", "acme", "--csv", str(write(tmp_path, BAD_CSV)))
@@ -123,7 +125,7 @@ def test_bad_rows_are_all_reported_by_line_and_column_and_nothing_is_created(
 
 
 def test_skip_invalid_creates_the_rest_and_lists_what_it_skipped(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     create_tenant(db_url, "acme")
     csv = write(tmp_path, BAD_CSV)
@@ -161,7 +163,7 @@ def big_csv(tmp_path: Path, rows: int, changes: dict[int, str]) -> Path:
 
 
 def test_a_file_of_several_chunks_becomes_one_batch_with_the_same_rules(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     """The file is stored 5,000 rows at a time (create_batch_from_rows, then add_entries): a
     duplicate across chunks is a duplicate, indices run on, the last row is there; a
@@ -172,17 +174,18 @@ def test_a_file_of_several_chunks_becomes_one_batch_with_the_same_rules(
     csv = big_csv(tmp_path, 11_000, {100: dnc, 9_000: dnc, 7_000: "+14152000010"})
     status = create_batch(db_url, "acme", csv)["batch_status"]
     assert (status["total"], status["duplicates"], status["dnc_skipped"]) == (10_997, 1, 2)
-    last = conn.execute(
+    last = one_row(
+        conn,
         """select entry_index, lead_name from batchctl.batch_entries
             where batch_id = %s order by entry_index desc limit 1""",
         (status["batch_id"],),
-    ).fetchone()
+    )
     assert (last["entry_index"], last["lead_name"]) == (10_999, "Lead 10999")
     assert_invariants(conn)
 
 
 def test_bad_rows_in_any_chunk_are_all_listed_and_nothing_is_created(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     """A bad row in the second chunk stops the storing but not the reading: a bad row in the
     third is listed too, and the batch the first chunk created is rolled back."""
@@ -198,7 +201,7 @@ def test_bad_rows_in_any_chunk_are_all_listed_and_nothing_is_created(
 
 
 def test_a_number_without_a_single_zone_leaves_the_tenant_s_zone_to_apply(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     create_tenant(db_url, "acme", "--timezone", "America/Denver")
     csv = write(tmp_path, "phone\n+16055550100\n+18005550199\n+13125550100\n")
@@ -207,7 +210,7 @@ def test_a_number_without_a_single_zone_leaves_the_tenant_s_zone_to_apply(
 
 
 def test_flags_and_options_json_become_the_batch_options(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     create_tenant(db_url, "acme")
     doc = create_batch(
@@ -221,9 +224,7 @@ def test_flags_and_options_json_become_the_batch_options(
         "--options-json", '{"wave_size": 99, "metadata": {"campaign": "spring"}}',
     )  # fmt: skip
     assert doc["batch_status"]["status"] == "pending"
-    row = conn.execute(
-        "select options from batchctl.batches where id = %s", (doc["batch_id"],)
-    ).fetchone()
+    row = one_row(conn, "select options from batchctl.batches where id = %s", (doc["batch_id"],))
     options = row["options"]
     expected = {
         "wave_size": 4,  # the flag wins over --options-json
@@ -259,7 +260,7 @@ BAD_OPTIONS = [
 
 
 def test_bad_options_fail_with_the_database_s_message_and_create_nothing(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     create_tenant(db_url, "acme")
     csv = write(tmp_path, "phone\n+14155550100\n")
@@ -278,7 +279,7 @@ def test_malformed_flags_are_usage_errors(tmp_path: Path, args: tuple[str]) -> N
     assert invoke(UNREACHABLE, "batch", "create", "acme", "--csv", str(csv), *args).exit_code == 2
 
 
-def test_a_tenant_that_does_not_exist_gets_nothing(db_url: str, conn: Any, tmp_path: Path) -> None:
+def test_a_tenant_that_does_not_exist_gets_nothing(db_url: str, conn: Conn, tmp_path: Path) -> None:
     csv = write(tmp_path, "phone\n+14155550100\n")
     stranger = "5f0c9a1e-0000-4000-8000-000000000000"
     one_line_error(
@@ -296,7 +297,7 @@ def test_an_empty_file_is_refused(db_url: str, tmp_path: Path) -> None:
 # --- list, show, pause, resume, cancel -------------------------------------------------------
 
 
-def test_list_filters_by_tenant_and_status(db_url: str, conn: Any) -> None:
+def test_list_filters_by_tenant_and_status(db_url: str, conn: Conn) -> None:
     api = SqlApi(conn)
     acme, other = api.create_tenant("acme"), api.create_tenant("other")
     running = api.create_batch(acme, phones(2))
@@ -323,7 +324,7 @@ def test_list_filters_by_tenant_and_status(db_url: str, conn: Any) -> None:
     assert table[1].split()[:3] == [str(theirs), "other", "running"]
 
 
-def test_show_gives_counts_timings_report_and_latest_errors(db_url: str, conn: Any) -> None:
+def test_show_gives_counts_timings_report_and_latest_errors(db_url: str, conn: Conn) -> None:
     api = SqlApi(conn)
     tenant = api.create_tenant("acme", 10)
     batch = api.create_batch(tenant, phones(4))
@@ -342,7 +343,7 @@ def test_show_gives_counts_timings_report_and_latest_errors(db_url: str, conn: A
     assert "      2  trunk down" in text
 
 
-def test_pause_resume_and_cancel_act_for_the_batch_s_tenant(db_url: str, conn: Any) -> None:
+def test_pause_resume_and_cancel_act_for_the_batch_s_tenant(db_url: str, conn: Conn) -> None:
     api = SqlApi(conn)
     tenant = api.create_tenant("acme", 1)
     batch = api.create_batch(tenant, phones(3))
@@ -377,7 +378,7 @@ def test_an_unknown_batch_is_named_in_a_one_line_error(db_url: str) -> None:
 # --- watch -----------------------------------------------------------------------------------
 
 
-def test_watch_of_a_finished_batch_prints_the_final_counts_at_once(db_url: str, conn: Any) -> None:
+def test_watch_of_a_finished_batch_prints_the_final_counts_at_once(db_url: str, conn: Conn) -> None:
     api = SqlApi(conn)
     tenant = api.create_tenant("acme", 5)
     batch = api.create_batch(tenant, phones(2))
@@ -409,7 +410,7 @@ def test_on_a_terminal_watch_redraws_one_bar_in_place(capsys: pytest.CaptureFixt
     ]
 
 
-def test_watch_follows_a_batch_until_it_finishes(db_url: str, conn: Any) -> None:
+def test_watch_follows_a_batch_until_it_finishes(db_url: str, conn: Conn) -> None:
     """A long poll interval: only the notifications can make watch see the end in time."""
     api = SqlApi(conn)
     tenant = api.create_tenant("acme", 3)
@@ -422,7 +423,7 @@ def test_watch_follows_a_batch_until_it_finishes(db_url: str, conn: Any) -> None
         text=True,
     )
     try:
-        assert watch.stdout is not None
+        assert watch.stdout is not None and watch.stderr is not None
         first = watch.stdout.readline()  # printed once it listens
         assert "running  0/7 done" in first, first + watch.stderr.read()
         driver = threading.Thread(target=drive_to_the_end, args=(api, ("ended", "busy")))
@@ -441,7 +442,7 @@ def test_watch_follows_a_batch_until_it_finishes(db_url: str, conn: Any) -> None
 # --- sweep -----------------------------------------------------------------------------------
 
 
-def test_sweep_prints_what_it_did(db_url: str, conn: Any) -> None:
+def test_sweep_prints_what_it_did(db_url: str, conn: Conn) -> None:
     api = SqlApi(conn)
     tenant = api.create_tenant("acme")
     api.create_batch(tenant, phones(1))
@@ -455,7 +456,7 @@ def test_sweep_prints_what_it_did(db_url: str, conn: Any) -> None:
     assert any(line.split() == ["leases_expired", "0"] for line in table.stdout.splitlines())
 
 
-def test_a_sweep_while_another_runs_does_nothing_and_succeeds(db_url: str, conn: Any) -> None:
+def test_a_sweep_while_another_runs_does_nothing_and_succeeds(db_url: str, conn: Conn) -> None:
     with conn.transaction():
         conn.execute("select batchctl.sweep()")  # holds the sweep lock until the commit
         result = invoke(db_url, "sweep")
@@ -466,7 +467,7 @@ def test_a_sweep_while_another_runs_does_nothing_and_succeeds(db_url: str, conn:
 # --- as a subprocess -------------------------------------------------------------------------
 
 
-def test_subprocess_batch_create_and_show_unknown(db_url: str, conn: Any) -> None:
+def test_subprocess_batch_create_and_show_unknown(db_url: str, conn: Conn) -> None:
     tenant = SqlApi(conn).create_tenant("acme")
     created = run_batchctl(
         db_url, "batch", "create", str(tenant), "--csv", str(EXAMPLE), "--default-region", "US",
@@ -482,7 +483,7 @@ def test_subprocess_batch_create_and_show_unknown(db_url: str, conn: Any) -> Non
 
 
 def test_subprocess_batch_create_of_a_big_file_reads_it_in_several_processes(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     """Past 5,000 rows the numbers are normalised in worker processes, spawned from the
     command: the batch and the skipped rows are as one process would make them."""
@@ -498,9 +499,10 @@ def test_subprocess_batch_create_of_a_big_file_reads_it_in_several_processes(
     doc = json.loads(created.stdout)
     assert doc["batch_status"]["total"] == 5_999
     assert [row["line"] for row in doc["skipped_rows"]] == [5_502]
-    last = conn.execute(
+    last = one_row(
+        conn,
         "select lead_name from batchctl.batch_entries where batch_id = %s"
         " order by entry_index desc limit 1",
         (doc["batch_id"],),
-    ).fetchone()
+    )
     assert last["lead_name"] == "Lead 5999"

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
+from checks import Conn
 from clitools import UNREACHABLE, count, create_tenant, invoke, one_line_error, run_batchctl
+from pgtools import one_row
 from tenant_logins import login_role
 
 # --- tenant ----------------------------------------------------------------------------------
 
 
-def test_tenant_create_prints_the_id_and_list_shows_it(db_url: str, conn: Any) -> None:
+def test_tenant_create_prints_the_id_and_list_shows_it(db_url: str, conn: Conn) -> None:
     tenant_id = create_tenant(db_url, "Acme Dental", "--max-concurrent", "7", "--timezone",
                               "Europe/Berlin")  # fmt: skip
-    row = conn.execute("select * from batchctl.tenants where id = %s", (tenant_id,)).fetchone()
+    row = one_row(conn, "select * from batchctl.tenants where id = %s", (tenant_id,))
     assert (row["name"], row["max_concurrent_calls"], row["timezone"]) == (
         "Acme Dental",
         7,
@@ -37,7 +38,7 @@ def test_tenant_create_prints_the_id_and_list_shows_it(db_url: str, conn: Any) -
 
 
 def test_tenant_create_errors_come_from_the_database_and_change_nothing(
-    db_url: str, conn: Any
+    db_url: str, conn: Conn
 ) -> None:
     one_line_error(
         invoke(db_url, "tenant", "create", "x", "--timezone", "Mars/Base"),
@@ -51,7 +52,7 @@ def test_tenant_create_errors_come_from_the_database_and_change_nothing(
 
 
 def test_tenant_grant_login_binds_a_role_that_logins_and_revoke_login_shows(
-    db_url: str, conn: Any
+    db_url: str, conn: Conn
 ) -> None:
     tenant_id = create_tenant(db_url, "acme")
     other = create_tenant(db_url, "other")
@@ -77,7 +78,7 @@ def test_tenant_grant_login_binds_a_role_that_logins_and_revoke_login_shows(
 # --- dnc -------------------------------------------------------------------------------------
 
 
-def test_dnc_add_normalises_the_number_and_accepts_a_tenant_name(db_url: str, conn: Any) -> None:
+def test_dnc_add_normalises_the_number_and_accepts_a_tenant_name(db_url: str, conn: Conn) -> None:
     tenant_id = create_tenant(db_url, "acme")
     result = invoke(db_url, "dnc", "add", "acme", "(415) 555-0100", "--default-region", "us")
     assert result.exit_code == 0, result.output
@@ -88,7 +89,7 @@ def test_dnc_add_normalises_the_number_and_accepts_a_tenant_name(db_url: str, co
     assert [r["phone"] for r in rows] == ["+14155550100", "+14155550101"]
 
 
-def test_dnc_add_errors(db_url: str, conn: Any) -> None:
+def test_dnc_add_errors(db_url: str, conn: Conn) -> None:
     create_tenant(db_url, "acme")
     one_line_error(invoke(db_url, "dnc", "add", "acme", "(415) 555-0100"), "no country code")
     one_line_error(
@@ -107,7 +108,7 @@ def test_two_tenants_of_one_name_must_be_named_by_id(db_url: str) -> None:
     one_line_error(invoke(db_url, "dnc", "add", "twin", "+14155550100"), first, second)
 
 
-def test_dnc_import_adds_every_number_or_none(db_url: str, conn: Any, tmp_path: Path) -> None:
+def test_dnc_import_adds_every_number_or_none(db_url: str, conn: Conn, tmp_path: Path) -> None:
     create_tenant(db_url, "acme")
     good = tmp_path / "dnc.csv"
     good.write_text("phone,reason\n+14155550100,asked\n(415) 555-0101,\n+14155550100,again\n")

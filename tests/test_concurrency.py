@@ -17,8 +17,10 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from checks import Conn
 from concurrent_calls import connect, run_threads
 from invariants import assert_invariants
+from pgtools import one_row
 from sqlapi import Claim, SqlApi, live_calls, phones
 
 LIVE_CALL = ("in_queue", "ringing", "ongoing")
@@ -38,7 +40,7 @@ def in_flight(conn: psycopg.Connection[Any]) -> tuple[dict[UUID, int], dict[UUID
     return dict(per_tenant), per_batch
 
 
-def test_concurrent_claims_never_duplicate_nor_exceed_caps(db_url: str, conn: Any) -> None:
+def test_concurrent_claims_never_duplicate_nor_exceed_caps(db_url: str, conn: Conn) -> None:
     """Four claimers at once over three tenants never hand out an entry twice or pass a cap."""
     api = SqlApi(conn)
     caps = {api.create_tenant(f"t{i}", cap): cap for i, cap in enumerate((4, 6, 3))}
@@ -105,7 +107,7 @@ def test_concurrent_claims_never_duplicate_nor_exceed_caps(db_url: str, conn: An
 
 @pytest.mark.parametrize("n", [8, 12])
 def test_concurrent_final_reports_complete_batch_exactly_once(
-    db_url: str, conn: Any, n: int
+    db_url: str, conn: Conn, n: int
 ) -> None:
     """N final 'ended' reports committing at once complete their batch exactly once."""
     api = SqlApi(conn)
@@ -133,22 +135,25 @@ def test_concurrent_final_reports_complete_batch_exactly_once(
                 return w.report(calls[i], "ended")
 
             assert run_threads(n, finish) == ["completed"] * n
-            b = conn.execute(
+            b = one_row(
+                conn,
                 "select status::text as status, finished_at from batchctl.batches where id = %s",
                 (batch,),
-            ).fetchone()
+            )
             assert b["status"] == "completed" and b["finished_at"] is not None
-            events = conn.execute(
+            events = one_row(
+                conn,
                 """select count(*) as n from batchctl.events
                     where object = 'batch' and object_id = %s and to_status = 'completed'""",
                 (batch,),
-            ).fetchone()
+            )
             assert events["n"] == 1
-            reports = conn.execute(
+            reports = one_row(
+                conn,
                 "select count(*) as n, min(status::text) as s from batchctl.reports"
                 " where batch_id = %s",
                 (batch,),
-            ).fetchone()
+            )
             assert reports["n"] == 1 and reports["s"] == "pending"
             st = api.batch_status(tenant, batch)
             assert st["completed"] == n and st["pending"] == 0
@@ -158,7 +163,7 @@ def test_concurrent_final_reports_complete_batch_exactly_once(
     assert_invariants(conn)
 
 
-def test_cancel_races_claims_reports_and_sweeps_without_deadlock(db_url: str, conn: Any) -> None:
+def test_cancel_races_claims_reports_and_sweeps_without_deadlock(db_url: str, conn: Conn) -> None:
     """cancel_batch, claims, reports and sweeps racing never deadlock (40P01); invariants hold."""
     api = SqlApi(conn)
     tenants = [api.create_tenant(f"t{i}", 5) for i in range(2)]
@@ -288,9 +293,7 @@ def test_cancel_races_claims_reports_and_sweeps_without_deadlock(db_url: str, co
     assert all(r["finished_at"] is not None for r in rows), rows
     cancelled = {r["id"] for r in rows if r["s"] == "cancelled"}
     assert len(cancelled) >= 1
-    assert conn.execute("select count(*) as n from batchctl.reports").fetchone()["n"] == len(
-        batches
-    )
+    assert one_row(conn, "select count(*) as n from batchctl.reports")["n"] == len(batches)
     assert_invariants(conn)
 
 
@@ -309,12 +312,12 @@ def _stuck_work(api: SqlApi, tenant: UUID, start: int) -> dict[str, int]:
     return {"leases_expired": 2, "pickup_requeued": 2, "ringing_timeouts": 3, "ongoing_timeouts": 3}
 
 
-def test_two_sweeps_at_once_never_double_count(db_url: str, conn: Any) -> None:
+def test_two_sweeps_at_once_never_double_count(db_url: str, conn: Conn) -> None:
     """Two sweeps at once: one is skipped or both work consistently; every action counted once."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 100)
     workers = [connect(db_url) for _ in range(2)]
-    later = conn.execute("select now() + interval '2 hours' as t").fetchone()["t"]
+    later = one_row(conn, "select now() + interval '2 hours' as t")["t"]
     try:
         for rep in range(4):
             expected = _stuck_work(api, tenant, 100 * rep)
@@ -338,19 +341,19 @@ def test_two_sweeps_at_once_never_double_count(db_url: str, conn: Any) -> None:
     finally:
         for w in workers:
             w.close()
-    failed = conn.execute(
-        "select sum(failed_count) as f, sum(completed_count) as c from batchctl.batches"
-    ).fetchone()
+    failed = one_row(
+        conn, "select sum(failed_count) as f, sum(completed_count) as c from batchctl.batches"
+    )
     assert failed["f"] == 4 * 6 and failed["c"] == 4 * 4
     assert_invariants(conn)
 
 
-def test_sweep_while_another_holds_it_is_skipped(db_url: str, conn: Any) -> None:
+def test_sweep_while_another_holds_it_is_skipped(db_url: str, conn: Conn) -> None:
     """A sweep running in an open transaction makes a concurrent one return skipped at once."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 10)
     _stuck_work(api, tenant, 0)
-    later = conn.execute("select now() + interval '2 hours' as t").fetchone()["t"]
+    later = one_row(conn, "select now() + interval '2 hours' as t")["t"]
     with connect(db_url) as holder, connect(db_url) as other:
         with holder.transaction():
             first = SqlApi(holder).sweep(later)
@@ -370,7 +373,7 @@ def _locked_waiting(conn: psycopg.Connection[Any], pid: int) -> bool:
     return row is not None and row["wait_event_type"] == "Lock"
 
 
-def test_a_sweep_waiting_for_a_held_batch_holds_no_other(db_url: str, conn: Any) -> None:
+def test_a_sweep_waiting_for_a_held_batch_holds_no_other(db_url: str, conn: Conn) -> None:
     """The interleaving that deadlocked: a caller holds the lower of two batches; the sweep,
     with work in both (an expired lease in the higher, a call stuck ringing in the lower),
     waits for it; the caller then takes the higher batch. The sweep must be waiting while

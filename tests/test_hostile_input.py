@@ -22,9 +22,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from google.protobuf.json_format import MessageToJson
 from livekit import api as lk
 
+from batchctl.client.aio import AsyncClient
 from batchctl.config import LiveKitCredentials
 from batchctl.database import async_pool
-from batchctl.procedures import Procedures
 from batchctl.webhook import PATH, Webhooks
 from clitools import count, create_tenant, invoke, run_batchctl
 from report_helpers import attachment, open_workbook, report_row, run_outbox, summary_section, table
@@ -96,7 +96,7 @@ def post_all(db_url: str, requests: list[tuple[bytes, str]]) -> list[tuple[int, 
 
     async def run() -> list[tuple[int, Any]]:
         async with async_pool(db_url, "test-webhook", max_size=2) as pool:
-            webhooks = Webhooks(Procedures(pool), CREDENTIALS, grace=0)
+            webhooks = Webhooks(AsyncClient(pool), CREDENTIALS, grace=0)
             replies = []
             async with TestClient(TestServer(webhooks.app())) as client:
                 for body, auth in requests:

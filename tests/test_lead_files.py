@@ -13,6 +13,7 @@ from typing import Any
 import openpyxl
 import pytest
 
+from checks import Conn
 from clitools import count, create_tenant, invoke, one_line_error, run_batchctl
 
 NAMES = ["José Álvarez", "Jürgen Weiß", "Zoë Brontë"]
@@ -24,7 +25,7 @@ def create(db_url: str, path: Path, *args: str) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
-def entries(conn: Any, batch_id: str) -> list[dict[str, Any]]:
+def entries(conn: Conn, batch_id: str) -> list[dict[str, Any]]:
     return conn.execute(
         """select to_phone, lead_name, lead_id, context from batchctl.batch_entries
             where batch_id = %s order by entry_index""",
@@ -32,14 +33,16 @@ def entries(conn: Any, batch_id: str) -> list[dict[str, Any]]:
     ).fetchall()
 
 
-def nothing_created(conn: Any) -> bool:
+def nothing_created(conn: Conn) -> bool:
     return count(conn, "batches") == 0 and count(conn, "batch_entries") == 0
 
 
 # --- UTF-8 with a byte-order mark ------------------------------------------------------------
 
 
-def test_a_utf8_file_with_a_byte_order_mark_is_read(db_url: str, conn: Any, tmp_path: Path) -> None:
+def test_a_utf8_file_with_a_byte_order_mark_is_read(
+    db_url: str, conn: Conn, tmp_path: Path
+) -> None:
     """Excel's "CSV UTF-8": a byte-order mark, then CRLF lines. The first column is "phone",
     not "\\ufeffphone"."""
     create_tenant(db_url, "acme")
@@ -61,7 +64,7 @@ def test_a_utf8_file_with_a_byte_order_mark_is_read(db_url: str, conn: Any, tmp_
 
 
 def test_a_semicolon_file_is_detected_from_its_header_line(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     """Excel writes ";" where the decimal separator is a comma; the commas inside the values
     stay in them."""
@@ -89,7 +92,7 @@ def test_a_semicolon_file_is_detected_from_its_header_line(
     assert count(conn, "dnc_numbers") == 2
 
 
-def test_the_delimiter_can_be_named(db_url: str, conn: Any, tmp_path: Path) -> None:
+def test_the_delimiter_can_be_named(db_url: str, conn: Conn, tmp_path: Path) -> None:
     create_tenant(db_url, "acme")
     tabs = tmp_path / "tabs.txt"
     tabs.write_text("phone\tname\tnote\n+14155550100\tAda\ta, b; c | d\n")
@@ -107,7 +110,7 @@ def test_the_delimiter_can_be_named(db_url: str, conn: Any, tmp_path: Path) -> N
 
 
 def test_an_ambiguous_header_is_refused_naming_delimiter(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     """Neither split of this header has a phone column; the file's writer must say which."""
     create_tenant(db_url, "acme")
@@ -132,7 +135,7 @@ def windows_1252(tmp_path: Path) -> Path:
 
 
 def test_a_windows_1252_file_is_refused_naming_its_line_and_the_encoding(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     """Not guessed: the same bytes are other letters in other encodings."""
     create_tenant(db_url, "acme")
@@ -145,7 +148,7 @@ def test_a_windows_1252_file_is_refused_naming_its_line_and_the_encoding(
 
 
 def test_a_bad_byte_past_the_first_stored_chunk_leaves_nothing_behind(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     """The first 5,000 rows are stored before line 7,002 is decoded: the batch they made is
     rolled back."""
@@ -160,7 +163,7 @@ def test_a_bad_byte_past_the_first_stored_chunk_leaves_nothing_behind(
 
 
 def test_a_windows_1252_file_is_read_with_encoding_cp1252(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     create_tenant(db_url, "acme")
     path = windows_1252(tmp_path)
@@ -192,7 +195,7 @@ def workbook(path: Path, rows: list[list[Any]], *, title: str = "Leads") -> open
 
 
 def test_an_xlsx_workbook_becomes_a_batch_with_cells_as_people_see_them(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     """Numbers typed as numbers come out as their digits, an id stored as text keeps its
     zeros (so does a number shown zero-padded), dates are ISO, empty rows are skipped."""
@@ -230,7 +233,7 @@ def test_an_xlsx_workbook_becomes_a_batch_with_cells_as_people_see_them(
 
 
 def test_workbook_problems_name_the_sheet_row_and_column(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     create_tenant(db_url, "acme")
     path = tmp_path / "leads.xlsx"
@@ -271,7 +274,7 @@ def test_workbook_problems_name_the_sheet_row_and_column(
 
 
 def test_a_sheet_is_chosen_by_name_and_the_options_must_fit_the_file(
-    db_url: str, conn: Any, tmp_path: Path
+    db_url: str, conn: Conn, tmp_path: Path
 ) -> None:
     create_tenant(db_url, "acme")
     path = tmp_path / "book.xlsx"
@@ -311,7 +314,7 @@ def test_a_sheet_is_chosen_by_name_and_the_options_must_fit_the_file(
     assert nothing_created(conn)
 
 
-def test_subprocess_batch_create_of_a_workbook(db_url: str, conn: Any, tmp_path: Path) -> None:
+def test_subprocess_batch_create_of_a_workbook(db_url: str, conn: Conn, tmp_path: Path) -> None:
     create_tenant(db_url, "acme")
     path = tmp_path / "leads.xlsx"
     workbook(path, [["phone", "name"], *[[4155550100 + i, f"Lead {i}"] for i in range(50)]])

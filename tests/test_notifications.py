@@ -18,6 +18,7 @@ from uuid import UUID
 
 import psycopg
 
+from pgtools import one_row
 from sqlapi import SqlApi
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,7 +154,7 @@ def run_campaign(api: SqlApi) -> dict[str, set[Any]]:
     api.finish_call(ended, "ended", {"summary": SUMMARY, "analysis": CONTEXT})
     api.finish_call(declined, "declined", {"summary": SUMMARY})
     api.report(stuck, "ringing")
-    api.sweep(api.conn.execute("select now() + interval '1 day' as t").fetchone()["t"])
+    api.sweep(one_row(api.conn, "select now() + interval '1 day' as t")["t"])
     (hangup,) = api.claim_hangups()
     api.hangup_done(hangup["room_name"])
     status = api.batch_status(tenant, completed)
@@ -232,7 +233,8 @@ def _without_comments(sql: str) -> str:
 
 def _arguments(sql: str, start: int) -> list[str]:
     """The top-level, comma-separated arguments of the call whose "(" is at ``start``."""
-    args, depth, current = [], 0, ""
+    args: list[str] = []
+    depth, current = 0, ""
     for char in sql[start:]:
         if char == "(":
             depth += 1

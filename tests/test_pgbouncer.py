@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from batchctl.conninfo import conninfo_params
 from batchctl.database import async_pool, connect
 from batchctl.sim import Scenario
-from campaigns import QUICK_CALLS, assert_calls_as_planned, calls_by_phone
+from campaigns import QUICK_CALLS, Plan, assert_calls_as_planned, calls_by_phone
 from pgbouncer import PgBouncer, pgbouncer_version, require_pgbouncer, running_pgbouncer
 from services import Service, daemon_command, running, wait_finished
 from simulator import assert_one_dispatch_per_attempt, run_simulator
@@ -71,7 +71,7 @@ def test_a_campaign_runs_with_the_pools_through_pgbouncer(
     caps = {"small": 2, "large": 4}
     tenants = {name: api.create_tenant(name, cap) for name, cap in caps.items()}
     retry = {"retry_on": ["busy", "no_answer"], "max_attempts": 2, "retry_delay_s": 0}
-    plan = [  # tenant, entries, options
+    plan: Plan = [
         ("small", phones(30, 0), {}),
         ("large", phones(30, 100), {"wave_size": 3}),
         ("large", phones(30, 200), {**retry, "report_to": ["ops@example.com"]}),

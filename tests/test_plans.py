@@ -19,6 +19,7 @@ import pytest
 from psycopg import sql
 
 from invariants import assert_invariants
+from pgtools import one_row, one_value
 from sqlapi import SqlApi, phones
 
 HISTORY = 20_000
@@ -198,19 +199,14 @@ def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def explain(conn: psycopg.Connection[Any], statement: str, batch: UUID) -> dict[str, Any]:
-    tenant = conn.execute(
-        "select tenant_id from batchctl.batches where id = %s", (batch,)
-    ).fetchone()
-    assert tenant is not None
-    tenant_id = next(iter(tenant.values())) if isinstance(tenant, dict) else tenant[0]
+    tenant_id = one_value(conn, "select tenant_id from batchctl.batches where id = %s", (batch,))
     text = statement.format(
         batch=sql.Literal(str(batch)).as_string(conn) + "::uuid",
         batches=f"ARRAY[{sql.Literal(str(batch)).as_string(conn)}]::uuid[]",
         tenant=sql.Literal(str(tenant_id)).as_string(conn) + "::uuid",
         entries="ARRAY['00000000-0000-4000-8000-000000000000']::uuid[]",
     )
-    row = conn.execute("EXPLAIN (FORMAT JSON) " + text).fetchone()
-    value = next(iter(row.values())) if isinstance(row, dict) else row[0]
+    value = one_value(conn, "EXPLAIN (FORMAT JSON) " + text)
     return value[0]["Plan"]
 
 
@@ -241,11 +237,11 @@ def stuck_calls_plan(conn: psycopg.Connection[Any], body: str) -> list[dict[str,
     conn.execute("deallocate all")
     conn.execute(f"prepare stuck (batchctl.call_status, text, timestamptz) as {statement}")
     conn.execute("set plan_cache_mode = force_generic_plan")
-    row = conn.execute(
-        "explain (format json) execute stuck('ringing', 'ringing_timeout_s', now())"
-    ).fetchone()
+    value = one_value(
+        conn, "explain (format json) execute stuck('ringing', 'ringing_timeout_s', now())"
+    )
     conn.execute("reset plan_cache_mode")
-    return list(plan_nodes(next(iter(row.values()))[0]["Plan"]))
+    return list(plan_nodes(value[0]["Plan"]))
 
 
 def test_sweep_finds_stuck_calls_with_one_generic_plan_on_the_live_index(
@@ -255,11 +251,12 @@ def test_sweep_finds_stuck_calls_with_one_generic_plan_on_the_live_index(
     status_changed_at by reading the ends of the index, which grow with the history. The generic
     plan must still read call_logs through call_logs_live, which the live statuses spelled out in
     the query allow; without them it could not (the control below)."""
-    row = conn.execute(
+    row = one_row(
+        conn,
         """select prosrc, proconfig from pg_proc
             where oid = 'batchctl.stuck_calls(batchctl.call_status, text, timestamptz)'
-                        ::regprocedure"""
-    ).fetchone()
+                        ::regprocedure""",
+    )
     assert "plan_cache_mode=force_generic_plan" in row["proconfig"]
     nodes = stuck_calls_plan(conn, row["prosrc"])
     assert not [n for n in nodes if n.get("Relation Name") == "call_logs" and "Index Name" not in n]
@@ -354,9 +351,9 @@ def _final_report_reads(conn: psycopg.Connection[Any], batch: UUID, call: UUID) 
         before = entry_reads(conn)
         assert api.report(call, "ended") == "completed"
         after = entry_reads(conn)
-    row = conn.execute(
-        "select status::text as s, finished_at from batchctl.batches where id = %s", (batch,)
-    ).fetchone()
+    row = one_row(
+        conn, "select status::text as s, finished_at from batchctl.batches where id = %s", (batch,)
+    )
     assert row["s"] == "completed" and row["finished_at"] is not None
     return delta(after, before)
 

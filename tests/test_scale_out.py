@@ -18,8 +18,10 @@ from uuid import UUID
 import psycopg
 
 from batchctl.sim import Scenario
+from campaigns import Plan
 from clitools import batchctl_command
 from concurrent_calls import connect
+from pgtools import one_row
 from polling import wait_until
 from services import Service, daemon_command, running, wait_finished
 from simulator import assert_one_dispatch_per_attempt, run_simulator
@@ -101,7 +103,7 @@ def test_four_daemons_share_four_tenants_within_caps_fairly_and_never_dial_twice
     # About 20 calls per slot for every tenant, so a fair share keeps all four busy until
     # near the end. Tenant d uploaded its list twice: each number is called twice, never at
     # once, from two batches.
-    plan = [  # tenant, entries, options
+    plan: Plan = [
         ("a", phones(40, 0), {}),
         ("b", phones(30, 1000), {}),
         ("b", phones(30, 1100), {"dispatch_mode": "wave", "wave_size": 3}),
@@ -153,7 +155,7 @@ def test_four_daemons_share_four_tenants_within_caps_fairly_and_never_dial_twice
     busy = [
         s
         for s in sampler.samples
-        if all(s.queued.get(t, 0) > 0 for t in tenants.values()) and sum(s.in_flight.values())
+        if all(s.queued.get(t, 0) > 0 for t in tenants.values()) and sum(s.in_flight.values()) != 0
     ]
     assert len(busy) >= 20, f"too few samples while all tenants had work: {len(busy)}"
     held = {
@@ -176,9 +178,9 @@ def test_cron_on_every_host_runs_one_sweep_the_others_skip_at_once(
     batch = api.create_batch(tenant, phones(12))
     assert len(api.claim("dead-host:1", limit=12, lease_seconds=1)) == 12
     wait_until(
-        lambda: api.conn.execute(
-            "select now() > max(lease_expires_at) as over from batchctl.batch_entries"
-        ).fetchone()["over"],
+        lambda: one_row(
+            api.conn, "select now() > max(lease_expires_at) as over from batchctl.batch_entries"
+        )["over"],
         timeout=5,
         what="the leases to run out",
     )
@@ -206,11 +208,12 @@ def test_cron_on_every_host_runs_one_sweep_the_others_skip_at_once(
     done = [r for r in results if not r.get("skipped")]
     assert len(done) == 1 and done[0]["leases_expired"] == 12, results
     assert results.count({"skipped": True}) == 5, results
-    requeued = api.conn.execute(
+    requeued = one_row(
+        api.conn,
         """select count(*)::int as n, count(distinct object_id)::int as entries
              from batchctl.events
-            where object = 'entry' and from_status = 'running' and to_status = 'queued'"""
-    ).fetchone()
+            where object = 'entry' and from_status = 'running' and to_status = 'queued'""",
+    )
     assert (requeued["n"], requeued["entries"]) == (12, 12), "each entry re-queued once"
     assert api.sweep()["leases_expired"] == 0
 
@@ -232,9 +235,7 @@ def test_a_daemon_without_cron_times_out_an_unanswered_call_on_its_own_timer(
             daemon_command(db_url, sim.url, "--sweep-every", "0"), tmp_path / "cron-only.log"
         )
         with running(cron_only):
-            wait_until(
-                lambda: api.conn.execute(overdue).fetchone()["n"], timeout=10, what="pickup overdue"
-            )
+            wait_until(lambda: one_row(api.conn, overdue)["n"], timeout=10, what="pickup overdue")
             time.sleep(1.0)  # several of its poll rounds: a sweep, if it ran one, would act now
             waiting = api.conn.execute("select status::text from batchctl.call_logs").fetchall()
             assert waiting == [{"status": "in_queue"}], "nobody swept: the first call still waits"
@@ -253,10 +254,11 @@ def test_a_daemon_without_cron_times_out_an_unanswered_call_on_its_own_timer(
         "select room_name, status::text, detail ->> 'error' as error from batchctl.call_logs"
     ).fetchall()
     assert [(c["status"], c["error"]) for c in calls] == [("failed", "pickup_timeout")] * 2
-    sweeps = api.conn.execute(
+    sweeps = one_row(
+        api.conn,
         """select count(*)::int as n from batchctl.events
-            where object = 'call' and reason like 'sweep%'"""
-    ).fetchone()
+            where object = 'call' and reason like 'sweep%'""",
+    )
     assert sweeps["n"] == 2, "both calls were failed by a sweep"
     assert {d.room for d in stats.room_deletions} == {c["room_name"] for c in calls}
     assert stats.live_calls == 0

@@ -18,7 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from checks import Conn
 from invariants import assert_invariants
+from pgtools import one_row, one_value
 from sqlapi import SqlApi, phones
 
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -32,10 +34,11 @@ def ts(text: str) -> datetime:
 def next_open(
     conn: psycopg.Connection[Any], window: dict[str, Any] | None, tz: str, now: str
 ) -> datetime:
-    row = conn.execute(
+    row = one_row(
+        conn,
         "select batchctl.next_window_open(%s::jsonb, %s, %s::timestamptz) as t",
         (None if window is None else json.dumps(window), tz, now),
-    ).fetchone()
+    )
     return row["t"]
 
 
@@ -62,10 +65,11 @@ def entry(conn: psycopg.Connection[Any], entry_id: UUID) -> dict[str, Any]:
 
 
 def batch_row(conn: psycopg.Connection[Any], batch_id: UUID) -> dict[str, Any]:
-    row = conn.execute(
+    row = one_row(
+        conn,
         "select status::text as status, finished_at from batchctl.batches where id = %s",
         (batch_id,),
-    ).fetchone()
+    )
     return dict(row)
 
 
@@ -91,14 +95,15 @@ NY_CASES = [
 
 @pytest.mark.parametrize(("case", "now", "expected"), NY_CASES, ids=[c[0] for c in NY_CASES])
 def test_next_window_open_new_york_across_dst(
-    conn: Any, case: str, now: str, expected: str
+    conn: Conn, case: str, now: str, expected: str
 ) -> None:
     """next_window_open for 09:00-17:00 New York is right on both sides of the 2026 DST changes."""
     assert next_open(conn, NINE_TO_FIVE, "America/New_York", now) == ts(expected)
-    inside = conn.execute(
+    inside = one_row(
+        conn,
         "select batchctl.in_call_window(%s::jsonb, 'America/New_York', %s::timestamptz) as b",
         (json.dumps(NINE_TO_FIVE), now),
-    ).fetchone()["b"]
+    )["b"]
     assert inside == (now == expected)
 
 
@@ -121,19 +126,19 @@ DAY_CASES = [
     ("case", "days", "now", "expected"), DAY_CASES, ids=[c[0] for c in DAY_CASES]
 )
 def test_next_window_open_days_filter(
-    conn: Any, case: str, days: list[str], now: str, expected: str
+    conn: Conn, case: str, days: list[str], now: str, expected: str
 ) -> None:
     """Only the listed week days open; the next opening may be days (and a DST change) away."""
     window = {"start": "09:00", "end": "17:00", "days": days}
     assert next_open(conn, window, "America/New_York", now) == ts(expected)
 
 
-def test_next_window_open_without_window_is_now(conn: Any) -> None:
+def test_next_window_open_without_window_is_now(conn: Conn) -> None:
     """No call window: any time is fine."""
     assert next_open(conn, None, "America/New_York", "2026-03-08T07:30Z") == ts("2026-03-08T07:30Z")
 
 
-def test_next_window_open_uses_the_given_zone(conn: Any) -> None:
+def test_next_window_open_uses_the_given_zone(conn: Conn) -> None:
     """The same instant opens at different UTC moments in Tokyo, London and New York."""
     now = "2026-11-28T23:00Z"  # Sat 18:00 New York, Sun 08:00 Tokyo, Sat 23:00 London
     assert next_open(conn, NINE_TO_FIVE, "Asia/Tokyo", now) == ts("2026-11-29T00:00Z")
@@ -191,16 +196,17 @@ CHANGE_CASES = [
     ids=[c[0] for c in CHANGE_CASES],
 )
 def test_window_boundary_at_a_clock_change(
-    conn: Any, case: str, tz: str, start: str, end: str, now: str, expected: str
+    conn: Conn, case: str, tz: str, start: str, end: str, now: str, expected: str
 ) -> None:
     """A start or end the clock skips is the change itself; one it shows twice, its first
     showing. The claim's in_call_window agrees."""
     window = {"start": start, "end": end, "days": ALL_DAYS}
     assert next_open(conn, window, tz, now) == ts(expected)
-    inside = conn.execute(
+    inside = one_row(
+        conn,
         "select batchctl.in_call_window(%s::jsonb, %s, %s::timestamptz) as b",
         (json.dumps(window), tz, now),
-    ).fetchone()["b"]
+    )["b"]
     assert inside == (now == expected)
 
 
@@ -245,7 +251,7 @@ def _changes_in_2026(name: str) -> list[datetime]:
     ]
 
 
-def test_next_window_open_matches_a_minute_by_minute_reference(conn: Any) -> None:
+def test_next_window_open_matches_a_minute_by_minute_reference(conn: Conn) -> None:
     """Random windows and moments within a day and a half of a 2026 clock change, in zones that
     change at different times and by different amounts: next_window_open equals the first
     minute the clock reaches the opening, found by stepping minute by minute."""
@@ -284,18 +290,19 @@ def test_next_window_open_matches_a_minute_by_minute_reference(conn: Any) -> Non
 # --- call windows in claims and sweep ----------------------------------------------------------
 
 
-def _kiritimati_day(conn: Any) -> str:
+def _kiritimati_day(conn: Conn) -> str:
     """Today's week day in UTC+14 (it differs from the UTC-11 day at every moment)."""
-    row = conn.execute(
+    row = one_row(
+        conn,
         """select lower(to_char(now() at time zone 'Pacific/Kiritimati', 'Dy')) as k,
-                  to_char(now() at time zone 'Pacific/Kiritimati', 'HH24:MI') as kt"""
-    ).fetchone()
+                  to_char(now() at time zone 'Pacific/Kiritimati', 'HH24:MI') as kt""",
+    )
     if row["kt"] >= "23:57":
         pytest.skip("too close to midnight in Kiritimati for a stable window")
     return row["k"]
 
 
-def test_entry_outside_window_not_claimed_and_sweep_defers_it(conn: Any) -> None:
+def test_entry_outside_window_not_claimed_and_sweep_defers_it(conn: Conn) -> None:
     """Entries whose local day is outside the window are not claimed; sweep defers them to the
     next opening; an entry's own zone overrides the tenant's."""
     api = SqlApi(conn)
@@ -331,7 +338,7 @@ def test_entry_outside_window_not_claimed_and_sweep_defers_it(conn: Any) -> None
     assert_invariants(conn)
 
 
-def test_sweep_defers_to_next_opening_in_each_entrys_zone(conn: Any) -> None:
+def test_sweep_defers_to_next_opening_in_each_entrys_zone(conn: Conn) -> None:
     """Sweep as of a Saturday evening sets each entry's next attempt to its own zone's 09:00."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 10, "America/New_York")
@@ -356,11 +363,11 @@ def test_sweep_defers_to_next_opening_in_each_entrys_zone(conn: Any) -> None:
     assert_invariants(conn)
 
 
-def test_start_at_in_future_blocks_claims(conn: Any) -> None:
+def test_start_at_in_future_blocks_claims(conn: Conn) -> None:
     """No claim before start_at; once it has passed, the entries are claimable."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 5)
-    future = conn.execute("select now() + interval '1 hour' as t").fetchone()["t"]
+    future = one_row(conn, "select now() + interval '1 hour' as t")["t"]
     batch = api.create_batch(tenant, phones(3), {"start_at": future.isoformat()})
     assert batch_row(conn, batch)["status"] == "running"
     assert api.claim(limit=10) == []
@@ -374,12 +381,12 @@ def test_start_at_in_future_blocks_claims(conn: Any) -> None:
     assert_invariants(conn)
 
 
-def test_end_at_passed_sweep_expires_queued_and_batch_completes(conn: Any) -> None:
+def test_end_at_passed_sweep_expires_queued_and_batch_completes(conn: Conn) -> None:
     """After end_at the sweep cancels queued entries ('expired'); live calls end normally; the
     batch completes once, with its report."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 5)
-    end = conn.execute("select now() + interval '1 hour' as t").fetchone()["t"]
+    end = one_row(conn, "select now() + interval '1 hour' as t")["t"]
     batch = api.create_batch(
         tenant, phones(5), {"end_at": end.isoformat(), "wave_size": 1, "pickup_timeout_s": 604800}
     )
@@ -402,11 +409,11 @@ def test_end_at_passed_sweep_expires_queued_and_batch_completes(conn: Any) -> No
     assert_invariants(conn)
 
 
-def test_end_at_in_past_expires_everything_and_completes(conn: Any) -> None:
+def test_end_at_in_past_expires_everything_and_completes(conn: Conn) -> None:
     """A batch whose end_at has passed with nothing dialled completes by sweep alone."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 5)
-    past = conn.execute("select now() - interval '1 minute' as t").fetchone()["t"]
+    past = one_row(conn, "select now() - interval '1 minute' as t")["t"]
     batch = api.create_batch(
         tenant, phones(3), {"end_at": past.isoformat(), "report_to": ["a@example.com"]}
     )
@@ -414,19 +421,17 @@ def test_end_at_in_past_expires_everything_and_completes(conn: Any) -> None:
     b = batch_row(conn, batch)
     assert b["status"] == "completed" and b["finished_at"] is not None
     assert (
-        conn.execute(
-            "select count(*) as n from batchctl.reports where batch_id = %s", (batch,)
-        ).fetchone()["n"]
+        one_value(conn, "select count(*) as n from batchctl.reports where batch_id = %s", (batch,))
         == 1
     )
     assert_invariants(conn)
 
 
-def test_no_claim_after_end_at(conn: Any) -> None:
+def test_no_claim_after_end_at(conn: Conn) -> None:
     """Entries are not dialled after end_at, even before a sweep has expired them."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 5)
-    past = conn.execute("select now() - interval '1 minute' as t").fetchone()["t"]
+    past = one_row(conn, "select now() - interval '1 minute' as t")["t"]
     api.create_batch(tenant, phones(3), {"end_at": past.isoformat()})
     assert api.claim(limit=10) == []
 
@@ -434,7 +439,7 @@ def test_no_claim_after_end_at(conn: Any) -> None:
 # --- retries -----------------------------------------------------------------------------------
 
 
-def test_busy_retried_after_delay_until_attempts_exhausted(conn: Any) -> None:
+def test_busy_retried_after_delay_until_attempts_exhausted(conn: Conn) -> None:
     """retry_on busy: re-queued after retry_delay_s, next attempt number; the last one declines."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 5)
@@ -460,7 +465,7 @@ def test_busy_retried_after_delay_until_attempts_exhausted(conn: Any) -> None:
     assert_invariants(conn)
 
 
-def test_outcome_not_in_retry_on_is_final(conn: Any) -> None:
+def test_outcome_not_in_retry_on_is_final(conn: Conn) -> None:
     """With retry_on busy, a no_answer or failed outcome is final at once."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 5)
@@ -471,7 +476,7 @@ def test_outcome_not_in_retry_on_is_final(conn: Any) -> None:
     assert_invariants(conn)
 
 
-def test_retry_policy_overrides_per_outcome(conn: Any) -> None:
+def test_retry_policy_overrides_per_outcome(conn: Conn) -> None:
     """retry_policy no_answer {max_attempts 3, delay_s 5}: two retries 5 s apart, then declined;
     busy (not listed) is final."""
     api = SqlApi(conn)
@@ -501,7 +506,7 @@ def test_retry_policy_overrides_per_outcome(conn: Any) -> None:
     assert_invariants(conn)
 
 
-def test_no_retry_in_a_cancelled_batch(conn: Any) -> None:
+def test_no_retry_in_a_cancelled_batch(conn: Conn) -> None:
     """A retryable outcome arriving after cancel_batch is final; the batch finishes cancelled."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 5)
@@ -522,7 +527,7 @@ def test_no_retry_in_a_cancelled_batch(conn: Any) -> None:
 # --- wave vs window ----------------------------------------------------------------------------
 
 
-def test_wave_mode_waits_for_whole_wave(conn: Any) -> None:
+def test_wave_mode_waits_for_whole_wave(conn: Conn) -> None:
     """wave mode: the next wave starts only when every call of the current one is terminal."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 10)
@@ -548,7 +553,7 @@ def test_wave_mode_waits_for_whole_wave(conn: Any) -> None:
     assert_invariants(conn)
 
 
-def test_wave_mode_counts_unacknowledged_claims(conn: Any) -> None:
+def test_wave_mode_counts_unacknowledged_claims(conn: Conn) -> None:
     """wave mode: a claimed but not yet dispatched entry also holds the wave open."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 10)
@@ -561,7 +566,7 @@ def test_wave_mode_counts_unacknowledged_claims(conn: Any) -> None:
     assert_invariants(conn)
 
 
-def test_window_mode_refills_a_freed_slot_at_once(conn: Any) -> None:
+def test_window_mode_refills_a_freed_slot_at_once(conn: Conn) -> None:
     """window mode: each finished call frees one slot that the next claim fills."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 10)
@@ -578,7 +583,7 @@ def test_window_mode_refills_a_freed_slot_at_once(conn: Any) -> None:
     assert_invariants(conn)
 
 
-def test_tenant_cap_applies_across_batches(conn: Any) -> None:
+def test_tenant_cap_applies_across_batches(conn: Conn) -> None:
     """max_concurrent_calls bounds the tenant's calls over all its batches together."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 3)
@@ -592,7 +597,7 @@ def test_tenant_cap_applies_across_batches(conn: Any) -> None:
 # --- fairness ----------------------------------------------------------------------------------
 
 
-def test_claim_round_robins_batches_of_a_tenant(conn: Any) -> None:
+def test_claim_round_robins_batches_of_a_tenant(conn: Conn) -> None:
     """A big batch created first does not take every slot: a later small batch gets its share."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 4)
@@ -603,7 +608,7 @@ def test_claim_round_robins_batches_of_a_tenant(conn: Any) -> None:
     assert per_batch == {big: 2, small: 2}
 
 
-def test_claim_fills_from_as_few_tenants_as_it_can_and_each_up_to_its_cap(conn: Any) -> None:
+def test_claim_fills_from_as_few_tenants_as_it_can_and_each_up_to_its_cap(conn: Conn) -> None:
     """A claim takes one tenant at a time until it is full (so concurrent claimers serve
     different tenants); claiming on until nothing comes gives every tenant its free slots."""
     api = SqlApi(conn)
@@ -617,7 +622,7 @@ def test_claim_fills_from_as_few_tenants_as_it_can_and_each_up_to_its_cap(conn: 
     assert sorted(str(c.tenant_id) for c in first + rest) == sorted([str(x)] * 3 + [str(y)] * 2)
 
 
-def test_claims_take_tenants_in_random_order(conn: Any) -> None:
+def test_claims_take_tenants_in_random_order(conn: Conn) -> None:
     """Fair across tenants: which tenant a claim serves first is random, so over claims each
     tenant with work comes first about as often as any other."""
     api = SqlApi(conn)
@@ -628,7 +633,7 @@ def test_claims_take_tenants_in_random_order(conn: Any) -> None:
     assert min(served.count(t) for t in tenants) >= 20, "one tenant was served far more often"
 
 
-def test_big_batch_does_not_starve_small_one_when_one_slot_frees(conn: Any) -> None:
+def test_big_batch_does_not_starve_small_one_when_one_slot_frees(conn: Conn) -> None:
     """With one slot at a time, a small later batch is served before the big one is drained."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 1)
@@ -649,7 +654,7 @@ def test_big_batch_does_not_starve_small_one_when_one_slot_frees(conn: Any) -> N
 # --- dispatch failures -------------------------------------------------------------------------
 
 
-def test_mark_dispatch_failed_backs_off_and_fails_on_fifth(conn: Any) -> None:
+def test_mark_dispatch_failed_backs_off_and_fails_on_fifth(conn: Conn) -> None:
     """Retryable dispatch failures re-queue after 5, 10, 20, 40 s, same attempt; the 5th fails."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 5)
@@ -672,11 +677,11 @@ def test_mark_dispatch_failed_backs_off_and_fails_on_fifth(conn: Any) -> None:
     assert delays == [5, 10, 20, 40]
     b = batch_row(conn, batch)
     assert b["status"] == "completed" and b["finished_at"] is not None
-    assert conn.execute("select count(*) as n from batchctl.call_logs").fetchone()["n"] == 0
+    assert one_row(conn, "select count(*) as n from batchctl.call_logs")["n"] == 0
     assert_invariants(conn)
 
 
-def test_mark_dispatch_failed_not_retryable_fails_at_once(conn: Any) -> None:
+def test_mark_dispatch_failed_not_retryable_fails_at_once(conn: Conn) -> None:
     """A non-retryable dispatch failure fails the entry at once; a late repeat changes nothing."""
     api = SqlApi(conn)
     tenant = api.create_tenant("t", 5)

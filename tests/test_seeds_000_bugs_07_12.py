@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +29,7 @@ from checks import (
 )
 from concurrent_calls import connect, run_threads
 from invariants import ENTRY_STATUSES
+from pgtools import one_row
 from sqlapi import ENTRY_FOR_CALL, Claim, SqlApi, phones
 
 # --- bug 7: entry statuses that are call statuses -----------------------------------------------
@@ -295,7 +297,7 @@ def test_seed000_bug11_a_late_end_after_a_timeout_changes_nothing(api: SqlApi) -
             "from failed to ended",
         ),
     ):
-        rejected(api.conn, "BC003", lambda s=statement: api.conn.execute(s, (entry_id,)), needle)
+        rejected(api.conn, "BC003", partial(api.conn.execute, statement, (entry_id,)), needle)
     assert counts(api.batch_status(tenant, batch)) == tally(failed=1)
 
 
@@ -334,9 +336,11 @@ def test_seed000_bug11_a_late_end_racing_the_sweep_is_counted_once(
         assert entry["status"] == ENTRY_FOR_CALL[call_status(api.conn, entry["call_log_id"])]
     status = api.batch_status(tenant, batch)
     assert counts(status) == tally(completed=ends["ended"], failed=ends["failed"])
-    ignored = api.conn.execute(
-        "select count(*) as n from batchctl.events where ignored and batch_id = %s", (batch,)
-    ).fetchone()
+    ignored = one_row(
+        api.conn,
+        "select count(*) as n from batchctl.events where ignored and batch_id = %s",
+        (batch,),
+    )
     assert ignored["n"] == timed_out, "every report that lost the race is recorded as ignored"
 
 

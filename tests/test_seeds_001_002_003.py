@@ -27,6 +27,7 @@ from checks import (
     tally,
 )
 from concurrent_calls import connect, run_threads
+from pgtools import one_row
 from sqlapi import Claim, SqlApi, live_calls, phones
 
 # --- seed 001 issue 1: "3 calls and stop" -------------------------------------------------------
@@ -131,8 +132,8 @@ def test_seed001_no_stop_button_pause_stops_claims_at_once_and_resume_goes_on(
     assert counts(api.batch_status(tenant, batch)) == tally(dispatched=1, completed=1, cancelled=3)
     hangups = {(h["room_name"], h["call_log_id"]) for h in api.claim_hangups()}
     # The live call, and the claim's room, which LiveKit may have though no call log says so.
-    room = api.conn.execute("select room_name from batchctl.call_logs where id = %s", (second,))
-    assert hangups == {(room.fetchone()["room_name"], second), (claimed.room_name, None)}
+    room = one_row(api.conn, "select room_name from batchctl.call_logs where id = %s", (second,))
+    assert hangups == {(room["room_name"], second), (claimed.room_name, None)}
 
 
 # --- seed 001 issue 3: business data leak -------------------------------------------------------
@@ -306,14 +307,15 @@ def test_seed001_duplicate_calls_one_number_in_several_batches_is_never_on_two_c
             w.close()
     for batch in batches:
         assert counts(api.batch_status(tenant, batch)) == tally(completed=4)
-    overlaps = api.conn.execute(
+    overlaps = one_row(
+        api.conn,
         """select count(*) as n
              from batchctl.call_logs x
              join batchctl.batch_entries ex on ex.id = x.entry_id
              join batchctl.call_logs y on y.id <> x.id
              join batchctl.batch_entries ey on ey.id = y.entry_id and ey.to_phone = ex.to_phone
-            where tstzrange(x.started_at, x.ended_at) && tstzrange(y.started_at, y.ended_at)"""
-    ).fetchone()
+            where tstzrange(x.started_at, x.ended_at) && tstzrange(y.started_at, y.ended_at)""",
+    )
     assert overlaps["n"] == 0
 
 
@@ -425,12 +427,13 @@ def test_seed001_crash_resume_a_dead_workers_claims_return_with_the_same_attempt
         (batch,),
     ).fetchall()
     assert len(dials) == 5 and {(d["n"], d["attempt"]) for d in dials} == {(1, 1)}
-    requeued = api.conn.execute(
+    requeued = one_row(
+        api.conn,
         """select count(*) as n from batchctl.events where batch_id = %s and object = 'entry'
               and from_status = 'running' and to_status = 'queued'
               and reason = 'sweep: lease_expired'""",
         (batch,),
-    ).fetchone()
+    )
     assert requeued["n"] == 3
     assert len(report_rows(api.conn, batch)) == 1
 

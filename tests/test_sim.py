@@ -29,13 +29,14 @@ from click.testing import CliRunner
 from livekit import api
 
 from batchctl.cli import cli
+from batchctl.client.aio import AsyncClient
 from batchctl.config import LiveKitCredentials
 from batchctl.daemon.dispatcher import dispatch_metadata
 from batchctl.database import async_pool
 from batchctl.identifiers import call_log_id
-from batchctl.procedures import Procedures
 from batchctl.sim import Scenario, ScenarioError
 from batchctl.webhook import PATH, Webhooks, serve
+from pgtools import one_row
 from polling import wait_until
 from ports import free_port
 from simulator import API_KEY, API_SECRET, RunningSimulator, run_simulator
@@ -61,8 +62,11 @@ def livekit(
     """One call through the real client, as the daemon makes it."""
 
     async def run() -> T:
-        credentials = {"token": token} if token else {"api_key": API_KEY, "api_secret": secret}
-        async with api.LiveKitAPI(url, **credentials) as lk:
+        if token:
+            client = api.LiveKitAPI(url, token=token)
+        else:
+            client = api.LiveKitAPI(url, api_key=API_KEY, api_secret=secret)
+        async with client as lk:
             return await use(lk)
 
     return asyncio.run(run())
@@ -78,6 +82,11 @@ def room_names(url: str) -> list[str]:
     return [
         r.name for r in livekit(url, lambda lk: lk.room.list_rooms(api.ListRoomsRequest())).rooms
     ]
+
+
+def delete_room(url: str, room: str) -> api.DeleteRoomResponse:
+    request = api.DeleteRoomRequest(room=room)
+    return livekit(url, lambda lk: lk.room.delete_room(request))
 
 
 def metadata(claim: Claim) -> str:
@@ -247,11 +256,12 @@ def test_reports_survive_lost_database_connections(db_url: str, sql: SqlApi) -> 
     with run_simulator(db_url, plan) as sim:
         dispatch(sim, sql, claim)
         wait_until(lambda: calls(sql)[claim.to_phone]["call"] == "ongoing")
-        killed = sql.conn.execute(
+        killed = one_row(
+            sql.conn,
             """select count(*) filter (where pg_terminate_backend(pid)) as n
                  from pg_stat_activity
-                where application_name = 'batchctl-sim' and datname = current_database()"""
-        ).fetchone()
+                where application_name = 'batchctl-sim' and datname = current_database()""",
+        )
         assert killed["n"] >= 1
         wait_until(lambda: all_terminal(sql), what="the final report after reconnecting")
         assert calls(sql)[claim.to_phone]["call"] == "ended"
@@ -274,9 +284,7 @@ def test_delete_room_ends_a_live_call_and_its_agent_reports_nothing_more(
         assert calls(sql)[claim.to_phone]["call"] == "ongoing"  # batchctl records the hang-up
         for room in (claim.room_name, "no-such-room"):
             with pytest.raises(api.ServerError) as caught:
-                livekit(
-                    sim.url, lambda lk, r=room: lk.room.delete_room(api.DeleteRoomRequest(room=r))
-                )
+                delete_room(sim.url, room)
             assert (caught.value.code, caught.value.status) == ("not_found", 404)
         assert [(d.room, d.existed) for d in sim.stats().room_deletions] == [
             (claim.room_name, True),
@@ -542,7 +550,7 @@ def batchctl_webhook_endpoint(db_url: str) -> Iterator[str]:
     async def serve_until_stopped() -> None:
         async with async_pool(db_url, "test-webhook", max_size=2) as pool:
             credentials = LiveKitCredentials(API_KEY, API_SECRET)
-            webhooks = Webhooks(Procedures(pool), credentials, grace=0)
+            webhooks = Webhooks(AsyncClient(pool), credentials, grace=0)
             await serve(webhooks, "127.0.0.1", port, stopping)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(serve_until_stopped(),))

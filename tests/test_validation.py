@@ -8,15 +8,17 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from checks import all_rows, rejected
+from checks import Conn, all_rows, rejected
 from clitools import invoke
 from invariants import assert_invariants
+from pgtools import one_row, one_value
 from sqlapi import SqlApi, phones
 
 
@@ -48,14 +50,16 @@ def tenant(api: SqlApi) -> uuid.UUID:
         "+14155550123\n",
     ],
 )
-def test_invalid_phone_names_the_entry(conn: Any, api: SqlApi, tenant: uuid.UUID, bad: str) -> None:
+def test_invalid_phone_names_the_entry(
+    conn: Conn, api: SqlApi, tenant: uuid.UUID, bad: str
+) -> None:
     """An invalid phone is BC001 naming entries[i] and the number; nothing is created."""
     entries = [*phones(2), {"to_phone": bad}, *phones(1, start=50)]
     msg = rejected(conn, "BC001", lambda: api.create_batch(tenant, entries), "entries[2]", "E.164")
     assert "entries[0]" not in msg and "entries[3]" not in msg
 
 
-def test_several_bad_rows_reported_together(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_several_bad_rows_reported_together(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     """Every bad row is named in one error, with its own reason."""
     entries: list[Any] = [
         {"to_phone": "+14155550100"},
@@ -74,7 +78,7 @@ def test_several_bad_rows_reported_together(conn: Any, api: SqlApi, tenant: uuid
     assert "Mars/Olympus" in msg and "context" in msg and '"phone"' in msg
 
 
-def test_many_bad_rows_are_summarised(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_many_bad_rows_are_summarised(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     """With 25 bad rows the message names the first ten and counts the rest; DETAIL has all."""
     entries = [{"to_phone": f"bad{i}"} for i in range(25)]
     before = all_rows(conn)
@@ -99,13 +103,13 @@ def test_many_bad_rows_are_summarised(conn: Any, api: SqlApi, tenant: uuid.UUID)
     ids=["empty", "object", "string", "null"],
 )
 def test_entries_must_be_a_non_empty_array(
-    conn: Any, api: SqlApi, tenant: uuid.UUID, entries: Any, needle: str
+    conn: Conn, api: SqlApi, tenant: uuid.UUID, entries: Any, needle: str
 ) -> None:
     """An empty list or a non-array is BC001 and creates nothing."""
     rejected(conn, "BC001", lambda: api.create_batch(tenant, entries), "p_entries", needle)
 
 
-def test_unknown_entry_key(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_unknown_entry_key(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     """'phone' instead of 'to_phone' names the key and lists the allowed ones."""
     rejected(
         conn,
@@ -117,7 +121,7 @@ def test_unknown_entry_key(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
     )
 
 
-def test_bad_entry_timezone(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_bad_entry_timezone(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     """An unknown IANA zone on an entry is BC001 naming the entry and the zone."""
     entries = [{"to_phone": "+14155550123", "timezone": "Europe/Nowhere"}]
     rejected(
@@ -126,11 +130,11 @@ def test_bad_entry_timezone(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
 
 
 def test_rows_form_makes_the_batch_create_batch_makes(
-    conn: Any, api: SqlApi, tenant: uuid.UUID
+    conn: Conn, api: SqlApi, tenant: uuid.UUID
 ) -> None:
     """create_batch_from_rows: the same entries, duplicates and do-not-call skips as the JSON
     form (create_batch itself ends in it)."""
-    entries = [
+    entries: list[dict[str, Any]] = [
         {"to_phone": "+14155550100", "lead_name": "Ann", "lead_id": "7", "context": {"a": "1"}},
         {"to_phone": "+14155559999"},  # on the do-not-call list
         {"to_phone": "+14155550101", "timezone": "America/Chicago"},
@@ -157,7 +161,7 @@ def test_rows_form_makes_the_batch_create_batch_makes(
 
 
 def test_rows_form_names_every_bad_row_and_creates_nothing(
-    conn: Any, api: SqlApi, tenant: uuid.UUID
+    conn: Conn, api: SqlApi, tenant: uuid.UUID
 ) -> None:
     entries: list[Any] = [
         {"to_phone": "+14155550100"},
@@ -175,7 +179,7 @@ def test_rows_form_names_every_bad_row_and_creates_nothing(
 
 
 def test_add_entries_extends_an_unfinished_batch_with_the_same_rules(
-    conn: Any, api: SqlApi, tenant: uuid.UUID
+    conn: Conn, api: SqlApi, tenant: uuid.UUID
 ) -> None:
     """add_entries: indices go on from the rows given before; a number already in the batch or
     earlier in the call is a duplicate; a do-not-call number is skipped; a running batch's new
@@ -208,7 +212,7 @@ def test_add_entries_extends_an_unfinished_batch_with_the_same_rules(
 
 
 def test_add_entries_changes_nothing_for_bad_rows_a_finished_batch_or_another_tenant(
-    conn: Any, api: SqlApi, tenant: uuid.UUID
+    conn: Conn, api: SqlApi, tenant: uuid.UUID
 ) -> None:
     batch = api.create_batch_from_rows(tenant, phones(1), {"autostart": False})
     msg = rejected(
@@ -231,7 +235,7 @@ def test_add_entries_changes_nothing_for_bad_rows_a_finished_batch_or_another_te
 
 
 @pytest.mark.parametrize("tz", ["Mars/Base", "", "Europe/Nowhere"])
-def test_bad_tenant_timezone(conn: Any, api: SqlApi, tenant: uuid.UUID, tz: str) -> None:
+def test_bad_tenant_timezone(conn: Conn, api: SqlApi, tenant: uuid.UUID, tz: str) -> None:
     """create_tenant with an unknown zone is BC001 and creates no tenant."""
     rejected(conn, "BC001", lambda: api.create_tenant("x", 3, tz), "p_timezone")
 
@@ -241,7 +245,7 @@ def test_bad_tenant_timezone(conn: Any, api: SqlApi, tenant: uuid.UUID, tz: str)
     [("", 3, "p_name"), ("   ", 3, "p_name"), ("x", 0, "p_max_concurrent_calls")],
 )
 def test_bad_tenant_arguments(
-    conn: Any, api: SqlApi, tenant: uuid.UUID, name: str, cap: int, needle: str
+    conn: Conn, api: SqlApi, tenant: uuid.UUID, name: str, cap: int, needle: str
 ) -> None:
     """create_tenant rejects an empty name and a cap below one."""
     rejected(conn, "BC001", lambda: api.create_tenant(name, cap), needle)
@@ -251,7 +255,7 @@ def test_bad_tenant_arguments(
 
 
 def test_unknown_option_key_names_it_and_lists_allowed(
-    conn: Any, api: SqlApi, tenant: uuid.UUID
+    conn: Conn, api: SqlApi, tenant: uuid.UUID
 ) -> None:
     """An unknown option key is named and the allowed keys are listed."""
     msg = rejected(
@@ -323,13 +327,13 @@ BAD_OPTIONS: list[tuple[str, dict[str, Any], str]] = [
     ("case", "options", "needle"), BAD_OPTIONS, ids=[c[0] for c in BAD_OPTIONS]
 )
 def test_ill_typed_options_are_named(
-    conn: Any, api: SqlApi, tenant: uuid.UUID, case: str, options: dict[str, Any], needle: str
+    conn: Conn, api: SqlApi, tenant: uuid.UUID, case: str, options: dict[str, Any], needle: str
 ) -> None:
     """An ill-typed option value is BC001 naming the key; nothing is created."""
     rejected(conn, "BC001", lambda: api.create_batch(tenant, phones(1), options), needle)
 
 
-def test_options_not_an_object(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_options_not_an_object(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     """Options that are not a JSON object are BC001."""
     rejected(
         conn,
@@ -342,7 +346,9 @@ def test_options_not_an_object(conn: Any, api: SqlApi, tenant: uuid.UUID) -> Non
     )
 
 
-def test_retry_on_error_lists_retryable_outcomes(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_retry_on_error_lists_retryable_outcomes(
+    conn: Conn, api: SqlApi, tenant: uuid.UUID
+) -> None:
     """retry_on ['ended'] names the bad value and lists the allowed outcomes."""
     msg = rejected(
         conn, "BC001", lambda: api.create_batch(tenant, phones(1), {"retry_on": ["ended"]})
@@ -353,7 +359,7 @@ def test_retry_on_error_lists_retryable_outcomes(conn: Any, api: SqlApi, tenant:
 # --- call status and unknown ids ---------------------------------------------------------------
 
 
-def test_unknown_call_status_lists_allowed(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_unknown_call_status_lists_allowed(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     """report_call_status with an unknown status is BC001 listing the allowed statuses."""
     api.create_batch(tenant, phones(1, 10))
     (call,) = api.dispatch_all()
@@ -368,7 +374,7 @@ def test_unknown_call_status_lists_allowed(conn: Any, api: SqlApi, tenant: uuid.
     assert_invariants(conn)
 
 
-def test_report_detail_must_be_an_object(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_report_detail_must_be_an_object(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     """A non-object detail or a non-numeric duration is BC001 and changes nothing."""
     api.create_batch(tenant, phones(1, 10))
     (call,) = api.dispatch_all()
@@ -412,14 +418,14 @@ def _id_calls(api: SqlApi, tenant: uuid.UUID) -> list[tuple[str, Callable[[], An
     ]
 
 
-def test_unknown_ids_raise_bc002(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_unknown_ids_raise_bc002(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     """Every function taking an id answers BC002 'not found' for an unknown one; no change."""
     for name, call in _id_calls(api, tenant):
         message = rejected(conn, "BC002", call)
         assert re.search(r"not found|no report", message), (name, message)
 
 
-def test_null_tenant_id_is_bc001(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_null_tenant_id_is_bc001(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     """A null tenant id is an invalid argument, not a crash."""
     rejected(
         conn,
@@ -432,7 +438,7 @@ def test_null_tenant_id_is_bc001(conn: Any, api: SqlApi, tenant: uuid.UUID) -> N
 
 
 @pytest.mark.parametrize("phone", ["4155550123", "", "+1"])
-def test_add_dnc_rejects_bad_phone(conn: Any, api: SqlApi, tenant: uuid.UUID, phone: str) -> None:
+def test_add_dnc_rejects_bad_phone(conn: Conn, api: SqlApi, tenant: uuid.UUID, phone: str) -> None:
     """add_dnc with a non-E.164 number is BC001 and adds nothing."""
     rejected(conn, "BC001", lambda: api.add_dnc(tenant, phone), "p_phone")
 
@@ -450,7 +456,7 @@ HOSTILE = [
 ]
 
 
-def test_hostile_strings_are_stored_verbatim(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_hostile_strings_are_stored_verbatim(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     """SQL-looking, quoted, unicode and 1000-character strings in lead_name/context round-trip
     untouched."""
     entries = [
@@ -479,31 +485,31 @@ def test_hostile_strings_are_stored_verbatim(conn: Any, api: SqlApi, tenant: uui
     claims = api.claim(limit=len(HOSTILE))
     assert {c.lead_name for c in claims} <= set(HOSTILE) and len(claims) == 3  # tenant cap 3
     assert all(c.context["note"] == c.lead_name for c in claims)
-    meta = conn.execute(
-        "select metadata, options from batchctl.batches where id = %s", (batch,)
-    ).fetchone()
+    meta = one_row(conn, "select metadata, options from batchctl.batches where id = %s", (batch,))
     assert meta["metadata"] == {"tag": HOSTILE[0]} and meta["options"]["agent_name"] == HOSTILE[1]
     # Nothing was executed: every table is still there and nothing was marked completed by hand.
     assert api.batch_status(tenant, batch)["completed"] == 0
-    assert conn.execute("select count(*) as n from batchctl.batches").fetchone()["n"] == 2
+    assert one_row(conn, "select count(*) as n from batchctl.batches")["n"] == 2
     assert_invariants(conn)
 
 
 def test_hostile_cancel_reason_and_errors_are_data(
-    conn: Any, api: SqlApi, tenant: uuid.UUID
+    conn: Conn, api: SqlApi, tenant: uuid.UUID
 ) -> None:
     """A hostile cancel reason or dispatch error is recorded as text."""
     batch = api.create_batch(tenant, phones(3, 20))
     (c, *_rest) = api.claim(limit=3)
     assert api.mark_dispatch_failed(c.entry_id, HOSTILE[1], False) == "failed"
     api.cancel_batch(tenant, batch, HOSTILE[0])
-    row = conn.execute(
-        "select cancel_reason, status::text as s from batchctl.batches where id = %s", (batch,)
-    ).fetchone()
+    row = one_row(
+        conn,
+        "select cancel_reason, status::text as s from batchctl.batches where id = %s",
+        (batch,),
+    )
     assert row["cancel_reason"] == HOSTILE[0] and row["s"] == "cancelled"
-    err = conn.execute(
-        "select last_error from batchctl.batch_entries where id = %s", (c.entry_id,)
-    ).fetchone()
+    err = one_row(
+        conn, "select last_error from batchctl.batch_entries where id = %s", (c.entry_id,)
+    )
     assert err["last_error"] == HOSTILE[1]
     assert_invariants(conn)
 
@@ -561,7 +567,7 @@ NORMALISE: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("case", "given", "changed"), NORMALISE, ids=[c[0] for c in NORMALISE])
 def test_option_normalisation(
-    conn: Any,
+    conn: Conn,
     api: SqlApi,
     tenant: uuid.UUID,
     case: str,
@@ -570,9 +576,7 @@ def test_option_normalisation(
 ) -> None:
     """Options are stored merged over the defaults, every key present."""
     batch = api.create_batch(tenant, phones(1, 30), given)
-    stored = conn.execute(
-        "select options from batchctl.batches where id = %s", (batch,)
-    ).fetchone()["options"]
+    stored = one_value(conn, "select options from batchctl.batches where id = %s", (batch,))
     if isinstance(stored["call_window"], dict) and "days" in stored["call_window"]:
         stored["call_window"]["days"] = sorted(stored["call_window"]["days"], key=ALL_DAYS.index)
     expected = {**DEFAULTS, **changed}
@@ -584,7 +588,7 @@ def test_option_normalisation(
     assert stored == expected
 
 
-def test_timestamps_are_normalised(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_timestamps_are_normalised(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     """start_at/end_at in any ISO form are stored as timestamps naming the same instant."""
     batch = api.create_batch(
         tenant,
@@ -617,7 +621,7 @@ def _bad_zone_entries(tz: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("tz", NOT_ZONES)
 def test_zone_not_in_the_tz_database_is_refused_for_a_tenant(
-    conn: Any, api: SqlApi, tenant: uuid.UUID, tz: str
+    conn: Conn, api: SqlApi, tenant: uuid.UUID, tz: str
 ) -> None:
     """create_tenant (and so `batchctl tenant create --timezone`) takes tz database names only."""
     rejected(conn, "BC001", lambda: api.create_tenant("x", 3, tz), "p_timezone", f'"{tz}"')
@@ -625,15 +629,13 @@ def test_zone_not_in_the_tz_database_is_refused_for_a_tenant(
 
 @pytest.mark.parametrize("tz", NOT_ZONES)
 def test_zone_not_in_the_tz_database_is_refused_for_entries(
-    conn: Any, api: SqlApi, tenant: uuid.UUID, tz: str
+    conn: Conn, api: SqlApi, tenant: uuid.UUID, tz: str
 ) -> None:
     """An entry's zone must be a tz database name: create_batch, create_batch_from_rows and
     add_entries name the entry and the zone, and change nothing."""
     entries = _bad_zone_entries(tz)
     for create in (api.create_batch, api.create_batch_from_rows):
-        msg = rejected(
-            conn, "BC001", lambda create=create: create(tenant, entries), "1 of 2", "entries[1]"
-        )
+        msg = rejected(conn, "BC001", partial(create, tenant, entries), "1 of 2", "entries[1]")
         assert "unknown time zone" in msg and tz in msg, msg
     batch = api.create_batch_from_rows(tenant, phones(1), {"autostart": False})
     msg = rejected(conn, "BC001", lambda: api.add_entries(tenant, batch, entries), "entries[1]")
@@ -641,7 +643,7 @@ def test_zone_not_in_the_tz_database_is_refused_for_entries(
 
 
 def test_every_tz_database_name_is_taken_in_one_read(
-    conn: Any, api: SqlApi, tenant: uuid.UUID
+    conn: Conn, api: SqlApi, tenant: uuid.UUID
 ) -> None:
     """Every name of pg_timezone_names is a valid zone for entries and tenants (Etc/GMT-14 and
     Etc/GMT+12 are the extremes). A list is judged in one read of pg_timezone_names, which is
@@ -670,7 +672,7 @@ def test_every_tz_database_name_is_taken_in_one_read(
     assert took < 0.5 + 40 * one_read and took_add < 0.5 + 40 * one_read, (took, took_add, one_read)
 
 
-def test_timezone_verdicts_suggest_the_right_spelling(conn: Any) -> None:
+def test_timezone_verdicts_suggest_the_right_spelling(conn: Conn) -> None:
     """A name that differs from a tz database name only in case (or surrounding blanks) gets the
     right spelling as a suggestion; nulls and duplicates are left out; no names, no read."""
     rows = conn.execute(
@@ -698,7 +700,7 @@ def test_timezone_verdicts_suggest_the_right_spelling(conn: Any) -> None:
 
 
 def test_csv_zones_follow_the_database_rule(
-    db_url: str, conn: Any, api: SqlApi, tmp_path: Path
+    db_url: str, conn: Conn, api: SqlApi, tmp_path: Path
 ) -> None:
     """`batchctl batch create`: a row's zone outside the tz database is a bad row (its line and
     column named, a misspelling with the right spelling); a number's own zone still applies
@@ -766,7 +768,7 @@ BAD_TIMESTAMPS: list[tuple[str, str, str]] = [
 @pytest.mark.parametrize("key", ["start_at", "end_at"])
 @pytest.mark.parametrize("word", TIMESTAMP_WORDS)
 def test_timestamp_words_are_refused(
-    conn: Any, api: SqlApi, tenant: uuid.UUID, key: str, word: str
+    conn: Conn, api: SqlApi, tenant: uuid.UUID, key: str, word: str
 ) -> None:
     """now, tomorrow, infinity and the like are not ISO 8601 date-times."""
     msg = rejected(
@@ -780,7 +782,7 @@ def test_timestamp_words_are_refused(
 )
 @pytest.mark.parametrize("key", ["start_at", "end_at"])
 def test_malformed_timestamps_are_refused(
-    conn: Any, api: SqlApi, tenant: uuid.UUID, key: str, case: str, value: str, needle: str
+    conn: Conn, api: SqlApi, tenant: uuid.UUID, key: str, case: str, value: str, needle: str
 ) -> None:
     """A time without an offset, outside 2000-2100, or not ISO 8601 is BC001 naming the option."""
     options = {key: value}
@@ -803,7 +805,7 @@ GOOD_TIMESTAMPS = [
 @pytest.mark.parametrize("key", ["start_at", "end_at"])
 @pytest.mark.parametrize(("value", "instant"), GOOD_TIMESTAMPS)
 def test_iso_timestamps_with_offsets_are_taken(
-    conn: Any, key: str, value: str, instant: str
+    conn: Conn, key: str, value: str, instant: str
 ) -> None:
     """Extended ISO 8601 with Z or an offset (±HH, ±HHMM, ±HH:MM), seconds and fraction
     optional, in any year from 2000 to 2100 as written: stored as the instant it names."""
@@ -856,21 +858,21 @@ BAD_BOUNDS: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("case", "options", "needle"), BAD_BOUNDS, ids=[c[0] for c in BAD_BOUNDS])
 def test_option_bounds(
-    conn: Any, api: SqlApi, tenant: uuid.UUID, case: str, options: dict[str, Any], needle: str
+    conn: Conn, api: SqlApi, tenant: uuid.UUID, case: str, options: dict[str, Any], needle: str
 ) -> None:
     """metadata passes json_problem (32 levels, 64 KiB), agent_name is short text, report_to
     holds at most 100 addresses of at most 254 characters: BC001 naming the option."""
     rejected(conn, "BC001", lambda: api.create_batch(tenant, phones(1), options), needle)
 
 
-def test_options_at_their_bounds_are_taken(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_options_at_their_bounds_are_taken(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     options = {
         "metadata": _nested(32),
         "agent_name": "a" * 1000,
         "report_to": [_address(254)] + [f"ops{i}@example.com" for i in range(99)],
     }
     batch = api.create_batch(tenant, phones(1, start=70), options)
-    stored = conn.execute("select options from batchctl.batches where id = %s", (batch,)).fetchone()
+    stored = one_row(conn, "select options from batchctl.batches where id = %s", (batch,))
     assert {k: stored["options"][k] for k in options} == options
 
 
@@ -902,39 +904,40 @@ BOUND_BREAKERS = [  # one field of an entry -> what the refusal says of it
 
 @pytest.mark.parametrize(("field", "problem"), BOUND_BREAKERS)
 def test_intake_bounds_refuse_an_entry_naming_row_and_field(
-    conn: Any, api: SqlApi, tenant: uuid.UUID, field: dict[str, Any], problem: str
+    conn: Conn, api: SqlApi, tenant: uuid.UUID, field: dict[str, Any], problem: str
 ) -> None:
     """create_batch, create_batch_from_rows and add_entries refuse the entry with BC001 naming
     it and the field, change nothing, and never echo more than a line of the value back."""
     entry = {"to_phone": "+14155550100", **field}
     for create in (api.create_batch, api.create_batch_from_rows):
-        msg = rejected(conn, "BC001", lambda create=create: create(tenant, [entry]), problem)
+        msg = rejected(conn, "BC001", partial(create, tenant, [entry]), problem)
         assert len(msg.splitlines()[0]) < 300, msg
     batch = api.create_batch_from_rows(tenant, phones(1), {"autostart": False})
     rejected(conn, "BC001", lambda: api.add_entries(tenant, batch, [entry]), problem)
 
 
-def test_values_at_the_bounds_are_taken(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_values_at_the_bounds_are_taken(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     context = {**DEEP_32, "note": "x" * 60_000}
     batch = api.create_batch(
         tenant, [{"to_phone": "+14155550100", "lead_name": "n" * 1000, "lead_id": "i" * 1000,
                   "context": context}],
     )  # fmt: skip
-    row = conn.execute(
+    row = one_row(
+        conn,
         "select context, length(lead_name) as n from batchctl.batch_entries where batch_id = %s",
         (batch,),
-    ).fetchone()
+    )
     assert (row["context"], row["n"]) == (context, 1000)
 
 
-def test_long_names_and_reasons_are_refused(conn: Any, api: SqlApi, tenant: uuid.UUID) -> None:
+def test_long_names_and_reasons_are_refused(conn: Conn, api: SqlApi, tenant: uuid.UUID) -> None:
     rejected(conn, "BC001", lambda: api.create_tenant("t" * 1001), "p_name is 1001 characters")
     batch = api.create_batch(tenant, phones(1))
     rejected(conn, "BC001", lambda: api.cancel_batch(tenant, batch, "r" * 1001), "p_reason is 1001")
     assert api.cancel_batch(tenant, batch, "r" * 1000) == 1
 
 
-def test_report_recipients_are_bounded_for_a_resend_too(conn: Any) -> None:
+def test_report_recipients_are_bounded_for_a_resend_too(conn: Conn) -> None:
     """claim_report_now (`batchctl report --send --to`) checks its recipients as report_to is."""
     send = "select * from batchctl.claim_report_now(gen_random_uuid(), 'me', %s)"
     many = [f"ops{i}@example.com" for i in range(101)]

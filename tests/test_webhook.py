@@ -14,10 +14,11 @@ import aiohttp
 from google.protobuf.json_format import MessageToJson
 from livekit import api as lk
 
+from batchctl.client.aio import AsyncClient
 from batchctl.config import LiveKitCredentials
 from batchctl.database import async_pool
-from batchctl.procedures import Procedures
 from batchctl.webhook import PATH, Webhooks, serve
+from pgtools import one_row
 from ports import free_port
 from sqlapi import SqlApi, phones
 
@@ -58,7 +59,7 @@ def post_all(
         port = free_port()
         stopping = asyncio.Event()
         async with async_pool(db_url, "test-webhook", max_size=2) as pool:
-            webhooks = Webhooks(Procedures(pool), CREDENTIALS, grace=grace)
+            webhooks = Webhooks(AsyncClient(pool), CREDENTIALS, grace=grace)
             server = asyncio.create_task(serve(webhooks, "127.0.0.1", port, stopping))
             statuses = []
             async with aiohttp.ClientSession() as http:
@@ -143,7 +144,7 @@ def test_the_agents_own_final_report_within_the_grace_period_wins(db_url: str, a
         meanwhile=lambda: api.report(call, "ended", summary),
     )
     assert statuses_ == [200]
-    row = api.conn.execute("select status::text, detail from batchctl.call_logs").fetchone()
+    row = one_row(api.conn, "select status::text, detail from batchctl.call_logs")
     assert (row["status"], row["detail"]["summary"]) == ("ended", "booked a demo")
-    ignored = api.conn.execute("select count(*) as n from batchctl.events where ignored").fetchone()
+    ignored = one_row(api.conn, "select count(*) as n from batchctl.events where ignored")
     assert ignored["n"] == 1, "the webhook's late report was recorded as ignored"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from uuid import UUID
 
 import click
-from psycopg import sql
 from psycopg.rows import dict_row
 
-from batchctl.cli.batch_common import batch_id_argument, batch_status, batch_tenant, print_counts
+from batchctl.cli.batch_common import batch_id_argument, batch_tenant, print_counts
 from batchctl.cli.batch_create import create
 from batchctl.cli.batch_show import show
 from batchctl.cli.batch_watch import watch
@@ -16,6 +16,7 @@ from batchctl.cli.context import AppContext
 from batchctl.cli.errors import UserError
 from batchctl.cli.output import json_option, print_json, print_table
 from batchctl.cli.tenant import resolve_tenant
+from batchctl.client.sync import Client
 from batchctl.database import connect
 
 LIST_COLUMNS = [
@@ -75,8 +76,8 @@ def list_batches(
         print_table(rows, LIST_COLUMNS, empty="no batches")
 
 
-def _state_command(name: str, function: str, summary: str) -> None:
-    """``batch NAME BATCH``: calls the tenant function of that name for the batch's tenant."""
+def _state_command(name: str, function: Callable[[Client, UUID, UUID], None], summary: str) -> None:
+    """``batch NAME BATCH``: calls the tenant function for the batch's tenant."""
 
     @batch.command(name, help=summary)
     @batch_id_argument
@@ -84,21 +85,20 @@ def _state_command(name: str, function: str, summary: str) -> None:
     @click.pass_obj
     def command(app: AppContext, batch_id: UUID, as_json: bool) -> None:
         with connect(app.database_url()) as conn:
-            tenant_id = batch_tenant(conn, batch_id)
-            conn.execute(
-                sql.SQL("SELECT batchctl.{}(%s, %s)").format(sql.Identifier(function)),
-                (tenant_id, batch_id),
-            )
-            status = batch_status(conn, tenant_id, batch_id)
+            tenant_id, client = batch_tenant(conn, batch_id), Client(conn)
+            function(client, tenant_id, batch_id)
+            status = client.batch_status(tenant_id, batch_id)
         if as_json:
             print_json(status)
         else:
             click.echo(f"batch {batch_id} {status['status']}")
 
 
-_state_command("start", "start_batch", "Start a batch created with --no-autostart.")
-_state_command("pause", "pause_batch", "Pause a running batch: no new calls; live calls go on.")
-_state_command("resume", "resume_batch", "Resume a paused batch.")
+_state_command("start", Client.start_batch, "Start a batch created with --no-autostart.")
+_state_command(
+    "pause", Client.pause_batch, "Pause a running batch: no new calls; live calls go on."
+)
+_state_command("resume", Client.resume_batch, "Resume a paused batch.")
 
 
 @batch.command()
@@ -110,17 +110,14 @@ def cancel(app: AppContext, batch_id: UUID, reason: str | None, as_json: bool) -
     """Cancel a batch: queued leads are cancelled now, live calls are hung up, and the batch
     finishes (and is reported) when they have ended."""
     with connect(app.database_url()) as conn:
-        tenant_id = batch_tenant(conn, batch_id)
-        row = conn.execute(
-            "SELECT batchctl.cancel_batch(%s, %s, %s)", (tenant_id, batch_id, reason)
-        ).fetchone()
-        assert row is not None
-        status = batch_status(conn, tenant_id, batch_id)
+        tenant_id, client = batch_tenant(conn, batch_id), Client(conn)
+        cancelled_now = client.cancel_batch(tenant_id, batch_id, reason)
+        status = client.batch_status(tenant_id, batch_id)
     if as_json:
-        print_json({"cancelled_now": row[0], "batch_status": status})
+        print_json({"cancelled_now": cancelled_now, "batch_status": status})
         return
     click.echo(
-        f"batch {batch_id} {status['status']}: {row[0]} leads cancelled now, "
+        f"batch {batch_id} {status['status']}: {cancelled_now} leads cancelled now, "
         f"{status['dispatched']} live calls being hung up"
     )
     print_counts(status)

@@ -38,12 +38,5 @@ def batch_not_found(batch_id: UUID) -> click.ClickException:
     return UserError(f"batch {batch_id} not found (batchctl batch list shows them)")
 
 
-def batch_status(conn: psycopg.Connection[Any], tenant_id: UUID, batch_id: UUID) -> dict[str, Any]:
-    """``batchctl.batch_status``: its timestamps are ISO 8601 strings (it is JSON)."""
-    row = conn.execute("SELECT batchctl.batch_status(%s, %s)", (tenant_id, batch_id)).fetchone()
-    assert row is not None
-    return row[0]
-
-
 def print_counts(status: Mapping[str, Any]) -> None:
     print_table([status], COUNT_COLUMNS)

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from batchctl.cli.batch_common import batch_status, print_counts
+from batchctl.cli.batch_common import print_counts
 from batchctl.cli.context import AppContext
 from batchctl.cli.csv_input import (
     LEAD_FILE,
@@ -24,6 +24,7 @@ from batchctl.cli.csv_input import (
 )
 from batchctl.cli.output import json_option, print_json
 from batchctl.cli.tenant import resolve_tenant
+from batchctl.client.sync import Client
 from batchctl.database import connect
 from batchctl.leads.parallel import available_cpus
 from batchctl.leads.rows import read_leads
@@ -173,9 +174,9 @@ def create(
     are all reported by line and column, and nothing is created unless --skip-invalid."""
     options = build_options(flags, options_json)
     with connect(app.database_url()) as conn:
-        tenant_id = resolve_tenant(conn, tenant)
+        tenant_id, client = resolve_tenant(conn, tenant), Client(conn)
         # Bad options fail before the file is read, with the database's message.
-        conn.execute("SELECT batchctl.normalize_options(%s::jsonb)", (json.dumps(options),))
+        client.normalize_options(options)
         reading = {"encoding": encoding, "delimiter": delimiter, "sheet": sheet}
         with open_lead_file(lead_file, **reading) as source:
             leads = read_leads(source, default_region, workers=available_cpus())
@@ -185,7 +186,7 @@ def create(
                 )
             except InvalidRows as exc:
                 reject(source, exc.problems, exc.rows, NOT_CREATED)
-        status = batch_status(conn, tenant_id, batch_id)
+        status = client.batch_status(tenant_id, batch_id)
     if as_json:
         skipped_rows = [{"line": p.line, "column": p.column, "message": p.message} for p in skipped]
         print_json({"batch_id": batch_id, "batch_status": status, "skipped_rows": skipped_rows})

@@ -20,12 +20,12 @@ import psycopg
 from batchctl.cli.batch_common import (
     ENTRY_STATUSES,
     batch_id_argument,
-    batch_status,
     batch_tenant,
     print_counts,
 )
 from batchctl.cli.context import AppContext
 from batchctl.cli.output import format_duration, json_option, to_json
+from batchctl.client.sync import Client
 from batchctl.database import connect
 
 BAR_WIDTH = 30
@@ -105,8 +105,9 @@ def watch(app: AppContext, batch_id: UUID, interval: float, as_json: bool) -> No
         tenant_id = batch_tenant(conn, batch_id)  # an unknown batch fails here, before listening
         # Listen before the first read, so no change between the two goes unseen.
         conn.execute("LISTEN batchctl_progress")
+        client = Client(conn)
         while True:
-            status = batch_status(conn, tenant_id, batch_id)
+            status = client.batch_status(tenant_id, batch_id)
             progress.update(status)
             if status["finished_at"] is not None:
                 break

@@ -17,13 +17,12 @@ from batchctl.cli.csv_input import (
 from batchctl.cli.errors import UserError
 from batchctl.cli.output import json_option, print_json
 from batchctl.cli.tenant import resolve_tenant
+from batchctl.client.sync import Client
 from batchctl.database import connect
 from batchctl.leads.csvfile import Problem
 from batchctl.leads.parallel import available_cpus
 from batchctl.leads.phones import PhoneError, parse_phone
 from batchctl.leads.rows import read_numbers
-
-ADD_DNC = "SELECT batchctl.add_dnc(%s, %s)"
 
 
 @click.group()
@@ -47,7 +46,7 @@ def add(
         raise UserError(f"PHONE: {exc}") from None
     with connect(app.database_url()) as conn:
         tenant_id = resolve_tenant(conn, tenant)
-        conn.execute(ADD_DNC, (tenant_id, number))
+        Client(conn).add_dnc(tenant_id, number)
     if as_json:
         print_json({"tenant_id": tenant_id, "phone": number})
     else:
@@ -88,8 +87,7 @@ def import_numbers(
                     numbers.append(item.phone)
         if problems:
             reject(source, problems, len(numbers) + len(problems), "no number was added")
-        with conn.transaction(), conn.cursor() as cur:
-            cur.executemany(ADD_DNC, [(tenant_id, number) for number in numbers])
+        Client(conn).add_dnc(tenant_id, *numbers)  # one statement: all or none
     if as_json:
         print_json({"tenant_id": tenant_id, "imported": len(numbers)})
     else:

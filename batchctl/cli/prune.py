@@ -11,6 +11,7 @@ import click
 
 from batchctl.cli.context import AppContext
 from batchctl.cli.output import json_option, print_json, print_table
+from batchctl.client.sync import Client
 from batchctl.database import connect
 
 # What prune() returns a count of, in the order they are printed.
@@ -69,12 +70,11 @@ def prune(app: AppContext, older_than: timedelta, limit: int, as_json: bool) -> 
     calls = 0
     more = progress = True
     with connect(app.database_url()) as conn:
+        client = Client(conn)
         # A call that deleted nothing although more is left found all of it held right now (the
         # daemon acknowledging a hang-up, a report being re-sent): the next run takes it.
         while more and progress:
-            row = conn.execute("SELECT batchctl.prune(%s, %s)", (older_than, limit)).fetchone()
-            assert row is not None
-            result = row[0]
+            result = client.prune(older_than, limit)
             calls += 1
             for table in TABLES:
                 totals[table] += result[table]

@@ -6,6 +6,7 @@ import click
 
 from batchctl.cli.context import AppContext
 from batchctl.cli.output import json_option, print_json, print_table
+from batchctl.client.sync import Client
 from batchctl.database import connect
 
 
@@ -17,9 +18,7 @@ def sweep(app: AppContext, as_json: bool) -> None:
     stuck reports. Prints what it did; exits 0 unless it failed. Safe to run concurrently
     (a second sweep at the same moment does nothing)."""
     with connect(app.database_url()) as conn:
-        row = conn.execute("SELECT batchctl.sweep()").fetchone()
-    assert row is not None
-    summary = row[0]
+        summary = Client(conn).sweep()
     if as_json:
         print_json(summary)
     elif summary.get("skipped"):

@@ -12,6 +12,7 @@ from psycopg.rows import dict_row
 from batchctl.cli.context import AppContext
 from batchctl.cli.errors import UserError
 from batchctl.cli.output import json_option, print_json, print_table
+from batchctl.client.sync import Client
 from batchctl.database import connect
 
 
@@ -58,14 +59,11 @@ def tenant() -> None:
 def create(app: AppContext, name: str, max_concurrent: int, timezone: str, as_json: bool) -> None:
     """Create a tenant and print its id."""
     with connect(app.database_url()) as conn:
-        row = conn.execute(
-            "SELECT batchctl.create_tenant(%s, %s, %s)", (name, max_concurrent, timezone)
-        ).fetchone()
-    assert row is not None
+        tenant_id = Client(conn).create_tenant(name, max_concurrent, timezone)
     if as_json:
-        print_json({"tenant_id": row[0]})
+        print_json({"tenant_id": tenant_id})
     else:
-        click.echo(row[0])
+        click.echo(tenant_id)
 
 
 @tenant.command("list")
@@ -107,7 +105,7 @@ def grant_login(app: AppContext, role: str, tenant_ref: str) -> None:
     sets (and becomes a member of batchctl_tenant). Run it as the database owner."""
     with connect(app.database_url()) as conn:
         tenant_id = resolve_tenant(conn, tenant_ref)
-        conn.execute("SELECT batchctl.grant_tenant_login(%s, %s)", (role, tenant_id))
+        Client(conn).grant_tenant_login(role, tenant_id)
     click.echo(f"{role} acts for tenant {tenant_id}")
 
 
@@ -117,8 +115,8 @@ def grant_login(app: AppContext, role: str, tenant_ref: str) -> None:
 def revoke_login(app: AppContext, role: str) -> None:
     """Remove ROLE's binding: it acts for no tenant any more (and so may do nothing)."""
     with connect(app.database_url()) as conn:
-        row = conn.execute("SELECT batchctl.revoke_tenant_login(%s)", (role,)).fetchone()
-    if not (row and row[0]):
+        revoked = Client(conn).revoke_tenant_login(role)
+    if not revoked:
         raise UserError(f"{role} is bound to no tenant (batchctl tenant logins shows them)")
     click.echo(f"{role} acts for no tenant")
 

@@ -10,9 +10,9 @@ import click
 
 from batchctl.cli.context import AppContext
 from batchctl.cli.options import livekit_credentials
+from batchctl.client.aio import AsyncClient
 from batchctl.config import LiveKitCredentials
 from batchctl.database import async_pool
-from batchctl.procedures import Procedures
 from batchctl.webhook import Webhooks, serve
 
 
@@ -47,4 +47,4 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     async with async_pool(database_url, "webhook", max_size=4) as pool:
-        await serve(Webhooks(Procedures(pool), credentials, grace=grace), host, port, stopping)
+        await serve(Webhooks(AsyncClient(pool), credentials, grace=grace), host, port, stopping)

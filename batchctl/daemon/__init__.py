@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
+from batchctl.client.aio import AsyncClient
 from batchctl.config import ConfigError, LiveKitSettings, SmtpSettings
 from batchctl.daemon.dispatcher import Dispatcher
 from batchctl.daemon.hangups import HangupLoop
@@ -24,7 +25,6 @@ from batchctl.daemon.listener import listen
 from batchctl.daemon.loop import run_loop
 from batchctl.database import async_pool
 from batchctl.livekit import LiveKitGateway
-from batchctl.procedures import Procedures
 from batchctl.report.outbox import send_due_reports
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,10 @@ async def _run_loops(
     agent: str,
     stopping: asyncio.Event,
 ) -> None:
-    procedures = Procedures(pool)
+    client = AsyncClient(pool)
     wake = {name: asyncio.Event() for name in ("dispatch", "hangup", "report", "sweep")}
     dispatcher = Dispatcher(
-        procedures,
+        client,
         gateway,
         wake["dispatch"],
         worker=settings.worker,
@@ -85,13 +85,13 @@ async def _run_loops(
         claim_limit=settings.claim_limit,
         lease_seconds=settings.lease_seconds,
     )
-    hangups = HangupLoop(procedures, gateway, worker=settings.worker)
+    hangups = HangupLoop(client, gateway, worker=settings.worker)
 
     async def send_reports() -> float | None:
         return await send_due_reports(pool, settings.smtp, settings.worker, stopping)
 
     async def sweep() -> float | None:
-        log.debug("sweep: %s", await procedures.sweep())
+        log.debug("sweep: %s", await client.sweep())
         return None
 
     steps: dict[str, tuple[Callable[[], Awaitable[float | None]], float]] = {

@@ -21,6 +21,8 @@ from uuid import UUID
 
 from livekit import api
 
+from batchctl.client.aio import AsyncClient
+from batchctl.client.rows import Ack, AckResult, Claim, ClaimRow
 from batchctl.completer import Completer
 from batchctl.daemon.circuit import Circuit
 from batchctl.identifiers import call_log_id
@@ -32,7 +34,6 @@ from batchctl.livekit import (
     is_retryable,
     sip_outcome,
 )
-from batchctl.procedures import Ack, AckResult, Claim, ClaimRow, Procedures
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +58,17 @@ def dispatch_metadata(claim: Claim, sip_trunk_id: str | None) -> dict[str, Any]:
 class Dispatcher:
     def __init__(
         self,
-        procedures: Procedures,
+        client: AsyncClient,
         gateway: LiveKitGateway,
         wake: asyncio.Event,
         *,
         worker: str,
         default_agent: str,
-        claim_limit: int = 50,
-        lease_seconds: int = 60,
+        claim_limit: int,
+        lease_seconds: int,
         max_in_flight: int = 500,
     ) -> None:
-        self.procedures = procedures
+        self.client = client
         self.gateway = gateway
         self.wake = wake
         self.worker = worker
@@ -76,7 +77,7 @@ class Dispatcher:
         self.lease_seconds = lease_seconds
         self.max_in_flight = max_in_flight
         self.circuit = Circuit()
-        self.acks: Completer[Ack, AckResult] = Completer(procedures.mark_dispatched_many)
+        self.acks: Completer[Ack, AckResult] = Completer(client.mark_dispatched_many)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def step(self) -> float | None:
@@ -90,7 +91,7 @@ class Dispatcher:
         if free <= 0:
             return None  # a finishing task wakes us
         limit = min(self.claim_limit, free)
-        claims = await self.procedures.claim_entries(self.worker, limit, self.lease_seconds)
+        claims = await self.client.claim_entries(self.worker, limit, self.lease_seconds)
         for claim in claims:
             self._spawn(self.dispatch(claim), claim)
         # A short claim took all the tenants it could lock had for now; a tenant another claimer
@@ -131,7 +132,7 @@ class Dispatcher:
             # Nothing was sent, and no retry can read it better: the entry fails, alone.
             log.error("entry %s: its lead data cannot be read: %s", row.entry_id, exc)
             error = f"lead data cannot be read: {type(exc).__name__}: {exc}"[:300]
-            await self.procedures.mark_dispatch_failed(row.entry_id, error, False)
+            await self.client.mark_dispatch_failed(row.entry_id, error, False)
             return
         try:
             await self._dispatch(claim)
@@ -142,7 +143,7 @@ class Dispatcher:
             # lease. (A no-op once acknowledged.)
             log.exception("dispatch of %s failed unexpectedly", claim.room_name)
             error = f"dispatch failed unexpectedly: {type(exc).__name__}: {exc}"[:300]
-            await self.procedures.mark_dispatch_unknown(claim.entry_id, error)
+            await self.client.mark_dispatch_unknown(claim.entry_id, error)
 
     async def _dispatch(self, claim: Claim) -> None:
         room = claim.room_name
@@ -155,13 +156,13 @@ class Dispatcher:
         except DispatchUnknown as exc:
             if exc.__cause__ is not None and is_retryable(exc.__cause__):
                 self.circuit.trip(describe(exc.__cause__))
-            status = await self.procedures.mark_dispatch_unknown(claim.entry_id, str(exc))
+            status = await self.client.mark_dispatch_unknown(claim.entry_id, str(exc))
             log.warning("dispatch of %s unconfirmed (%s): entry %s, slot kept", room, exc, status)
             return
         except LIVEKIT_ERRORS as exc:
             if is_retryable(exc):
                 self.circuit.trip(describe(exc))
-            status = await self.procedures.mark_dispatch_failed(
+            status = await self.client.mark_dispatch_failed(
                 claim.entry_id, describe(exc), is_retryable(exc)
             )
             log.warning("dispatch of %s failed (%s): entry %s", room, describe(exc), status)
@@ -185,16 +186,16 @@ class Dispatcher:
             await self._dial(claim, call)
 
     async def _dial(self, claim: Claim, call: UUID) -> None:
-        await self.procedures.report_call_status(call, "ringing")
+        await self.client.report_call_status(call, "ringing")
         try:
             await self.gateway.dial(claim.room_name, claim.to_phone)
         except api.SipCallError as exc:
             detail = {"error": str(exc), "sip_status_code": exc.sip_status_code}
-            await self.procedures.report_call_status(call, sip_outcome(exc), detail)
+            await self.client.report_call_status(call, sip_outcome(exc), detail)
         except LIVEKIT_ERRORS as exc:
-            await self.procedures.report_call_status(call, "failed", {"error": describe(exc)})
+            await self.client.report_call_status(call, "failed", {"error": describe(exc)})
         else:
-            await self.procedures.report_call_status(call, "ongoing")
+            await self.client.report_call_status(call, "ongoing")
 
     async def _hang_up_orphan(self, room: str) -> None:
         try:

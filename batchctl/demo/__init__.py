@@ -123,8 +123,11 @@ def campaign(database: str, leads: Path, echo: Echo) -> str:
         batch_id = str(row[0])
     run(echo, database, "batch", "watch", batch_id)
     with psycopg.connect(database) as conn:
-        row = conn.execute("SELECT status FROM batchctl.batches WHERE id = %s", (batch_id,))
-        return str(row.fetchone()[0])  # type: ignore[index]
+        row = conn.execute(
+            "SELECT status FROM batchctl.batches WHERE id = %s", (batch_id,)
+        ).fetchone()
+        assert row is not None
+        return str(row[0])
 
 
 def run(echo: Echo, database: str, *args: str) -> None:

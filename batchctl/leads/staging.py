@@ -11,14 +11,15 @@ and no statement holds the whole file in memory.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 
+from batchctl.client.sync import Client
 from batchctl.leads.csvfile import Problem
 from batchctl.leads.parallel import chunked
 from batchctl.leads.rows import Lead
@@ -69,9 +70,7 @@ class ZoneVerdicts:
         new = sorted(set(names) - self._problems.keys())
         if not new:
             return
-        self._problems.update(
-            conn.execute("SELECT tz, problem FROM batchctl.timezone_verdicts(%s::text[])", (new,))
-        )
+        self._problems.update(Client(conn).timezone_verdicts(new))
 
     def problem(self, name: str) -> str | None:
         """What is wrong with a judged name, or None when the database takes it."""
@@ -131,31 +130,23 @@ def drop_staged(conn: psycopg.Connection[Any], problems: list[Problem]) -> None:
 
 # The staged leads as p_entries, in line order. A row without a zone of its own gets its
 # number's (stage_leads kept it only if the database takes it); else the tenant's applies.
-STAGED_ENTRIES = f"""(
+STAGED_ENTRIES = sql.SQL(f"""(
     SELECT array_agg(ROW(s.to_phone, s.lead_name, s.lead_id, s.context,
                          coalesce(s.timezone, s.number_timezone))::batchctl.new_entry
                      ORDER BY s.line)
-      FROM {STAGE} s)"""
+      FROM {STAGE} s)""")
 
 
 def create_batch_from_stage(
     conn: psycopg.Connection[Any], tenant_id: UUID, options: Mapping[str, Any]
 ) -> UUID:
     """``create_batch_from_rows`` with the staged leads."""
-    row = conn.execute(
-        f"SELECT batchctl.create_batch_from_rows(%s, {STAGED_ENTRIES}, %s::jsonb)",
-        (tenant_id, json.dumps(options)),
-    ).fetchone()
-    assert row is not None
-    return row[0]
+    return Client(conn).create_batch_from_rows(tenant_id, STAGED_ENTRIES, options)
 
 
 def add_staged(conn: psycopg.Connection[Any], tenant_id: UUID, batch_id: UUID) -> None:
     """``add_entries`` with the staged leads."""
-    conn.execute(
-        f"SELECT batchctl.add_entries(%s, %s, {STAGED_ENTRIES})",
-        (tenant_id, batch_id),
-    )
+    Client(conn).add_entries(tenant_id, batch_id, STAGED_ENTRIES)
 
 
 def import_batch(

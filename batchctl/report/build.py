@@ -13,7 +13,8 @@ from uuid import UUID
 
 import psycopg
 
-from batchctl.report.data import BatchSummary, read_summary, stream_calls, stream_entries
+from batchctl.client.summary import BatchSummary
+from batchctl.report.data import read_summary, stream_calls, stream_entries
 from batchctl.report.workbook import ReportWorkbook
 
 

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 
+from batchctl.client.summary import BatchSummary
 from batchctl.config import SmtpSettings
 from batchctl.report.build import BuiltReport
 from batchctl.report.cells import naive_utc
-from batchctl.report.data import BatchSummary
 
 SMTP_TIMEOUT_S = 60.0
 XLSX_MIME_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"

@@ -13,41 +13,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Any, Protocol
 from uuid import UUID
 
-import psycopg
-from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool
 
+from batchctl.client.aio import AsyncClient, ConnectionSource
+from batchctl.client.rows import ReportClaim
 from batchctl.config import SmtpSettings
 from batchctl.database import error_message
-from batchctl.procedures import retrying
 from batchctl.report.build import BuiltReport, build_report
 from batchctl.report.mail import compose, send
 
 MAX_ERROR_CHARS = 2000
+# Recording an outcome is retried over a lost connection: a report that was sent but not
+# recorded as sent would be sent again once its lease runs out. A claim is not: the report loop
+# (or the person) tries again.
 RECORD_RETRY_S = 60.0
 
 log = logging.getLogger(__name__)
-
-
-class ConnectionSource(Protocol):
-    """Where connections (autocommit) come from: an AsyncConnectionPool, or one connection."""
-
-    def connection(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]: ...
-
-
-@dataclass(frozen=True)
-class ReportClaim:
-    """A row of claim_report / claim_report_now."""
-
-    batch_id: UUID
-    tenant_id: UUID
-    recipients: list[str]
-    attempt: int
 
 
 class ReportFailed(Exception):
@@ -63,10 +46,10 @@ async def send_due_reports(
     """Sends every due report, one at a time (until ``stopping`` is set: a daemon shutting
     down finishes the one in hand), then returns the seconds until the next pending one is due
     (None: none is pending), so the daemon can sleep exactly that long."""
+    claims = AsyncClient(pool, retry_for=0)
     while (
         not (stopping and stopping.is_set())
-        and (claim := await _claim(pool, "SELECT * FROM batchctl.claim_report(%s)", worker))
-        is not None
+        and (claim := await claims.claim_report(worker)) is not None
     ):
         try:
             await deliver(pool, smtp, claim)
@@ -87,15 +70,14 @@ async def send_report_now(
     """(Re)sends a finished batch's report now, whatever its outbox status, to ``recipients``
     or else its own. Raises ReportFailed (recorded, so the outbox retries it), or a psycopg
     error when the report cannot be claimed (unknown or unfinished batch, being sent now)."""
-    query = "SELECT * FROM batchctl.claim_report_now(%s, %s, %s)"
-    claim = await _claim(source, query, batch_id, worker, list(recipients) if recipients else None)
-    assert claim is not None  # claim_report_now raises instead
+    claim = await AsyncClient(source, retry_for=0).claim_report_now(batch_id, worker, recipients)
     return await deliver(source, smtp, claim)
 
 
 async def deliver(source: ConnectionSource, smtp: SmtpSettings, claim: ReportClaim) -> BuiltReport:
     """Builds and mails a claimed report, then marks it sent, or failed (and raises
     ReportFailed) whatever went wrong."""
+    records = AsyncClient(source, retry_for=RECORD_RETRY_S)
     try:
         async with source.connection() as conn:
             report = await build_report(conn, claim.batch_id)
@@ -103,9 +85,9 @@ async def deliver(source: ConnectionSource, smtp: SmtpSettings, claim: ReportCla
         await asyncio.to_thread(send, smtp, message)
     except Exception as exc:  # any failure at all is the report's, never the batch's
         error = failure_text(exc)
-        await _execute(source, "SELECT batchctl.report_failed(%s, %s)", claim.batch_id, error)
+        await records.report_failed(claim.batch_id, error)
         raise ReportFailed(error) from exc
-    await _execute(source, "SELECT batchctl.report_sent(%s)", claim.batch_id)
+    await records.report_sent(claim.batch_id)
     log.info("report of batch %s sent to %s", claim.batch_id, ", ".join(claim.recipients))
     return report
 
@@ -123,20 +105,3 @@ async def seconds_until_next_report(source: ConnectionSource) -> float | None:
 def failure_text(exc: BaseException) -> str:
     """One line naming the kind of failure and its message, for reports.last_error."""
     return f"{type(exc).__name__}: {error_message(exc)}"[:MAX_ERROR_CHARS]
-
-
-async def _claim(source: ConnectionSource, query: str, *params: Any) -> ReportClaim | None:
-    async with source.connection() as conn, conn.cursor(row_factory=class_row(ReportClaim)) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchone()
-
-
-async def _execute(source: ConnectionSource, query: str, *params: Any) -> None:
-    """Records an outcome; retried over a lost connection, since a report that was sent but
-    not recorded as sent would be sent again once its lease runs out."""
-
-    async def run() -> None:
-        async with source.connection() as conn:
-            await conn.execute(query, params)
-
-    await retrying(run, RECORD_RETRY_S)

@@ -11,8 +11,8 @@ from typing import Any
 from openpyxl.chart import BarChart, Reference
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
+from batchctl.client.summary import BatchSummary
 from batchctl.report.cells import PERCENT_FORMAT, SECONDS_FORMAT, cell, formatted, heading
-from batchctl.report.data import BatchSummary
 
 NEVER_CALLED = "(never called)"
 

@@ -18,8 +18,9 @@ from openpyxl import Workbook
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
+from batchctl.client.summary import BatchSummary
 from batchctl.report.cells import SECONDS_FORMAT, cell, formatted, heading
-from batchctl.report.data import BatchSummary, CallRow, EntryRow
+from batchctl.report.data import CallRow, EntryRow
 from batchctl.report.key_columns import KeyColumns, unique_headers
 from batchctl.report.summary_sheet import write_summary
 

@@ -1,7 +1,7 @@
 """The simulated agents' database side: ``batchctl.report_call_status`` on the simulator's own
 pool (``batchctl-sim`` in pg_stat_activity), retried through what a real voice worker meets.
 
-- Lost connections (PostgreSQL restarting, connections killed): batchctl.procedures retries them.
+- Lost connections (PostgreSQL restarting, connections killed): the AsyncClient retries them.
 - BC002 (call log not found): the daemon calls ``mark_dispatched`` only after CreateDispatch has
   returned, so an agent's first report may come first. Retried here with a short backoff.
 Both for about ``give_up_s``. A DeleteRoom cancels the agent's task, which ends the retries too.
@@ -18,8 +18,8 @@ from uuid import UUID
 
 import psycopg
 
+from batchctl.client.aio import AsyncClient
 from batchctl.database import async_pool
-from batchctl.procedures import Procedures
 from batchctl.sim.stats import SimStats
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class Reporter:
         self._stats = stats
         self._give_up_s = give_up_s
         self._pool = async_pool(database_url, "sim", max_size=8)
-        self._procedures = Procedures(self._pool, retry_for=give_up_s)
+        self._client = AsyncClient(self._pool, retry_for=give_up_s)
 
     async def open(self) -> None:
         # wait=False: the simulator starts (and answers LiveKit calls) while the database is down.
@@ -50,7 +50,7 @@ class Reporter:
         backoff = FIRST_BACKOFF_S
         while True:
             try:
-                await self._procedures.report_call_status(call_log_id, status, detail)
+                await self._client.report_call_status(call_log_id, status, detail)
             except psycopg.Error as exc:
                 if exc.sqlstate != "BC002" or time.monotonic() + backoff > deadline:
                     self._stats.error("report_call_status", exc.sqlstate or type(exc).__name__)
