@@ -72,10 +72,11 @@ async def run_clients(url: str, clients: int, seconds: float, client: Client) ->
 async def pgqueuer_client(conn: psycopg.AsyncConnection, stop_at: float) -> int:
     from pgqueuer.ports.repository import EntrypointExecutionParameter
     from pgqueuer.queries import Queries
+    from pgqueuer.types import QueueEntrypoint, QueueManagerId
 
     queries = Queries.from_psycopg_connection(conn)
-    entrypoints = {"call": EntrypointExecutionParameter(concurrency_limit=0)}
-    manager = uuid.uuid4()
+    entrypoints = {QueueEntrypoint("call"): EntrypointExecutionParameter(concurrency_limit=0)}
+    manager = QueueManagerId(uuid.uuid4())
     jobs = 0
     while time.perf_counter() < stop_at:
         await queries.enqueue(["call"] * BATCH, [b"{}"] * BATCH, [0] * BATCH)
