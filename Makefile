@@ -28,7 +28,7 @@ test: install
 PG15_BIN ?= /usr/lib/postgresql/15/bin
 
 test-pg15: install
-	$(BIN)/python tests/pgcluster.py --bin $(PG15_BIN) -- $(BIN)/pytest
+	$(BIN)/python tests/helpers/pgcluster.py --bin $(PG15_BIN) -- $(BIN)/pytest
 
 # ruff, and mypy over the package, the tests and the benchmarks ([tool.mypy] in pyproject.toml).
 lint: $(LINT_STAMP)

@@ -1,7 +1,7 @@
 -- Distribution keys: every primary key and unique constraint of the tenant-owned tables now
 -- includes tenant_id, and every foreign key between them joins on it, so each of them can be
 -- distributed by tenant_id (Citus enforces a unique key only inside one shard, and a foreign key
--- only between co-located shards). docs/scale-out.md has the layout; tests/test_distribution.py
+-- only between co-located shards). docs/scale-out.md has the layout; tests/sql/test_distribution.py
 -- checks the rules.
 --
 -- tenants keeps its key (id): it is small, read by every claim, and meant to be a Citus

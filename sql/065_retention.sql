@@ -10,7 +10,7 @@
 -- of batches still running or recent, whose rows would then lack the events that led to their
 -- status. Partitions would also have to add the month to the primary key of events.
 --
--- The invariants (tests/invariants.py) hold at every commit, also half-way through a big batch:
+-- The invariants (tests/helpers/invariants.py) hold at every commit, also half-way through a big batch:
 --   - an entry goes in one transaction with its call logs and the events of both, so whatever
 --     is left still has the event trail that leads to its status;
 --   - entries_counted (sql/032) takes the deleted entries out of their batch's counters and

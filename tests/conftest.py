@@ -4,7 +4,7 @@
 - ``template_db``: a database migrated once by batchctl.migrate.upgrade (the code under test).
 - ``db_url`` / ``conn``: a new database cloned from the template for each test (CREATE DATABASE
   ... TEMPLATE, tens of ms), dropped afterwards, so tests never see each other's rows. The
-  invariants (tests/invariants.py) are checked on it after every test.
+  invariants (tests/helpers/invariants.py) are checked on it after every test.
 
 Database names are unique per process (pid and random part), so parallel sessions, or
 pytest-xdist workers (separate processes) sharing a server, each get their own template.
@@ -157,7 +157,8 @@ def api(conn: psycopg.Connection[dict[str, Any]]) -> SqlApi:
 
 @pytest.fixture
 def sink() -> Iterator[SmtpSink]:
-    """A real SMTP server on 127.0.0.1 that records what it receives (tests/smtp_sink.py)."""
+    """A real SMTP server on 127.0.0.1 that records what it receives
+    (tests/helpers/smtp_sink.py)."""
     server = SmtpSink()
     server.up()
     yield server

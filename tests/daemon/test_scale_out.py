@@ -172,7 +172,7 @@ def test_cron_on_every_host_runs_one_sweep_the_others_skip_at_once(
     """`batchctl sweep` started at once on six hosts while the leases of a dead daemon's claims
     have run out: one sweep re-queues them, the other five report that one was running and exit
     without waiting. The SQL side of concurrent sweeps (two at once never double count, a sweep
-    in an open transaction makes another skip) is in tests/test_concurrency.py; this is cron's
+    in an open transaction makes another skip) is in tests/sql/test_concurrency.py; this is cron's
     view, from separate processes, while one sweep is midway."""
     tenant = api.create_tenant("acme", 20)
     batch = api.create_batch(tenant, phones(12))

@@ -3,7 +3,7 @@ campaign with the daemon's pool (and the voice agent's) going through it, tenant
 does not leak between clients sharing one server connection, and prepared statements, which
 PgBouncer before 1.21 does not track (batchctl's connections therefore never prepare).
 
-Skips, naming the package, where `pgbouncer` is not installed (tests/pgbouncer.py)."""
+Skips, naming the package, where `pgbouncer` is not installed (tests/helpers/pgbouncer.py)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ from services import Service, daemon_command, running, wait_finished
 from simulator import assert_one_dispatch_per_attempt, run_simulator
 from smtp_sink import SmtpSink
 from sqlapi import SqlApi, phones
+from tenancy import RELATIONS, populate_tenant, tenant_ids_in
 from tenant_logins import login_role
-from test_tenancy import RELATIONS, _populate, tenant_ids_in
 
 
 def dbname(url: str) -> str:
@@ -124,7 +124,7 @@ def test_bound_logins_sharing_server_connections_each_see_only_their_own_tenant(
 
     PgBouncer pools by (database, login): a server connection logged in as one login is never
     lent to a client of another, which is why a binding cannot leak."""
-    a, b = _populate(api, "tenant-a", 0), _populate(api, "tenant-b", 100)
+    a, b = populate_tenant(api, "tenant-a", 0), populate_tenant(api, "tenant-b", 100)
     with login_role(api.conn, a["tenant"]) as alice, login_role(api.conn, b["tenant"]) as bob:
         own = {alice: a, bob: b}
         other = {alice: b, bob: a}
@@ -176,7 +176,7 @@ def test_a_gateways_tenant_named_per_transaction_does_not_reach_the_next_client(
     """Two clients of one gateway login on one server connection (default_pool_size = 1): the
     first names a tenant in its transaction (SET LOCAL, or set_config(..., true)) and acts for
     it; the next client on the same server connection acts for no tenant."""
-    tenants = [_populate(api, "tenant-a", 0), _populate(api, "tenant-b", 100)]
+    tenants = [populate_tenant(api, "tenant-a", 0), populate_tenant(api, "tenant-b", 100)]
     with login_role(api.conn, member_of=("batchctl_gateway",)) as gateway:
         log = tmp_path / "pgbouncer.log"
         with (
@@ -213,7 +213,7 @@ def test_a_session_level_set_through_the_transaction_pooler_reaches_the_next_cli
     gateway's session-level SET stays on the server connection PgBouncer lends the next client
     (PgBouncer resets nothing between clients in transaction mode), so a client that named no
     tenant acts for the one another client named."""
-    a, b = _populate(api, "tenant-a", 0), _populate(api, "tenant-b", 100)
+    a, b = populate_tenant(api, "tenant-a", 0), populate_tenant(api, "tenant-b", 100)
     with login_role(api.conn, member_of=("batchctl_gateway",)) as gateway:
         log = tmp_path / "pgbouncer.log"
         with (

@@ -1,5 +1,5 @@
 """The LiveKit simulator (batchctl.sim), driven through the real livekit-api client, with its
-agents reporting into a real database set up through the SQL API (tests/sqlapi.py).
+agents reporting into a real database set up through the SQL API (tests/helpers/sqlapi.py).
 
 Each test plays the daemon's part by hand: claim, CreateDispatch with the daemon's metadata,
 mark_dispatched; then asserts what the simulator's agents wrote to the call logs and entries.
@@ -43,7 +43,7 @@ from simulator import API_KEY, API_SECRET, RunningSimulator, run_simulator
 from sqlapi import Claim, SqlApi, phones
 
 T = TypeVar("T")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FAST = {"join_delay_s": 0.01, "ring_time_s": [0.02, 0.04], "call_length_s": [0.05, 0.08]}
 BUSY, NO_ANSWER, DECLINED, ANSWERED = (p["to_phone"] for p in phones(4))
 

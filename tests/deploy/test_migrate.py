@@ -23,7 +23,7 @@ from pgtools import wait_until_unused
 from polling import wait_until
 from schema_snapshot import schema_snapshot
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def migration_ids() -> list[str]:

@@ -1,5 +1,5 @@
 """Seed 000, bugs 7 to 12: one named test per bug of the audit in shared/seeds/000 (bugs 1 to
-6 and the helpers are in tests/test_seeds.py)."""
+6 and the helpers are in tests/seeds/test_seeds.py)."""
 
 from __future__ import annotations
 

@@ -1,14 +1,14 @@
 """The seed documents' bugs (shared/seeds/), one named test each, showing why each is
-impossible in batchctl. `pytest tests/test_seeds*.py -v` reads as the list:
+impossible in batchctl. `pytest tests/seeds/ -v` reads as the list:
 
-- tests/test_seeds.py: seed 000 (an audit of an earlier Postgres + LiveKit batch-call system),
-  bugs 1 to 6 (the helpers they share are in tests/checks.py);
-- tests/test_seeds_000_bugs_07_12.py: seed 000, bugs 7 to 12;
-- tests/test_seeds_001_002_003.py: seeds 001 and 002 (fix notes) and 003 (the reference design).
+- test_seeds.py: seed 000 (an audit of an earlier Postgres + LiveKit batch-call system), bugs 1
+  to 6 (the helpers they share are in tests/helpers/checks.py);
+- test_seeds_000_bugs_07_12.py: seed 000, bugs 7 to 12;
+- test_seeds_001_002_003.py: seeds 001 and 002 (fix notes) and 003 (the reference design).
 
-Every test drives the SQL API as the daemon, the voice worker and cron do (tests/sqlapi.py) and
-asserts the concrete outcome: statuses, counters, batch_status() fields, events, SQLSTATEs, and
-rows unchanged after a rejected call.
+Every test drives the SQL API as the daemon, the voice worker and cron do
+(tests/helpers/sqlapi.py) and asserts the concrete outcome: statuses, counters, batch_status()
+fields, events, SQLSTATEs, and rows unchanged after a rejected call.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from invariants import assert_invariants
 from pgtools import one_row
 from sqlapi import SqlApi, phones
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "leads.csv"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "leads.csv"
 NO_SUCH_BATCH = "0b5e7a52-0000-4000-8000-000000000000"
 
 BAD_CSV = """phone,name,timezone,plan

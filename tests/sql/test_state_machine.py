@@ -4,7 +4,7 @@ Hypothesis drives random sequences of API calls against a real database (the tes
 database, emptied between examples) and checks every result against a small Python model of
 the rules: which status each batch, entry and call is in, what each function returns, which
 calls must raise which SQLSTATE (and then change nothing). After every step the database must
-equal the model, the invariants of tests/invariants.py must hold, and nothing that reached a
+equal the model, the invariants of tests/helpers/invariants.py must hold, and nothing that reached a
 terminal status may have changed since.
 
 Time: sweeps run "as of" p_now = wall clock + an offset. The model brackets every database now()

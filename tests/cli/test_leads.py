@@ -18,7 +18,7 @@ from batchctl.leads.phones import PhoneError, check_region, parse_phone
 from batchctl.leads.rows import LEAD_COLUMNS, PHONE, Lead, Number, read_leads, read_numbers
 from batchctl.leads.workbook import cell_text
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "leads.csv"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "leads.csv"
 
 
 def lines(text: str) -> io.StringIO:

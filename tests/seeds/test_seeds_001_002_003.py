@@ -2,7 +2,7 @@
 queue: "3 calls and stop", no stop button, a business data leak, duplicate calls, several
 workers on one run, crash resume) and 002 (a batch stuck "processing": completion rolled back by
 a failing aggregation, two identifiers for one batch), and for the reference design 003's
-behaviour the others broke. Helpers come from tests/test_seeds.py (seed 000).
+behaviour the others broke. Helpers come from tests/helpers/checks.py, as seed 000's do.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def test_seed001_tenant_leak_another_tenants_ids_are_not_found_and_change_nothin
     tenant-facing function called with tenant A's id and B's batch or entry raises BC002 with the
     same message as for an id that does not exist (no hint that it does), and changes nothing.
     This is the functions' own tenant check, on a worker connection where row-level security
-    does not apply (the RLS side is tests/test_tenancy.py)."""
+    does not apply (the RLS side is tests/sql/test_tenancy.py)."""
     a = api.create_tenant("a business")
     api.create_batch(a, phones(1, 900))
     call, key = TENANT_CALLS[name]

@@ -20,43 +20,8 @@ from psycopg.rows import dict_row
 
 from invariants import assert_invariants
 from sqlapi import NEW_ENTRIES, SqlApi, phones
+from tenancy import RELATIONS, TABLES, Tenant, populate_tenant, tenant_ids_in
 from tenant_logins import act_as, login_role
-
-TABLES = (
-    "tenants", "dnc_numbers", "batches", "batch_entries", "call_logs", "events", "reports",
-    "hangups",
-)  # fmt: skip
-RELATIONS = (*TABLES, "batch_overview", "report_entries", "report_calls")
-
-Tenant = dict[str, Any]
-
-
-def _populate(api: SqlApi, name: str, phone_start: int) -> Tenant:
-    """A tenant with a DNC number, a finished batch (with a report) and a running one with a
-    live call and a cancelled call's hang-up: a row in every table."""
-    tenant = api.create_tenant(name, 5)
-    api.add_dnc(tenant, f"+1999555{phone_start:04d}")
-    done = api.create_batch(tenant, phones(2, phone_start), {"wave_size": 2})
-    for call in api.dispatch_all(limit=2):
-        api.finish_call(call)
-    running = api.create_batch(tenant, phones(3, phone_start + 10), {"wave_size": 2})
-    calls = api.dispatch_all(limit=5)
-    assert len(calls) == 2
-    entries = [
-        r["id"]
-        for r in api.conn.execute(
-            "select id from batchctl.batch_entries where batch_id = %s order by entry_index",
-            (running,),
-        )
-    ]
-    assert api.cancel_entry(tenant, entries[1]) is False  # live: its room is queued for hang-up
-    return {
-        "tenant": tenant,
-        "done": done,
-        "running": running,
-        "call": calls[0],
-        "entry": entries[0],
-    }
 
 
 def _val(row: Any) -> Any:
@@ -66,8 +31,8 @@ def _val(row: Any) -> Any:
 @pytest.fixture
 def two_tenants(conn: psycopg.Connection[Any]) -> Iterator[tuple[Tenant, Tenant]]:
     api = SqlApi(conn)
-    a = _populate(api, "tenant-a", 0)
-    b = _populate(api, "tenant-b", 100)
+    a = populate_tenant(api, "tenant-a", 0)
+    b = populate_tenant(api, "tenant-b", 100)
     yield a, b
     conn.execute("reset role")
     assert_invariants(conn)
@@ -78,16 +43,6 @@ def set_tenant_setting(conn: psycopg.Connection[Any], tenant: UUID | str | None)
         conn.execute("reset batchctl.tenant_id")
     else:
         conn.execute(sql.SQL("set batchctl.tenant_id = {}").format(sql.Literal(str(tenant))))
-
-
-def tenant_ids_in(conn: psycopg.Connection[Any], relation: str) -> set[UUID]:
-    col = "id" if relation == "tenants" else "tenant_id"
-    rows = conn.execute(
-        sql.SQL("select distinct {} as t from batchctl.{}").format(
-            sql.Identifier(col), sql.Identifier(relation)
-        )
-    ).fetchall()
-    return {r["t"] for r in rows}
 
 
 def tenant_calls(api: SqlApi, tenant: Tenant, other: Tenant) -> dict[str, Callable[[], Any]]:

@@ -1,6 +1,6 @@
 """pg_cron runs batchctl's sweep and prune, scheduled with the README's own statements, on a
 PostgreSQL 15 cluster of this test's own (Debian's binaries and its postgresql-15-cron package,
-through tests/pgcluster.py), and no daemon runs at all:
+through tests/helpers/pgcluster.py), and no daemon runs at all:
 
 - the sweep job, scheduled by a login of batchctl_worker (what the README tells cron to use),
   fails a call stuck ringing past its batch's ringing_timeout_s and queues its room for hang-up;

@@ -1,0 +1,58 @@
+"""Two tenants' worth of rows for the tenancy tests (tests/sql/test_tenancy.py, and through
+PgBouncer tests/deploy/test_pgbouncer.py), and who sees which of them."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from sqlapi import SqlApi, phones
+
+TABLES = (
+    "tenants", "dnc_numbers", "batches", "batch_entries", "call_logs", "events", "reports",
+    "hangups",
+)  # fmt: skip
+RELATIONS = (*TABLES, "batch_overview", "report_entries", "report_calls")
+
+Tenant = dict[str, Any]
+
+
+def populate_tenant(api: SqlApi, name: str, phone_start: int) -> Tenant:
+    """A tenant with a DNC number, a finished batch (with a report) and a running one with a
+    live call and a cancelled call's hang-up: a row in every table."""
+    tenant = api.create_tenant(name, 5)
+    api.add_dnc(tenant, f"+1999555{phone_start:04d}")
+    done = api.create_batch(tenant, phones(2, phone_start), {"wave_size": 2})
+    for call in api.dispatch_all(limit=2):
+        api.finish_call(call)
+    running = api.create_batch(tenant, phones(3, phone_start + 10), {"wave_size": 2})
+    calls = api.dispatch_all(limit=5)
+    assert len(calls) == 2
+    entries = [
+        r["id"]
+        for r in api.conn.execute(
+            "select id from batchctl.batch_entries where batch_id = %s order by entry_index",
+            (running,),
+        )
+    ]
+    assert api.cancel_entry(tenant, entries[1]) is False  # live: its room is queued for hang-up
+    return {
+        "tenant": tenant,
+        "done": done,
+        "running": running,
+        "call": calls[0],
+        "entry": entries[0],
+    }
+
+
+def tenant_ids_in(conn: psycopg.Connection[Any], relation: str) -> set[UUID]:
+    col = "id" if relation == "tenants" else "tenant_id"
+    rows = conn.execute(
+        sql.SQL("select distinct {} as t from batchctl.{}").format(
+            sql.Identifier(col), sql.Identifier(relation)
+        )
+    ).fetchall()
+    return {r["t"] for r in rows}
