@@ -116,12 +116,31 @@ BEGIN
     IF FOUND THEN
         RETURN true;
     END IF;
-    UPDATE batch_entries SET cancel_requested = true, updated_at = now()
-     WHERE id = p_entry_id AND tenant_id = p_tenant_id AND status = 'dispatched';
-    PERFORM request_hangups(ARRAY[e.call_log_id], 'entry_cancelled')
-       FROM batch_entries e
-      WHERE e.id = p_entry_id AND e.tenant_id = p_tenant_id AND e.status = 'dispatched';
+    PERFORM cancel_live_entries(ARRAY[p_tenant_id], ARRAY[p_entry_id], 'entry_cancelled');
     RETURN false;
+END
+$$;
+
+-- The live calls of these entries (p_tenant_ids[i]'s p_entry_ids[i]; those dispatched) are
+-- announced for hang-up with p_reason, and each entry ends with its call's outcome, never
+-- retried (cancel_requested). cancel_entry's path for a live call, and an opt-out's for the
+-- number's calls in other batches (sql/040). The caller holds the entries' batches.
+CREATE OR REPLACE FUNCTION batchctl.cancel_live_entries(
+    p_tenant_ids uuid[], p_entry_ids uuid[], p_reason text)
+RETURNS integer LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_call_ids uuid[];
+BEGIN
+    WITH asked AS (
+        UPDATE batch_entries e SET cancel_requested = true, updated_at = now()
+          FROM unnest(p_tenant_ids, p_entry_ids) AS x (tenant_id, id)
+         WHERE e.id = x.id AND e.tenant_id = x.tenant_id AND e.status = 'dispatched'
+        RETURNING e.call_log_id
+    )
+    SELECT array_agg(call_log_id) INTO v_call_ids FROM asked;
+    RETURN request_hangups(v_call_ids, p_reason);
 END
 $$;
 
