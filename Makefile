@@ -32,8 +32,8 @@ test-pg15: install
 
 # ruff, and mypy over the package, the tests and the benchmarks ([tool.mypy] in pyproject.toml).
 lint: $(LINT_STAMP)
-	$(BIN)/ruff check batchctl tests bench
-	$(BIN)/ruff format --check batchctl tests bench
+	$(BIN)/ruff check batchctl tests bench scripts
+	$(BIN)/ruff format --check batchctl tests bench scripts
 	$(BIN)/mypy
 
 $(LINT_STAMP): $(STAMP)

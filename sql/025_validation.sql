@@ -9,6 +9,17 @@ CREATE OR REPLACE FUNCTION batchctl.is_e164(p_phone text)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN p_phone OPERATOR(pg_catalog.~) '^\+[1-9][0-9]{6,14}$';
 
+-- A lead's region: an ISO 3166-2 subdivision code (US-FL, CA-ON, FR-75), any case (stored upper
+-- case). Only its form is checked: a well-formed code no rule names is simply ruled by its
+-- country. What is wrong with it, or null. (Inlined into entry_problem, like is_e164.)
+CREATE OR REPLACE FUNCTION batchctl.region_problem(p_region text)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+    WHEN p_region IS NOT NULL AND NOT p_region OPERATOR(pg_catalog.~) '^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$'
+        THEN pg_catalog.format('region %s is not an ISO 3166-2 subdivision code (country, hyphen, 1 to 3 letters or digits, e.g. US-FL)',
+                               pg_catalog.to_jsonb(batchctl.excerpt(p_region))::text)
+END;
+
 -- Good enough to catch a typo in a report recipient; the SMTP server has the last word.
 CREATE OR REPLACE FUNCTION batchctl.is_email(p_address text)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE

@@ -1,7 +1,9 @@
 -- Scheduling: when an entry may be dialled. One predicate (may_dial: the batch's dialling
 -- period, start_at to end_at, and the call window in the lead's local time) and one "when next"
--- (next_dial_at); the claim, the retry policy and the sweep ask these, nothing else. The
--- compliance rules (calling hours by jurisdiction, holidays) belong here too.
+-- (next_dial_at); the claim, the retry policy and the sweep ask these, nothing else.
+-- The calling hours of the lead's jurisdictions (batchctl.jurisdiction_rules, docs/compliance.md)
+-- are part of both: an entry is dialled only when its batch's call window and every rule that
+-- applies to it allow it, the strictest winning, whatever the batch's options say.
 
 -- The zone a lead's local time is read in: its own, else its tenant's.
 -- (SQL-standard bodies without SET, inlined like the rules in sql/010.)
@@ -134,3 +136,162 @@ RETURN batchctl.dialling_open(p_options, p_at)
 CREATE OR REPLACE FUNCTION batchctl.next_dial_at(p_options jsonb, p_zone text, p_at timestamptz)
 RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
 RETURN batchctl.next_window_open(p_options -> 'call_window', p_zone, p_at);
+
+-- Calling hours by jurisdiction (docs/compliance.md). An entry's jurisdictions are its country
+-- and subdivisions (sql/042 derives them at intake), and the country of each subdivision: a
+-- lead whose region is CA-ON is ruled by CA too, whatever its number says. Every rule of these
+-- applies; the rules are read in the lead's zone (lead_zone), the one its call window uses.
+
+-- The clock the claim decides by: now(); in a test, the batchctl.now setting of a superuser's
+-- session (SET batchctl.now = '2026-03-08 07:59-05'), so that a test can pin the time of a
+-- claim as sweep(p_now) pins the sweep's. Any other session's setting is ignored: it cannot move
+-- calling hours. (Read once per claim; unset, it costs a setting look-up.)
+CREATE OR REPLACE FUNCTION batchctl.clock()
+RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+    WHEN coalesce(pg_catalog.current_setting('batchctl.now', true), '') = '' THEN pg_catalog.now()
+    WHEN (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = SESSION_USER)
+        THEN pg_catalog.current_setting('batchctl.now', true)::timestamptz
+    ELSE pg_catalog.now()
+END;
+
+-- The keys of the rules that apply to an entry: its subdivisions, their countries, its country.
+-- (SQL-standard bodies without SET, inlined into the claim's and the sweep's statements.)
+CREATE OR REPLACE FUNCTION batchctl.entry_jurisdictions(p_country text, p_subdivisions text[])
+RETURNS text[] LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pg_catalog.array_append(
+    p_subdivisions || ARRAY(SELECT pg_catalog.left(s, 2) FROM pg_catalog.unnest(p_subdivisions) s),
+    p_country);
+
+-- Whether a rule's days and hours allow the local time p_local.
+CREATE OR REPLACE FUNCTION batchctl.hours_allow(
+    p_days smallint[], p_hours batchctl.time_multirange, p_local timestamp)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN EXTRACT(isodow FROM p_local)::smallint = ANY (p_days)
+   AND p_local::time OPERATOR(pg_catalog.<@) p_hours;
+
+-- Whether every rule that applies to an entry allows dialling it at p_at (its lead's zone
+-- p_zone). The clock there shows what p_at AT TIME ZONE says, also on the day of a clock change.
+CREATE OR REPLACE FUNCTION batchctl.rules_allow(
+    p_country text, p_subdivisions text[], p_zone text, p_at timestamptz)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+RETURN NOT EXISTS (
+    SELECT FROM batchctl.jurisdiction_rules r
+     WHERE r.jurisdiction = ANY (batchctl.entry_jurisdictions(p_country, p_subdivisions))
+       AND NOT batchctl.hours_allow(r.days, r.hours, p_at AT TIME ZONE p_zone));
+
+-- May an entry of a batch with p_options, whose lead's zone is p_zone and jurisdictions
+-- (p_country, p_subdivisions), be dialled at p_at: the batch's dialling period and call window,
+-- and every rule of its jurisdictions. The claim asks this.
+CREATE OR REPLACE FUNCTION batchctl.may_dial(
+    p_options jsonb, p_zone text, p_country text, p_subdivisions text[], p_at timestamptz)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+RETURN batchctl.rules_allow(p_country, p_subdivisions, p_zone, p_at)
+   AND batchctl.may_dial(p_options, p_zone, p_at);
+
+-- The earliest moment at or after p_at at which the call window p_window (null: any time) and
+-- every rule of the entry's jurisdictions allow it (opens; null when they never do together,
+-- e.g. a window on weekends only and a rule on weekdays only), and the rule that forbids p_at
+-- itself (rule; null when every rule allows p_at), the most specific first: a subdivision
+-- before a country. Day by day in the lead's local time: the hours every constraint allows
+-- that day (the intersection of their ranges: FR's 10:00-13:00 and 14:00-20:00 with a window
+-- 09:00-18:00 leave 10:00-13:00 and 14:00-18:00), each converted through the zone on that day
+-- (DST-exact, as next_window_open: a boundary the clock skips is the moment of the change, one
+-- it shows twice its first showing). Only entries held back pay for this.
+CREATE OR REPLACE FUNCTION batchctl.next_allowed(
+    p_window jsonb, p_zone text, p_country text, p_subdivisions text[], p_at timestamptz,
+    OUT opens timestamptz, OUT rule text)
+LANGUAGE plpgsql STABLE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+DECLARE
+    c_day_names constant text[] := '{mon,tue,wed,thu,fri,sat,sun}';
+    c_whole_day constant time_multirange := '{[00:00,24:00]}';
+    v_keys constant text[] := entry_jurisdictions(p_country, p_subdivisions);
+    v_window constant boolean := p_window IS NOT NULL AND p_window <> 'null';
+    v_local constant timestamp := p_at AT TIME ZONE p_zone;
+    v_rule_hours time_multirange[];  -- per ISO weekday: the hours every rule allows
+    v_day date;
+    v_dow smallint;
+    v_allowed time_multirange;
+    v_plain boolean;
+    v_range time_range;
+    v_open timestamptz;
+    v_close timestamptz;
+BEGIN
+    SELECT r.jurisdiction INTO rule
+      FROM jurisdiction_rules r
+     WHERE r.jurisdiction = ANY (v_keys) AND NOT hours_allow(r.days, r.hours, v_local)
+     ORDER BY length(r.jurisdiction) DESC, r.jurisdiction
+     LIMIT 1;
+    SELECT array_agg(coalesce(w.hours, c_whole_day) ORDER BY g.dow) INTO v_rule_hours
+      FROM generate_series(1, 7) g (dow)
+     CROSS JOIN LATERAL (
+         SELECT range_intersect_agg(CASE WHEN g.dow = ANY (r.days) THEN r.hours
+                                         ELSE '{}'::time_multirange END) AS hours
+           FROM jurisdiction_rules r WHERE r.jurisdiction = ANY (v_keys)) w;
+    -- Eight days: every weekday once, and today again after its hours are past.
+    FOR i IN 0..8 LOOP
+        v_day := v_local::date + i;
+        v_dow := extract(isodow FROM v_day);
+        v_allowed := v_rule_hours[v_dow] * CASE
+            WHEN NOT v_window THEN c_whole_day
+            WHEN (p_window -> 'days') ? c_day_names[v_dow]
+                THEN time_multirange(time_range((p_window ->> 'start')::time,
+                                                (p_window ->> 'end')::time))
+            ELSE '{}' END;
+        CONTINUE WHEN isempty(v_allowed);
+        -- The usual day keeps one offset from noon the day before to noon the day after
+        -- (next_window_open); else local_instant finds the boundaries.
+        v_plain := ((v_day + 1) + time '12:00') AT TIME ZONE p_zone
+                   - ((v_day - 1) + time '12:00') AT TIME ZONE p_zone = interval '48 hours';
+        FOR v_range IN SELECT u FROM unnest(v_allowed) u ORDER BY lower(u) LOOP
+            v_open := CASE WHEN v_plain THEN (v_day + lower(v_range)) AT TIME ZONE p_zone
+                           ELSE local_instant(v_day + lower(v_range), p_zone) END;
+            v_close := CASE WHEN v_plain THEN (v_day + upper(v_range)) AT TIME ZONE p_zone
+                            ELSE local_instant(v_day + upper(v_range), p_zone) END;
+            IF p_at < v_close AND v_open < v_close THEN
+                opens := greatest(p_at, v_open);
+                RETURN;
+            END IF;
+        END LOOP;
+    END LOOP;
+    opens := NULL;
+END
+$$;
+
+-- Entries held back (due, but not to be dialled now) wait for their next_allowed moment:
+-- next_attempt_at moves there, so neither the claim nor the sweep looks at them again before,
+-- and one held back by a rule gets an event naming it (reason quiet_hours:US-FL; the entry
+-- stays queued). One that may never be dialled (opens null) is looked at again a day later.
+-- Re-checked here under the caller's batch locks: only still-queued, still-due entries move.
+-- Returns how many moved.
+CREATE OR REPLACE FUNCTION batchctl.hold_back(
+    p_entry_ids uuid[], p_opens timestamptz[], p_rules text[], p_now timestamptz)
+RETURNS integer LANGUAGE plpgsql
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    WITH held AS (
+        UPDATE batch_entries e
+           SET next_attempt_at = coalesce(h.opens, p_now + interval '1 day'), updated_at = now()
+          FROM unnest(p_entry_ids, p_opens, p_rules) AS h (id, opens, rule)
+         -- Found by id only: status::text keeps the planner off entries_claimable, whose range
+         -- scan it would repeat per id when its statistics lag behind a big intake (20k entries:
+         -- 14 s instead of 0.3 s).
+         WHERE e.id = h.id AND e.status::text = 'queued' AND e.next_attempt_at <= p_now
+           AND coalesce(h.opens, 'infinity') > p_now
+        RETURNING e.id, e.tenant_id, e.batch_id, h.rule
+    ), logged AS (
+        INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason)
+        SELECT held.tenant_id, held.batch_id, 'entry', held.id, 'queued', 'queued',
+               'quiet_hours:' || held.rule
+          FROM held WHERE held.rule IS NOT NULL
+        RETURNING 1
+    )
+    SELECT count(*) INTO v_count FROM held;
+    RETURN v_count;
+END
+$$;

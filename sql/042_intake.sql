@@ -19,7 +19,7 @@ BEGIN
     -- A bad option is reported before bad entries, as create_batch_from_rows does.
     PERFORM normalize_options(p_options);
     IF p_entries IS NULL OR jsonb_typeof(p_entries) <> 'array' THEN
-        RAISE EXCEPTION 'p_entries: expected a JSON array of {to_phone, lead_name?, lead_id?, context?, timezone?}, got %',
+        RAISE EXCEPTION 'p_entries: expected a JSON array of {to_phone, lead_name?, lead_id?, context?, timezone?, region?}, got %',
             coalesce(jsonb_typeof(p_entries), 'null') USING ERRCODE = 'BC001';
     END IF;
     v_rows := jsonb_array_length(p_entries);
@@ -32,9 +32,9 @@ BEGIN
     ), problems AS (
         SELECT idx, CASE
             WHEN jsonb_typeof(e) <> 'object'
-                THEN 'expected an object {to_phone, lead_name?, lead_id?, context?, timezone?}'
+                THEN 'expected an object {to_phone, lead_name?, lead_id?, context?, timezone?, region?}'
             WHEN k.unknown IS NOT NULL
-                THEN format('unknown key "%s" (allowed: to_phone, lead_name, lead_id, context, timezone)', k.unknown)
+                THEN format('unknown key "%s" (allowed: to_phone, lead_name, lead_id, context, timezone, region)', k.unknown)
             WHEN jsonb_typeof(e -> 'to_phone') IS DISTINCT FROM 'string'
                 THEN 'to_phone is missing or not a string'
             WHEN coalesce(jsonb_typeof(e -> 'lead_name'), 'null') NOT IN ('string', 'null')
@@ -45,13 +45,15 @@ BEGIN
                 THEN 'context must be a JSON object'
             WHEN coalesce(jsonb_typeof(e -> 'timezone'), 'null') NOT IN ('string', 'null')
                 THEN 'timezone must be a string such as "Europe/Berlin"'
+            WHEN coalesce(jsonb_typeof(e -> 'region'), 'null') NOT IN ('string', 'null')
+                THEN 'region must be a string such as "US-FL"'
             ELSE entry_problem(e ->> 'to_phone', e ->> 'lead_name', e ->> 'lead_id', e -> 'context',
-                               e ->> 'timezone', tz.valid, tz.suggestion)
+                               e ->> 'timezone', tz.valid, tz.suggestion, e ->> 'region')
             END AS problem
           FROM input
           LEFT JOIN LATERAL (
               SELECT min(key) AS unknown FROM jsonb_object_keys(CASE WHEN jsonb_typeof(e) = 'object' THEN e ELSE '{}' END) key
-               WHERE key NOT IN ('to_phone', 'lead_name', 'lead_id', 'context', 'timezone')
+               WHERE key NOT IN ('to_phone', 'lead_name', 'lead_id', 'context', 'timezone', 'region')
           ) k ON true
           -- The distinct zones, checked in one read of pg_timezone_names.
           LEFT JOIN (
@@ -66,7 +68,7 @@ BEGIN
 
     RETURN create_batch_from_rows(p_tenant_id, ARRAY(
         SELECT ROW(e ->> 'to_phone', e ->> 'lead_name', e ->> 'lead_id',
-                   nullif(e -> 'context', 'null'), e ->> 'timezone')::new_entry
+                   nullif(e -> 'context', 'null'), e ->> 'timezone', e ->> 'region')::new_entry
           FROM jsonb_array_elements(p_entries) WITH ORDINALITY AS x (e, ord)
          ORDER BY ord), p_options, p_created_by);
 END
@@ -74,11 +76,12 @@ $$;
 
 -- What is wrong with one new entry, or null: the check of every row, by add_entries and by
 -- create_batch (after the JSON shapes). p_zone_valid / p_zone_suggestion: timezone_verdicts'
--- answer for its zone, read once per call for all rows. (A SQL-standard body without SET: it is
--- inlined into the statement that checks every row, as is_e164 and the bounds of sql/022.)
+-- answer for its zone, read once per call for all rows. p_region: the lead's ISO 3166-2 code
+-- (region_problem). (A SQL-standard body without SET: it is inlined into the statement that
+-- checks every row, as is_e164 and the bounds of sql/022.)
 CREATE OR REPLACE FUNCTION batchctl.entry_problem(
     p_to_phone text, p_lead_name text, p_lead_id text, p_context jsonb, p_timezone text,
-    p_zone_valid boolean, p_zone_suggestion text)
+    p_zone_valid boolean, p_zone_suggestion text, p_region text DEFAULT NULL)
 RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
 RETURN CASE
     WHEN NOT coalesce(batchctl.is_e164(p_to_phone), false)
@@ -94,6 +97,8 @@ RETURN CASE
         THEN 'context ' || batchctl.json_problem(p_context, batchctl.max_context_bytes())
     WHEN p_timezone IS NOT NULL AND NOT coalesce(p_zone_valid, false)
         THEN 'timezone: ' || batchctl.zone_problem(p_timezone, p_zone_suggestion)
+    WHEN batchctl.region_problem(p_region) IS NOT NULL
+        THEN batchctl.region_problem(p_region)
 END;
 
 -- BC001 listing the bad entries (the first ten in the message, up to 1000 in DETAIL), if any.
@@ -170,8 +175,9 @@ BEGIN
     WITH problems AS (
         SELECT x.ord - 1 AS idx,
                entry_problem(x.to_phone, x.lead_name, x.lead_id, x.context, x.timezone, tz.valid,
-                             tz.suggestion) AS problem
-          FROM unnest(p_entries) WITH ORDINALITY AS x (to_phone, lead_name, lead_id, context, timezone, ord)
+                             tz.suggestion, x.region) AS problem
+          FROM unnest(p_entries) WITH ORDINALITY
+               AS x (to_phone, lead_name, lead_id, context, timezone, region, ord)
           -- The distinct zones, checked in one read of pg_timezone_names.
           LEFT JOIN (SELECT z.tz, z.valid, z.suggestion
                        FROM timezone_verdicts(ARRAY(SELECT DISTINCT u.timezone FROM unnest(p_entries) u)) z) tz
@@ -185,7 +191,8 @@ BEGIN
     -- no status.)
     WITH firsts AS (
         SELECT DISTINCT ON (x.to_phone) x.*
-          FROM unnest(p_entries) WITH ORDINALITY AS x (to_phone, lead_name, lead_id, context, timezone, ord)
+          FROM unnest(p_entries) WITH ORDINALITY
+               AS x (to_phone, lead_name, lead_id, context, timezone, region, ord)
          ORDER BY x.to_phone, x.ord
     ), fresh AS (
         -- (A batch given nothing yet has nothing to compare with: no probe per entry.)
@@ -195,10 +202,22 @@ BEGIN
                             WHERE e.batch_id = p_batch_id AND e.to_phone = f.to_phone
                               AND e.tenant_id = p_tenant_id)
     ), added AS (
-        INSERT INTO batch_entries (batch_id, tenant_id, entry_index, to_phone, lead_id, lead_name, context, timezone)
+        INSERT INTO batch_entries (batch_id, tenant_id, entry_index, to_phone, lead_id, lead_name,
+                                   context, timezone, region, country, subdivisions)
         SELECT p_batch_id, p_tenant_id, v_given + f.ord - 1, f.to_phone, f.lead_id, f.lead_name,
-               coalesce(f.context, '{}'), f.timezone
+               coalesce(f.context, '{}'), f.timezone, upper(f.region), place.country,
+               ARRAY(SELECT DISTINCT s FROM unnest(ARRAY[place.subdivision, upper(f.region)]) s
+                      WHERE s IS NOT NULL ORDER BY s)
           FROM fresh f
+          -- The number's jurisdiction (docs/compliance.md): the longest of its prefixes in
+          -- phone_prefixes (a calling code, or 1 + a North American area code).
+          LEFT JOIN LATERAL (
+              SELECT p.country, p.subdivision FROM phone_prefixes p
+               WHERE p.prefix IN (substr(f.to_phone, 2, 1), substr(f.to_phone, 2, 2),
+                                  substr(f.to_phone, 2, 3), substr(f.to_phone, 2, 4))
+               ORDER BY length(p.prefix) DESC
+               LIMIT 1
+          ) place ON true
          WHERE NOT EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.tenant_id = p_tenant_id AND d.phone = f.to_phone)
          ORDER BY f.ord
         RETURNING 1

@@ -8,8 +8,11 @@
 -- (batch_free), each batch's next entries that may be dialled now (candidates), one entry per
 -- number (one_per_number), the order in which they get slots (ranked), and the choice
 -- (chosen). Read in the snapshot of the caller's statement, taken after the tenant's lock: the
--- counters the previous holder of that lock committed are seen.
-CREATE OR REPLACE FUNCTION batchctl.choose_claims(p_tenant_id uuid, p_want integer)
+-- counters the previous holder of that lock committed are seen. p_now: the claim's clock().
+-- An entry is a candidate only when may_dial allows it: its batch's window and every calling
+-- hours rule of its jurisdictions (sql/027).
+CREATE OR REPLACE FUNCTION batchctl.choose_claims(
+    p_tenant_id uuid, p_want integer, p_now timestamptz)
 RETURNS TABLE (entry_id uuid, batch_id uuid) LANGUAGE plpgsql STABLE
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
@@ -22,10 +25,11 @@ BEGIN
         -- Queued entries whose dispatch may be live at LiveKit keep their call slot (sql/032):
         -- they count as in flight, and a claim of them (to settle the dispatch) needs no free
         -- slot. Few rows: read through entries_holding_slots.
-        SELECT h.id, h.batch_id, h.to_phone, h.timezone, h.next_attempt_at
+        SELECT h.id, h.batch_id, h.to_phone, h.timezone, h.next_attempt_at, h.country,
+               h.subdivisions
           FROM batch_entries h
          WHERE h.tenant_id = p_tenant_id AND h.status = 'queued' AND h.dispatch_unconfirmed
-           AND h.slot_held_until > now()
+           AND h.slot_held_until > p_now
     ), tenant_free AS (
         SELECT t.timezone,
                t.max_concurrent_calls - (SELECT count(*) FROM held) - coalesce((
@@ -46,7 +50,7 @@ BEGIN
          ) f
          WHERE b.tenant_id = p_tenant_id
            AND b.status = 'running' AND b.queued_count > 0
-           AND dialling_open(b.options, now())
+           AND dialling_open(b.options, p_now)
     ), candidates AS (
         SELECT c.id, c.to_phone, bf.id AS batch_id, bf.tenant_free, bf.created_at,
                bf.last_claimed_at, c.rank_in_batch, false AS holds_slot
@@ -56,9 +60,10 @@ BEGIN
                FROM batch_entries e
               -- (No tenant_id here: it would draw the planner to the batch's whole-history
               -- unique index instead of reading entries_claimable in order up to the LIMIT.)
-              WHERE e.batch_id = bf.id AND e.status = 'queued' AND e.next_attempt_at <= now()
-                AND NOT (e.dispatch_unconfirmed AND e.slot_held_until > now())  -- held: below
-                AND may_dial(bf.options, lead_zone(e.timezone, bf.timezone), now())
+              WHERE e.batch_id = bf.id AND e.status = 'queued' AND e.next_attempt_at <= p_now
+                AND NOT (e.dispatch_unconfirmed AND e.slot_held_until > p_now)  -- held: below
+                AND may_dial(bf.options, lead_zone(e.timezone, bf.timezone), e.country,
+                             e.subdivisions, p_now)
                 -- Never two live calls to one number: it may sit in several of the tenant's
                 -- batches, and a queued entry whose last claim may have dialled keeps it busy
                 -- too. (The condition implies entries_busy_numbers' predicate: a probe of
@@ -76,8 +81,9 @@ BEGIN
         SELECT h.id, h.to_phone, bf.id, bf.tenant_free, bf.created_at, bf.last_claimed_at,
                0, true
           FROM held h JOIN batch_free bf ON bf.id = h.batch_id
-         WHERE h.next_attempt_at <= now()
-           AND may_dial(bf.options, lead_zone(h.timezone, bf.timezone), now())
+         WHERE h.next_attempt_at <= p_now
+           AND may_dial(bf.options, lead_zone(h.timezone, bf.timezone), h.country, h.subdivisions,
+                        p_now)
     ), one_per_number AS (
         SELECT DISTINCT ON (c.to_phone) c.*
           FROM candidates c
@@ -98,6 +104,51 @@ BEGIN
 END
 $$;
 
+-- The tenant's entries a claim holds back because a calling-hours rule forbids them now
+-- (sql/027): among each running batch's next p_per_batch due entries (the ones the claim reads
+-- first), those some rule of their jurisdictions forbids at p_now, with the moment every rule
+-- and the call window next allow them and the rule that forbids them. The claim moves them
+-- there (hold_back), so that neither it nor the sweep reads them again before. Bounded: a claim
+-- reads no more entries of a batch than it could dial; the rest come to the front later.
+-- (Entries held back by their call window alone are the sweep's, as before.)
+CREATE OR REPLACE FUNCTION batchctl.rule_held(
+    p_tenant_id uuid, p_now timestamptz, p_per_batch integer)
+RETURNS TABLE (entry_id uuid, batch_id uuid, opens timestamptz, rule text) LANGUAGE plpgsql STABLE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH held AS MATERIALIZED (
+        SELECT d.id, b.id AS batch_id, b.options -> 'call_window' AS call_window,
+               lead_zone(d.timezone, t.timezone) AS zone, d.country, d.subdivisions
+          FROM batches b
+          JOIN tenants t ON t.id = b.tenant_id
+         CROSS JOIN LATERAL (
+             SELECT e.id, e.timezone, e.country, e.subdivisions
+               FROM batch_entries e
+              WHERE e.batch_id = b.id AND e.status = 'queued' AND e.next_attempt_at <= p_now
+              ORDER BY e.next_attempt_at, e.entry_index
+              LIMIT p_per_batch
+         ) d
+         WHERE b.tenant_id = p_tenant_id AND b.status = 'running' AND b.queued_count > 0
+           AND dialling_open(b.options, p_now)
+           AND NOT rules_allow(d.country, d.subdivisions, lead_zone(d.timezone, t.timezone), p_now)
+    ), kinds AS MATERIALIZED (
+        -- next_allowed once per kind of entry (window, zone, jurisdictions), not per entry.
+        SELECT g.*, n.opens, n.rule
+          FROM (SELECT DISTINCT call_window, zone, country, subdivisions FROM held) g
+         CROSS JOIN LATERAL next_allowed(g.call_window, g.zone, g.country, g.subdivisions,
+                                         p_now) n
+    )
+    SELECT h.id, h.batch_id, k.opens, k.rule
+      FROM held h
+      JOIN kinds k
+        ON k.call_window = h.call_window AND k.zone = h.zone
+       AND k.country IS NOT DISTINCT FROM h.country AND k.subdivisions = h.subdivisions;
+END
+$$;
+
 -- Hands out entries to dial now, marked running with a lease. Caps: in flight (running +
 -- dispatched) never exceeds the tenant's max_concurrent_calls nor the batch's wave_size; in
 -- 'wave' mode a batch's next wave starts only when its current one is all terminal.
@@ -110,6 +161,10 @@ $$;
 -- dispatch_unconfirmed: a claim of this attempt came back unacknowledged before, so LiveKit may
 -- already have its room (the daemon looks before it dispatches; for any other claim it need not).
 -- Such an entry keeps its call slot for a while (sql/032): it is claimed without a free one.
+-- Calling hours (docs/compliance.md): an entry some rule of its jurisdictions forbids now is
+-- not claimed, and, in the same transaction, waits for the earliest moment every rule and its
+-- call window allow (rule_held, hold_back: next_attempt_at, an event quiet_hours:<rule>).
+-- The claim runs by clock(): now(), or a test's pinned time.
 CREATE OR REPLACE FUNCTION batchctl.claim_entries(
     p_worker text, p_limit integer DEFAULT 50, p_lease_seconds integer DEFAULT 60)
 RETURNS TABLE (entry_id uuid, batch_id uuid, tenant_id uuid, to_phone text, lead_name text,
@@ -132,9 +187,16 @@ DECLARE
           JOIN tenants t ON t.id = w.tenant_id
          ORDER BY random()
            FOR NO KEY UPDATE OF t SKIP LOCKED;
+    v_now constant timestamptz := clock();
+    -- No rule at all (an owner may have none): nothing to hold back, no entries to read for it.
+    v_rules constant boolean := EXISTS (SELECT FROM jurisdiction_rules);
     v_tenant_id uuid;
     v_entry_ids uuid[] := '{}';
     v_batch_ids uuid[] := '{}';
+    v_held_ids uuid[] := '{}';
+    v_held_batches uuid[] := '{}';
+    v_held_opens timestamptz[] := '{}';
+    v_held_rules text[] := '{}';
 BEGIN
     IF p_worker IS NULL OR length(p_worker) = 0 OR text_problem(p_worker) IS NOT NULL THEN
         RAISE EXCEPTION 'p_worker: name the claiming worker (e.g. host:pid)%',
@@ -157,24 +219,34 @@ BEGIN
     LOOP
         FETCH c_tenants INTO v_tenant_id;
         EXIT WHEN NOT FOUND;
+        IF v_rules THEN
+            SELECT v_held_ids || coalesce(array_agg(h.entry_id), '{}'),
+                   v_held_batches || coalesce(array_agg(DISTINCT h.batch_id), '{}'),
+                   v_held_opens || coalesce(array_agg(h.opens), '{}'),
+                   v_held_rules || coalesce(array_agg(h.rule), '{}')
+              INTO v_held_ids, v_held_batches, v_held_opens, v_held_rules
+              FROM rule_held(v_tenant_id, v_now, p_limit - cardinality(v_entry_ids)) h;
+        END IF;
         SELECT v_entry_ids || coalesce(array_agg(c.entry_id), '{}'),
                v_batch_ids || coalesce(array_agg(DISTINCT c.batch_id), '{}')
           INTO v_entry_ids, v_batch_ids
-          FROM choose_claims(v_tenant_id, p_limit - cardinality(v_entry_ids)) c;
+          FROM choose_claims(v_tenant_id, p_limit - cardinality(v_entry_ids), v_now) c;
         EXIT WHEN cardinality(v_entry_ids) >= p_limit;
     END LOOP;
     CLOSE c_tenants;
-    IF cardinality(v_entry_ids) = 0 THEN
+    IF cardinality(v_entry_ids) = 0 AND cardinality(v_held_ids) = 0 THEN
         RETURN;
     END IF;
 
-    PERFORM lock_batches(v_batch_ids);
+    -- The batches of the entries claimed and held back, locked at once in id order (sql/020).
+    PERFORM lock_batches(v_batch_ids || v_held_batches);
     PERFORM set_reason('claim_entries: ' || p_worker);
+    PERFORM hold_back(v_held_ids, v_held_opens, v_held_rules, v_now);
     -- Re-checked under the batch locks: a pause or cancel that committed meanwhile wins.
     RETURN QUERY
     UPDATE batch_entries e
        SET status = 'running', claimed_by = p_worker,
-           lease_expires_at = now() + make_interval(secs => p_lease_seconds), updated_at = now()
+           lease_expires_at = v_now + make_interval(secs => p_lease_seconds), updated_at = now()
       FROM unnest(v_entry_ids) AS chosen (id)
       JOIN batches b ON b.id = ANY (v_batch_ids) AND b.status = 'running'
      WHERE e.id = chosen.id AND e.status = 'queued' AND e.batch_id = b.id AND e.tenant_id = b.tenant_id

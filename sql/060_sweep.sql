@@ -117,27 +117,45 @@ BEGIN
 END
 $$;
 
--- Due entries outside their call window wait for its next opening, so claims don't re-scan
--- them on every call.
+-- Due entries outside their call window, or forbidden now by a calling-hours rule of their
+-- jurisdictions (sql/027), wait for the earliest moment both allow them (hold_back: one held
+-- back by a rule gets an event naming it), so claims don't re-scan them on every call.
+-- p_batch_ids: the running batches with a call window, and those with a due entry some rule
+-- forbids.
 CREATE OR REPLACE FUNCTION batchctl.defer_to_call_windows(p_batch_ids uuid[], p_now timestamptz)
 RETURNS integer LANGUAGE plpgsql
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_count integer;
+    v_ids uuid[];
+    v_opens timestamptz[];
+    v_rules text[];
 BEGIN
-    UPDATE batch_entries e
-       SET next_attempt_at = w.opens, updated_at = now()
-      FROM (SELECT q.id, q.tenant_id,
-                   next_dial_at(b.options, lead_zone(q.timezone, t.timezone), p_now) AS opens
-              FROM batches b
-              JOIN tenants t ON t.id = b.tenant_id
-              JOIN batch_entries q ON q.batch_id = b.id AND q.tenant_id = b.tenant_id
-             WHERE b.id = ANY (p_batch_ids) AND b.status = 'running'
-               AND q.status = 'queued' AND q.next_attempt_at <= p_now) w
-     WHERE e.id = w.id AND e.tenant_id = w.tenant_id AND w.opens > p_now;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    RETURN v_count;
+    WITH due AS (
+        SELECT q.id, b.options -> 'call_window' AS call_window,
+               lead_zone(q.timezone, t.timezone) AS zone, q.country, q.subdivisions
+          FROM batches b
+          JOIN tenants t ON t.id = b.tenant_id
+          JOIN batch_entries q ON q.batch_id = b.id AND q.tenant_id = b.tenant_id
+         WHERE b.id = ANY (p_batch_ids) AND b.status = 'running'
+           AND q.status = 'queued' AND q.next_attempt_at <= p_now
+           AND (b.options -> 'call_window' <> 'null'
+                OR NOT rules_allow(q.country, q.subdivisions, lead_zone(q.timezone, t.timezone),
+                                   p_now))
+    ), kinds AS MATERIALIZED (
+        -- next_allowed once per kind of entry (window, zone, jurisdictions), not per entry.
+        SELECT g.*, n.opens, n.rule
+          FROM (SELECT DISTINCT call_window, zone, country, subdivisions FROM due) g
+         CROSS JOIN LATERAL next_allowed(g.call_window, g.zone, g.country, g.subdivisions,
+                                         p_now) n
+    )
+    SELECT array_agg(d.id), array_agg(k.opens), array_agg(k.rule)
+      INTO v_ids, v_opens, v_rules
+      FROM due d
+      JOIN kinds k ON k.call_window = d.call_window AND k.zone = d.zone
+                  AND k.country IS NOT DISTINCT FROM d.country AND k.subdivisions = d.subdivisions
+     WHERE k.opens IS DISTINCT FROM p_now;
+    RETURN hold_back(v_ids, v_opens, v_rules, p_now);
 END
 $$;
 
@@ -183,6 +201,18 @@ BEGIN
       INTO v_ended_batches, v_window_batches
       FROM batches
      WHERE finished_at IS NULL AND status IN ('pending', 'running', 'paused') AND queued_count > 0;
+    -- And the running batches with a due entry a calling-hours rule forbids now (sql/027);
+    -- none when there is no rule.
+    v_window_batches := v_window_batches || ARRAY(
+        SELECT DISTINCT b.id
+          FROM batches b
+          JOIN tenants t ON t.id = b.tenant_id
+          JOIN batch_entries q ON q.batch_id = b.id AND q.tenant_id = b.tenant_id
+         WHERE b.finished_at IS NULL AND b.status = 'running' AND b.queued_count > 0
+           AND b.options -> 'call_window' = 'null'
+           AND q.status = 'queued' AND q.next_attempt_at <= p_now
+           AND NOT rules_allow(q.country, q.subdivisions, lead_zone(q.timezone, t.timezone), p_now)
+           AND EXISTS (SELECT FROM jurisdiction_rules));
 
     -- Every batch any step will change, locked at once in id order.
     PERFORM lock_batches(ARRAY(

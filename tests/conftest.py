@@ -31,7 +31,13 @@ from psycopg.rows import dict_row
 from batchctl.embedded import start_embedded
 from batchctl.migrate import upgrade
 from invariants import assert_invariants
-from pgtools import create_database, drop_database, url_for, wait_until_unused
+from pgtools import (
+    create_database,
+    drop_database,
+    set_calling_hours_aside,
+    url_for,
+    wait_until_unused,
+)
 from smtp_sink import SmtpSink
 from sqlapi import SqlApi
 
@@ -103,6 +109,8 @@ def template_db(pg_server_url: str, admin_conn: psycopg.Connection[Any]) -> Iter
     create_database(admin_conn, name)
     try:
         upgrade(url_for(pg_server_url, name))
+        # Calling hours depend on the hour a test runs at: out of force unless a test asks.
+        set_calling_hours_aside(url_for(pg_server_url, name))
         wait_until_unused(admin_conn, name)
         # CREATE DATABASE ... TEMPLATE fails while anyone is connected to the template: from
         # here on nobody may connect.

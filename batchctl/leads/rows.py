@@ -1,11 +1,14 @@
 """A lead file's records -> leads (for batches) and numbers (for the do-not-call list).
 
-A lead file has a ``phone`` column and optionally ``name``, ``lead_id`` and ``timezone``; every
-other column goes into the lead's context (empty cells are left out)."""
+A lead file has a ``phone`` column and optionally ``name``, ``lead_id``, ``timezone`` and
+``region`` (the lead's ISO 3166-2 subdivision, e.g. US-FL: its calling-hours rules apply, see
+docs/compliance.md); every other column goes into the lead's context (empty cells are left
+out)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -16,7 +19,11 @@ from batchctl.leads.parallel import map_in_chunks
 from batchctl.leads.phones import Phone, PhoneError, parse_phone
 
 PHONE = "phone"
-LEAD_COLUMNS = (PHONE, "name", "lead_id", "timezone")
+REGION = "region"
+LEAD_COLUMNS = (PHONE, "name", "lead_id", "timezone", REGION)
+# The form batchctl.region_problem (sql/025) accepts, checked here too so that a bad region is
+# reported by its line; the database checks it again.
+_REGION_FORM = re.compile(r"[A-Za-z]{2}-[A-Za-z0-9]{1,3}")
 
 
 @dataclass(frozen=True)
@@ -28,8 +35,11 @@ class Lead:
     context: dict[str, str]
     timezone: str | None  # the row's own, checked by the database
     number_timezone: str | None  # the number's, used when the row names none
+    region: str | None = None  # ISO 3166-2, upper case
 
-    def copy_row(self) -> tuple[int, str, str | None, str | None, str, str | None, str | None]:
+    def copy_row(
+        self,
+    ) -> tuple[int, str, str | None, str | None, str, str | None, str | None, str | None]:
         """The row as staged for the database (see batchctl.leads.staging)."""
         return (
             self.line,
@@ -39,6 +49,7 @@ class Lead:
             json.dumps(self.context),
             self.timezone,
             self.number_timezone,
+            self.region,
         )
 
 
@@ -58,6 +69,17 @@ def _phone(record: Record, default_region: str | None) -> Phone | Problem:
         return Problem(record.line, PHONE, str(exc))
 
 
+def region_problem(region: str) -> str | None:
+    """What is wrong with a lead's region, in batchctl.region_problem's words, or None."""
+    if _REGION_FORM.fullmatch(region):
+        return None
+    shown = region if len(region) <= 60 else region[:57] + "..."
+    return (
+        f"{json.dumps(shown, ensure_ascii=False)} is not an ISO 3166-2 subdivision code"
+        " (country, hyphen, 1 to 3 letters or digits, e.g. US-FL)"
+    )
+
+
 def _lead(record: Record | Problem, default_region: str | None) -> Lead | Problem:
     if isinstance(record, Problem):
         return record
@@ -65,6 +87,9 @@ def _lead(record: Record | Problem, default_region: str | None) -> Lead | Proble
     if isinstance(phone, Problem):
         return phone
     cells = record.values
+    region = cells.get(REGION) or None
+    if region is not None and (problem := region_problem(region)):
+        return Problem(record.line, REGION, problem)
     return Lead(
         line=record.line,
         to_phone=phone.e164,
@@ -73,6 +98,7 @@ def _lead(record: Record | Problem, default_region: str | None) -> Lead | Proble
         context={k: v for k, v in cells.items() if v and k not in LEAD_COLUMNS},
         timezone=cells.get("timezone") or None,
         number_timezone=phone.timezone,
+        region=None if region is None else region.upper(),
     )
 
 

@@ -53,7 +53,7 @@ def open_stage(conn: psycopg.Connection[Any]) -> None:
     conn.execute(
         f"CREATE TEMP TABLE {STAGE} (line integer NOT NULL,"
         " to_phone text NOT NULL, lead_name text, lead_id text, context jsonb NOT NULL,"
-        " timezone text, number_timezone text) ON COMMIT DROP"
+        " timezone text, number_timezone text, region text) ON COMMIT DROP"
     )
 
 
@@ -90,7 +90,7 @@ def stage_leads(
     staged = Staged()
     row_zones: set[str] = set()
     number_zones: set[str] = set()
-    columns = "line, to_phone, lead_name, lead_id, context, timezone, number_timezone"
+    columns = "line, to_phone, lead_name, lead_id, context, timezone, number_timezone, region"
     with conn.cursor().copy(f"COPY {STAGE} ({columns}) FROM STDIN") as copy:
         for item in leads:
             staged.rows += 1
@@ -132,7 +132,7 @@ def drop_staged(conn: psycopg.Connection[Any], problems: list[Problem]) -> None:
 # number's (stage_leads kept it only if the database takes it); else the tenant's applies.
 STAGED_ENTRIES = sql.SQL(f"""(
     SELECT array_agg(ROW(s.to_phone, s.lead_name, s.lead_id, s.context,
-                         coalesce(s.timezone, s.number_timezone))::batchctl.new_entry
+                         coalesce(s.timezone, s.number_timezone), s.region)::batchctl.new_entry
                      ORDER BY s.line)
       FROM {STAGE} s)""")
 

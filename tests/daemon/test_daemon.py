@@ -28,7 +28,7 @@ from campaigns import (
 )
 from clitools import batchctl_command
 from invariants import assert_invariants
-from pgtools import one_row
+from pgtools import one_row, set_calling_hours_aside
 from polling import wait_until
 from ports import free_port
 from services import Service, daemon_command, running, wait_finished
@@ -384,6 +384,7 @@ def test_the_daemon_rides_out_a_postgresql_restart(tmp_path: Path) -> None:
     url = start_embedded(tmp_path / "pgdata", dbname="batchctl", cleanup_mode="delete")
     try:
         upgrade(url)
+        set_calling_hours_aside(url)  # dials at any hour (tests/conftest.py)
         scenario = Scenario.from_dict({**QUICK_CALLS, "seed": 3, "call_length_s": [0.1, 0.3]})
         with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
             api = SqlApi(conn)

@@ -25,6 +25,7 @@ from batchctl.webhook import PATH
 from clitools import batchctl_command, invoke, one_line_error
 from invariants import assert_invariants
 from pgcluster import Cluster, embedded_bin
+from pgtools import set_calling_hours_aside
 from polling import wait_until
 from ports import free_port
 from services import Service, daemon_command, running, wait_finished
@@ -46,6 +47,7 @@ def replicated(tmp_path: Path) -> Iterator[tuple[Cluster, Cluster]]:
         with psycopg.connect(primary.url(), autocommit=True) as admin:
             admin.execute(f"CREATE DATABASE {DB}")
         upgrade(primary.url(DB))
+        set_calling_hours_aside(primary.url(DB))  # dials at any hour (tests/conftest.py)
         standby.init_standby(primary).start()
         with psycopg.connect(primary.url(), autocommit=True) as admin:
             # Only now that the standby streams: a commit waits for it from here on.

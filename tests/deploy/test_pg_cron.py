@@ -27,6 +27,7 @@ from psycopg.rows import dict_row
 from batchctl.migrate import upgrade
 from invariants import assert_invariants
 from pgcluster import Cluster, cluster, debian_bin
+from pgtools import set_calling_hours_aside
 from polling import wait_until
 from sqlapi import SqlApi, phones
 
@@ -77,6 +78,7 @@ def cron_server() -> Iterator[Cluster]:
                 details=pg.log_tail,
             )
         upgrade(pg.url(DB))
+        set_calling_hours_aside(pg.url(DB))  # dials at any hour (tests/conftest.py)
         with psycopg.connect(pg.url(DB), autocommit=True) as owner:
             owner.execute("CREATE EXTENSION pg_cron")
             owner.execute(f"CREATE ROLE {SWEEPER} LOGIN IN ROLE batchctl_worker")

@@ -27,10 +27,10 @@ ENTRY_FOR_CALL = {
 
 # A JSON array of entries ({}) as batchctl.new_entry[], in order.
 _NEW_ENTRIES = """(select array_agg(row(r.to_phone, r.lead_name, r.lead_id, r.context,
-                                      r.timezone)::batchctl.new_entry order by r.ord)
+                                      r.timezone, r.region)::batchctl.new_entry order by r.ord)
                     from jsonb_populate_recordset(null::batchctl.new_entry, {}::jsonb)
                          with ordinality
-                         as r (to_phone, lead_name, lead_id, context, timezone, ord))"""
+                         as r (to_phone, lead_name, lead_id, context, timezone, region, ord))"""
 NEW_ENTRIES = _NEW_ENTRIES.format("%s")  # the array as a parameter
 
 

@@ -36,7 +36,8 @@ from batchctl.migrate import upgrade
 SCHEMA = "batchctl"
 DISTRIBUTION_COLUMN = "tenant_id"
 # Small, read by every claim, replicated to every node: create_reference_table().
-REFERENCE_TABLES = frozenset({"tenants", "tenant_logins"})
+# Global reference data (docs/compliance.md): jurisdiction_rules, phone_prefixes.
+REFERENCE_TABLES = frozenset({"tenants", "tenant_logins", "jurisdiction_rules", "phone_prefixes"})
 
 Conn = psycopg.Connection[Any]
 
@@ -354,6 +355,8 @@ def test_reference_tables_exist_and_are_keyed_alone(conn: Conn) -> None:
     assert {t: keys[t].columns for t in REFERENCE_TABLES} == {
         "tenants": ("id",),
         "tenant_logins": ("role_name",),
+        "jurisdiction_rules": ("jurisdiction",),
+        "phone_prefixes": ("prefix",),
     }
 
 

@@ -34,9 +34,11 @@ def create_batch(
     return scalar(q, tenant_id, jsonb(entries), jsonb(options or {}), created_by)
 
 
-# The rows forms take ``entries`` as an SQL expression of type batchctl.new_entry[], assembled on
-# the server (the lead import's, from its staging table). It may hold literals with a "%" in
-# them, which parameters would take for placeholders: these two are composed whole.
+# The rows forms take ``entries`` as an SQL expression of type batchctl.new_entry[] (to_phone,
+# lead_name, lead_id, context, timezone, region: six fields since migration 0017, region the
+# lead's ISO 3166-2 code or null), assembled on the server (the lead import's, from its staging
+# table). It may hold literals with a "%" in them, which parameters would take for placeholders:
+# these two are composed whole.
 
 
 def create_batch_from_rows(
