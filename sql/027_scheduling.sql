@@ -73,49 +73,55 @@ BEGIN
 END
 $$;
 
+-- The first moment at or after p_at, on the local day p_day of zone p_zone, at which its
+-- clock shows a time from p_from up to p_to; null when there is none that day. DST-exact: on
+-- the usual day the zone keeps one offset from noon the day before to noon the day after, so
+-- every local time converts directly; near a clock change local_instant finds the boundaries
+-- (a boundary the clock skips is the moment of the change, one it shows twice its first
+-- showing, and hours the clock skips entirely are no opening). The call window
+-- (next_window_open) and the calling hours (next_allowed) both find their openings with this.
+CREATE OR REPLACE FUNCTION batchctl.first_open_on(
+    p_day date, p_from time, p_to time, p_zone text, p_at timestamptz)
+RETURNS timestamptz LANGUAGE plpgsql STABLE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_plain constant boolean := ((p_day + 1) + time '12:00') AT TIME ZONE p_zone
+                                - ((p_day - 1) + time '12:00') AT TIME ZONE p_zone = interval '48 hours';
+    v_open constant timestamptz := CASE WHEN v_plain THEN (p_day + p_from) AT TIME ZONE p_zone
+                                        ELSE local_instant(p_day + p_from, p_zone) END;
+    v_close constant timestamptz := CASE WHEN v_plain THEN (p_day + p_to) AT TIME ZONE p_zone
+                                         ELSE local_instant(p_day + p_to, p_zone) END;
+BEGIN
+    RETURN CASE WHEN p_at < v_close AND v_open < v_close THEN greatest(p_at, v_open) END;
+END
+$$;
+
 -- The first moment at or after p_now inside the call window, in the recipient's local time
--- (DST-correct: local wall-clock times are converted through the zone on each day; a start or
--- end the clock skips is the moment of the change, one it shows twice its first showing).
--- NULL window: any time, so p_now.
+-- (DST-correct: first_open_on). NULL window: any time, so p_now.
 CREATE OR REPLACE FUNCTION batchctl.next_window_open(p_window jsonb, p_tz text, p_now timestamptz)
 RETURNS timestamptz LANGUAGE plpgsql STABLE
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_local timestamp := p_now AT TIME ZONE p_tz;
-    v_start time;
-    v_end time;
     v_day date;
-    v_plain boolean;
     v_open timestamptz;
-    v_close timestamptz;
 BEGIN
     IF p_window IS NULL OR p_window = 'null' THEN
         RETURN p_now;
     END IF;
-    v_start := (p_window ->> 'start')::time;
-    v_end := (p_window ->> 'end')::time;
+    -- Eight days: every weekday once, and today again after its window is past.
     FOR i IN 0..7 LOOP
-        v_day := v_local::date + i;
+        v_day := (p_now AT TIME ZONE p_tz)::date + i;
         CONTINUE WHEN NOT (p_window -> 'days')
                           ? ('{mon,tue,wed,thu,fri,sat,sun}'::text[])[extract(isodow FROM v_day)::integer];
-        -- The usual day: the zone keeps one offset from noon the day before to noon the day
-        -- after, so every local time of the day is shown once and converts directly. Else
-        -- (a clock change near) local_instant finds the boundaries.
-        v_plain := ((v_day + 1) + time '12:00') AT TIME ZONE p_tz
-                   - ((v_day - 1) + time '12:00') AT TIME ZONE p_tz = interval '48 hours';
-        v_open := CASE WHEN v_plain THEN (v_day + v_start) AT TIME ZONE p_tz
-                       ELSE local_instant(v_day + v_start, p_tz) END;
-        IF p_now < v_open THEN
+        v_open := first_open_on(v_day, (p_window ->> 'start')::time, (p_window ->> 'end')::time,
+                                p_tz, p_now);
+        IF v_open IS NOT NULL THEN
             RETURN v_open;
         END IF;
-        v_close := CASE WHEN v_plain THEN (v_day + v_end) AT TIME ZONE p_tz
-                        ELSE local_instant(v_day + v_end, p_tz) END;
-        IF p_now < v_close THEN
-            RETURN p_now;  -- inside today's window
-        END IF;
     END LOOP;
-    RETURN NULL;  -- unreachable: a validated window has at least one day
+    RETURN NULL;  -- a window whose every day the clock skips
 END
 $$;
 
@@ -196,8 +202,7 @@ RETURN batchctl.rules_allow(p_country, p_subdivisions, p_zone, p_at)
 -- before a country. Day by day in the lead's local time: the hours every constraint allows
 -- that day (the intersection of their ranges: FR's 10:00-13:00 and 14:00-20:00 with a window
 -- 09:00-18:00 leave 10:00-13:00 and 14:00-18:00), each converted through the zone on that day
--- (DST-exact, as next_window_open: a boundary the clock skips is the moment of the change, one
--- it shows twice its first showing). Only entries held back pay for this.
+-- (DST-exact: first_open_on). Only entries held back pay for this.
 CREATE OR REPLACE FUNCTION batchctl.next_allowed(
     p_window jsonb, p_zone text, p_country text, p_subdivisions text[], p_at timestamptz,
     OUT opens timestamptz, OUT rule text)
@@ -214,10 +219,7 @@ DECLARE
     v_day date;
     v_dow smallint;
     v_allowed time_multirange;
-    v_plain boolean;
     v_range time_range;
-    v_open timestamptz;
-    v_close timestamptz;
 BEGIN
     SELECT r.jurisdiction INTO rule
       FROM jurisdiction_rules r
@@ -240,18 +242,9 @@ BEGIN
                 THEN time_multirange(time_range((p_window ->> 'start')::time,
                                                 (p_window ->> 'end')::time))
             ELSE '{}' END;
-        CONTINUE WHEN isempty(v_allowed);
-        -- The usual day keeps one offset from noon the day before to noon the day after
-        -- (next_window_open); else local_instant finds the boundaries.
-        v_plain := ((v_day + 1) + time '12:00') AT TIME ZONE p_zone
-                   - ((v_day - 1) + time '12:00') AT TIME ZONE p_zone = interval '48 hours';
         FOR v_range IN SELECT u FROM unnest(v_allowed) u ORDER BY lower(u) LOOP
-            v_open := CASE WHEN v_plain THEN (v_day + lower(v_range)) AT TIME ZONE p_zone
-                           ELSE local_instant(v_day + lower(v_range), p_zone) END;
-            v_close := CASE WHEN v_plain THEN (v_day + upper(v_range)) AT TIME ZONE p_zone
-                            ELSE local_instant(v_day + upper(v_range), p_zone) END;
-            IF p_at < v_close AND v_open < v_close THEN
-                opens := greatest(p_at, v_open);
+            opens := first_open_on(v_day, lower(v_range), upper(v_range), p_zone, p_at);
+            IF opens IS NOT NULL THEN
                 RETURN;
             END IF;
         END LOOP;
