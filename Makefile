@@ -49,3 +49,9 @@ bench: install
 	$(BIN)/python bench/dispatch_latency.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/report_build.py
+
+# claim_entries with every compliance rule over 1M call logs against the same claim with no
+# policy, then the flat-cost table (bench/RESULTS.md, section 9). Needs no PgQueuer.
+.PHONY: bench-compliance
+bench-compliance: install
+	$(BIN)/python bench/claim_compliance.py

@@ -121,9 +121,9 @@ def load_history_chunk(tenant: UUID, n_batches: int, conn: Conn) -> None:
     conn.execute(
         """
         INSERT INTO batchctl.call_logs
-               (id, tenant_id, batch_id, entry_id, attempt, room_name, dispatch_id, status,
-                answered_at, ended_at, duration_seconds, detail)
-        SELECT e.call_log_id, e.tenant_id, e.batch_id, e.id, 1,
+               (id, tenant_id, batch_id, entry_id, to_phone, attempt, room_name, dispatch_id,
+                status, answered_at, ended_at, duration_seconds, detail)
+        SELECT e.call_log_id, e.tenant_id, e.batch_id, e.id, e.to_phone, 1,
                batchctl.room_name(e.id, 1), 'd-' || e.id, 'ended', now(), now(), 42.0,
                '{"summary": "history"}'
           FROM batchctl.batch_entries e WHERE e.batch_id = ANY (%s)""",
@@ -206,9 +206,10 @@ def completion_batch(tenant: UUID, size: int, conn: Conn) -> UUID:
     conn.execute(
         """
         INSERT INTO batchctl.call_logs
-               (id, tenant_id, batch_id, entry_id, attempt, room_name, status, answered_at)
-        SELECT e.call_log_id, e.tenant_id, e.batch_id, e.id, 1, batchctl.room_name(e.id, 1),
-               'ongoing', now()
+               (id, tenant_id, batch_id, entry_id, to_phone, attempt, room_name, status,
+                answered_at)
+        SELECT e.call_log_id, e.tenant_id, e.batch_id, e.id, e.to_phone, 1,
+               batchctl.room_name(e.id, 1), 'ongoing', now()
           FROM batchctl.batch_entries e WHERE e.batch_id = %s AND e.status = 'dispatched'""",
         (batch,),
     )

@@ -61,10 +61,10 @@ SELECT %(batch)s, %(tenant)s, i, '+1415' || lpad(i::text, 7, '0'), 'Lead ' || i,
 # Every attempt's call log; the last one is the entry's call_log_id and carries its outcome.
 CALLS_SQL = """
 INSERT INTO batchctl.call_logs
-       (id, tenant_id, batch_id, entry_id, attempt, room_name, dispatch_id, status, started_at,
-        answered_at, ended_at, duration_seconds, detail)
+       (id, tenant_id, batch_id, entry_id, to_phone, attempt, room_name, dispatch_id, status,
+        started_at, answered_at, ended_at, duration_seconds, detail)
 SELECT CASE WHEN last THEN e.call_log_id ELSE gen_random_uuid() END, e.tenant_id, e.batch_id,
-       e.id, a, batchctl.room_name(e.id, a), 'AD_' || e.entry_index || '_' || a,
+       e.id, e.to_phone, a, batchctl.room_name(e.id, a), 'AD_' || e.entry_index || '_' || a,
        CASE WHEN last THEN e.outcome ELSE 'busy' END, t0, CASE WHEN talk THEN t0 END,
        t0 + make_interval(secs => CASE WHEN talk THEN secs ELSE 20 END),
        CASE WHEN talk THEN secs END,

@@ -162,20 +162,51 @@ BEGIN
 END
 $$;
 
--- start_at / end_at: an ISO 8601 date-time with its UTC offset (2026-11-23T09:00:00Z,
--- 2026-11-23 09:00:00.250+01:00; seconds and fraction optional) in the years 2000 to 2100.
--- Refused: a time without an offset (PostgreSQL would read it in the server's TimeZone
--- setting, which the caller may not know), the words PostgreSQL also takes (now, today,
--- tomorrow, yesterday, epoch, infinity, -infinity, allballs), 24:00 and leap seconds.
+-- Whether p_year-p_month-p_day is a day of the calendar (2026-02-30 is not).
+CREATE OR REPLACE FUNCTION batchctl.is_calendar_day(p_year integer, p_month integer, p_day integer)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN p_month BETWEEN 1 AND 12 AND p_day >= 1
+   AND p_day <= pg_catalog.date_part('day', pg_catalog.make_date(p_year, p_month, 1)
+                                            + interval '1 month' - interval '1 day');
+
+-- What is wrong with a date-time given as text, said after it ("… has no UTC offset"), or null
+-- (also for null):
+-- an ISO 8601 date-time with its UTC offset (2026-11-23T09:00:00Z, 2026-11-23
+-- 09:00:00.250+01:00; seconds and fraction optional) in the years 2000 to 2100. Refused: a time
+-- without an offset (PostgreSQL would read it in the server's TimeZone setting, which the
+-- caller may not know), the words PostgreSQL also takes (now, today, tomorrow, yesterday, epoch,
+-- infinity, -infinity, allballs), 24:00, leap seconds and days the calendar lacks. A text it
+-- finds nothing wrong with casts to timestamptz without error, so rows are checked without a
+-- subtransaction each.
+CREATE OR REPLACE FUNCTION batchctl.timestamp_problem(p_value text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- year, month, day, offset
+    v_parts constant text[] := regexp_match(p_value,
+        '^([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]'
+        '(?::[0-5][0-9](?:\.[0-9]{1,9})?)?([Zz]|[+-](?:0[0-9]|1[0-4])(?::?[0-5][0-9])?)?$');
+BEGIN
+    RETURN CASE
+        WHEN p_value IS NULL THEN NULL
+        WHEN v_parts IS NULL
+            THEN 'is not an ISO 8601 date-time with a UTC offset (e.g. 2026-11-23T09:00:00Z or 2026-11-23 09:00:00+01:00)'
+        WHEN v_parts[4] IS NULL
+            THEN 'has no UTC offset (add Z or +HH:MM, e.g. 2026-11-23T09:00:00Z); a time without one would be read in the server''s time zone'
+        WHEN v_parts[1]::integer NOT BETWEEN 2000 AND 2100
+            THEN 'is not in the years 2000 to 2100'
+        WHEN NOT is_calendar_day(v_parts[1]::integer, v_parts[2]::integer, v_parts[3]::integer)
+            THEN 'is not a date-time (no such day)'
+    END;
+END
+$$;
+
+-- start_at / end_at: a date-time as timestamp_problem accepts it, or null.
 CREATE OR REPLACE FUNCTION batchctl.parse_timestamptz(p_key text, p_value jsonb)
 RETURNS timestamptz LANGUAGE plpgsql STABLE
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
-DECLARE
-    -- year, offset
-    v_parts text[] := regexp_match(p_value #>> '{}',
-        '^([0-9]{4})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]'
-        '(?::[0-5][0-9](?:\.[0-9]{1,9})?)?([Zz]|[+-](?:0[0-9]|1[0-4])(?::?[0-5][0-9])?)?$');
 BEGIN
     IF p_value IS NULL OR p_value = 'null' THEN
         RETURN NULL;
@@ -184,24 +215,11 @@ BEGIN
         RAISE EXCEPTION 'option %: expected an ISO 8601 timestamp string, got %', p_key, p_value
             USING ERRCODE = 'BC001';
     END IF;
-    IF v_parts IS NULL THEN
-        RAISE EXCEPTION 'option %: % is not an ISO 8601 date-time with a UTC offset (e.g. 2026-11-23T09:00:00Z or 2026-11-23 09:00:00+01:00)',
-            p_key, p_value USING ERRCODE = 'BC001';
-    END IF;
-    IF v_parts[2] IS NULL THEN
-        RAISE EXCEPTION 'option %: % has no UTC offset (add Z or +HH:MM, e.g. 2026-11-23T09:00:00Z); a time without one would be read in the server''s time zone',
-            p_key, p_value USING ERRCODE = 'BC001';
-    END IF;
-    IF v_parts[1]::integer NOT BETWEEN 2000 AND 2100 THEN
-        RAISE EXCEPTION 'option %: % is not in the years 2000 to 2100', p_key, p_value
+    IF timestamp_problem(p_value #>> '{}') IS NOT NULL THEN
+        RAISE EXCEPTION 'option %: % %', p_key, p_value, timestamp_problem(p_value #>> '{}')
             USING ERRCODE = 'BC001';
     END IF;
-    BEGIN
-        RETURN (p_value #>> '{}')::timestamptz;
-    EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
-        RAISE EXCEPTION 'option %: % is not a date-time (no such day)', p_key, p_value
-            USING ERRCODE = 'BC001';
-    END;
+    RETURN (p_value #>> '{}')::timestamptz;
 END
 $$;
 
@@ -255,6 +273,36 @@ BEGIN
 END
 $$;
 
+-- p_given merged over p_defaults, once it is a JSON object of their keys: BC001 naming p_what
+-- (options, policy) otherwise, with the unknown keys and the allowed ones. Null, and a
+-- top-level null value, mean the default (nulls inside values, e.g. metadata, are kept).
+-- normalize_options and normalize_policy (sql/029) then check each key's value.
+CREATE OR REPLACE FUNCTION batchctl.over_defaults(p_what text, p_given jsonb, p_defaults jsonb)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_unknown text;
+BEGIN
+    IF p_given IS NULL OR p_given = 'null' THEN
+        RETURN p_defaults;
+    END IF;
+    IF jsonb_typeof(p_given) <> 'object' THEN
+        RAISE EXCEPTION '%: expected a JSON object, got %', p_what, jsonb_typeof(p_given)
+            USING ERRCODE = 'BC001';
+    END IF;
+    SELECT string_agg(format('"%s"', k), ', ') INTO v_unknown
+      FROM jsonb_object_keys(p_given) k WHERE NOT p_defaults ? k;
+    IF v_unknown IS NOT NULL THEN
+        RAISE EXCEPTION '%: unknown key % (allowed: %)', p_what, v_unknown,
+            (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(p_defaults) k)
+            USING ERRCODE = 'BC001';
+    END IF;
+    RETURN p_defaults || coalesce((SELECT jsonb_object_agg(key, value) FROM jsonb_each(p_given)
+                                    WHERE value <> 'null'), '{}');
+END
+$$;
+
 -- Options merged over the defaults, every key checked. Unknown keys and ill-typed values raise
 -- BC001 naming the key.
 CREATE OR REPLACE FUNCTION batchctl.normalize_options(p_options jsonb)
@@ -262,31 +310,12 @@ RETURNS jsonb LANGUAGE plpgsql STABLE
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_defaults constant jsonb := default_options();
-    v jsonb;
+    v jsonb := over_defaults('options', p_options, default_options());
     v_key text;
     v_policy record;
     v_start timestamptz;
     v_end timestamptz;
 BEGIN
-    IF p_options IS NULL OR p_options = 'null' THEN
-        p_options := '{}';
-    END IF;
-    IF jsonb_typeof(p_options) <> 'object' THEN
-        RAISE EXCEPTION 'options: expected a JSON object, got %', jsonb_typeof(p_options)
-            USING ERRCODE = 'BC001';
-    END IF;
-    SELECT string_agg(format('"%s"', k), ', ') INTO v_key
-      FROM jsonb_object_keys(p_options) k WHERE NOT v_defaults ? k;
-    IF v_key IS NOT NULL THEN
-        RAISE EXCEPTION 'options: unknown key % (allowed: %)', v_key,
-            (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(v_defaults) k)
-            USING ERRCODE = 'BC001';
-    END IF;
-    -- A top-level null means "the default"; nulls inside values (metadata) are kept.
-    v := v_defaults || coalesce((SELECT jsonb_object_agg(key, value) FROM jsonb_each(p_options)
-                                  WHERE value <> 'null'), '{}');
-
     IF v -> 'agent_name' <> 'null' AND (jsonb_typeof(v -> 'agent_name') <> 'string'
                                        OR length(v ->> 'agent_name') = 0) THEN
         RAISE EXCEPTION 'option agent_name: expected a non-empty string, got %', v -> 'agent_name'

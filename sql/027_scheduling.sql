@@ -2,8 +2,10 @@
 -- period, start_at to end_at, and the call window in the lead's local time) and one "when next"
 -- (next_dial_at); the claim, the retry policy and the sweep ask these, nothing else.
 -- The calling hours of the lead's jurisdictions (batchctl.jurisdiction_rules, docs/compliance.md)
--- are part of both: an entry is dialled only when its batch's call window and every rule that
--- applies to it allow it, the strictest winning, whatever the batch's options say.
+-- and its tenant's holidays are part of both: an entry is dialled only when its batch's call
+-- window, every rule that applies to it and its tenant's policy allow it, the strictest
+-- winning, whatever the batch's options say. (The policy's limits on calling one number, and
+-- what it is: sql/029.)
 
 -- The zone a lead's local time is read in: its own, else its tenant's.
 -- (SQL-standard bodies without SET, inlined like the rules in sql/010.)
@@ -176,35 +178,45 @@ RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN EXTRACT(isodow FROM p_local)::smallint = ANY (p_days)
    AND p_local::time OPERATOR(pg_catalog.<@) p_hours;
 
--- Whether every rule that applies to an entry allows dialling it at p_at (its lead's zone
--- p_zone). The clock there shows what p_at AT TIME ZONE says, also on the day of a clock change.
-CREATE OR REPLACE FUNCTION batchctl.rules_allow(
-    p_country text, p_subdivisions text[], p_zone text, p_at timestamptz)
+-- Whether every rule whose key is in p_keys (the rules that apply to an entry:
+-- applied_jurisdictions, sql/029) allows dialling it at p_at in its lead's zone p_zone. The
+-- clock there shows what p_at AT TIME ZONE says, also on the day of a clock change.
+CREATE OR REPLACE FUNCTION batchctl.rules_allow(p_keys text[], p_zone text, p_at timestamptz)
 RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
 RETURN NOT EXISTS (
     SELECT FROM batchctl.jurisdiction_rules r
-     WHERE r.jurisdiction = ANY (batchctl.entry_jurisdictions(p_country, p_subdivisions))
+     WHERE r.jurisdiction = ANY (p_keys)
        AND NOT batchctl.hours_allow(r.days, r.hours, p_at AT TIME ZONE p_zone));
 
--- May an entry of a batch with p_options, whose lead's zone is p_zone and jurisdictions
--- (p_country, p_subdivisions), be dialled at p_at: the batch's dialling period and call window,
--- and every rule of its jurisdictions. The claim asks this.
-CREATE OR REPLACE FUNCTION batchctl.may_dial(
-    p_options jsonb, p_zone text, p_country text, p_subdivisions text[], p_at timestamptz)
+-- Whether p_at falls on one of the tenant's holidays p_holidays in the zone p_zone (the
+-- recipient's local date).
+CREATE OR REPLACE FUNCTION batchctl.on_holiday(p_holidays date[], p_zone text, p_at timestamptz)
 RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
-RETURN batchctl.rules_allow(p_country, p_subdivisions, p_zone, p_at)
+RETURN pg_catalog.cardinality(p_holidays) > 0
+   AND (p_at AT TIME ZONE p_zone)::date = ANY (p_holidays);
+
+-- May an entry of a batch with p_options, whose lead's zone is p_zone, ruled by the rules
+-- p_keys, of a tenant whose holidays are p_holidays, be dialled at p_at: the batch's dialling
+-- period and call window, every rule's hours, and no holiday. The claim asks this, and then
+-- the number's frequency caps and cool-offs (contact_wait, sql/029).
+CREATE OR REPLACE FUNCTION batchctl.may_dial(
+    p_options jsonb, p_zone text, p_keys text[], p_holidays date[], p_at timestamptz)
+RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
+RETURN batchctl.rules_allow(p_keys, p_zone, p_at)
+   AND NOT batchctl.on_holiday(p_holidays, p_zone, p_at)
    AND batchctl.may_dial(p_options, p_zone, p_at);
 
--- The earliest moment at or after p_at at which the call window p_window (null: any time) and
--- every rule of the entry's jurisdictions allow it (opens; null when they never do together,
--- e.g. a window on weekends only and a rule on weekdays only), and the rule that forbids p_at
--- itself (rule; null when every rule allows p_at), the most specific first: a subdivision
--- before a country. Day by day in the lead's local time: the hours every constraint allows
--- that day (the intersection of their ranges: FR's 10:00-13:00 and 14:00-20:00 with a window
--- 09:00-18:00 leave 10:00-13:00 and 14:00-18:00), each converted through the zone on that day
--- (DST-exact: first_open_on). Only entries held back pay for this.
+-- The earliest moment at or after p_at at which the call window p_window (null: any time),
+-- every rule whose key is in p_keys and the holidays p_holidays allow an entry (opens; null
+-- when they never do together within the days looked at, e.g. a window on weekends only and a
+-- rule on weekdays only), and what forbids p_at itself (rule; null when all allow it, or only
+-- the window forbids it): 'holiday', else quiet_hours:<the most specific rule>, a subdivision
+-- before a country. Day by day in the lead's local time, holidays skipped: the hours every
+-- constraint allows that day (the intersection of their ranges: FR's 10:00-13:00 and
+-- 14:00-20:00 with a window 09:00-18:00 leave 10:00-13:00 and 14:00-18:00), each converted
+-- through the zone on that day (DST-exact: first_open_on). Only entries held back pay for this.
 CREATE OR REPLACE FUNCTION batchctl.next_allowed(
-    p_window jsonb, p_zone text, p_country text, p_subdivisions text[], p_at timestamptz,
+    p_window jsonb, p_zone text, p_keys text[], p_holidays date[], p_at timestamptz,
     OUT opens timestamptz, OUT rule text)
 LANGUAGE plpgsql STABLE
 SET search_path = batchctl, pg_catalog, pg_temp
@@ -212,7 +224,6 @@ AS $$
 DECLARE
     c_day_names constant text[] := '{mon,tue,wed,thu,fri,sat,sun}';
     c_whole_day constant time_multirange := '{[00:00,24:00]}';
-    v_keys constant text[] := entry_jurisdictions(p_country, p_subdivisions);
     v_window constant boolean := p_window IS NOT NULL AND p_window <> 'null';
     v_local constant timestamp := p_at AT TIME ZONE p_zone;
     v_rule_hours time_multirange[];  -- per ISO weekday: the hours every rule allows
@@ -221,20 +232,25 @@ DECLARE
     v_allowed time_multirange;
     v_range time_range;
 BEGIN
-    SELECT r.jurisdiction INTO rule
-      FROM jurisdiction_rules r
-     WHERE r.jurisdiction = ANY (v_keys) AND NOT hours_allow(r.days, r.hours, v_local)
-     ORDER BY length(r.jurisdiction) DESC, r.jurisdiction
-     LIMIT 1;
+    IF v_local::date = ANY (p_holidays) THEN
+        rule := 'holiday';
+    ELSE
+        SELECT 'quiet_hours:' || r.jurisdiction INTO rule
+          FROM jurisdiction_rules r
+         WHERE r.jurisdiction = ANY (p_keys) AND NOT hours_allow(r.days, r.hours, v_local)
+         ORDER BY length(r.jurisdiction) DESC, r.jurisdiction
+         LIMIT 1;
+    END IF;
     SELECT array_agg(coalesce(w.hours, c_whole_day) ORDER BY g.dow) INTO v_rule_hours
       FROM generate_series(1, 7) g (dow)
      CROSS JOIN LATERAL (
          SELECT range_intersect_agg(CASE WHEN g.dow = ANY (r.days) THEN r.hours
                                          ELSE '{}'::time_multirange END) AS hours
-           FROM jurisdiction_rules r WHERE r.jurisdiction = ANY (v_keys)) w;
-    -- Eight days: every weekday once, and today again after its hours are past.
-    FOR i IN 0..8 LOOP
+           FROM jurisdiction_rules r WHERE r.jurisdiction = ANY (p_keys)) w;
+    -- Eight days besides the holidays: every weekday once, and today again after its hours.
+    FOR i IN 0..8 + coalesce(cardinality(p_holidays), 0) LOOP
         v_day := v_local::date + i;
+        CONTINUE WHEN v_day = ANY (p_holidays);
         v_dow := extract(isodow FROM v_day);
         v_allowed := v_rule_hours[v_dow] * CASE
             WHEN NOT v_window THEN c_whole_day
@@ -253,10 +269,72 @@ BEGIN
 END
 $$;
 
+-- Which of the entries p_entry_ids may not be dialled at p_now, and until when: those still
+-- queued and due that their call window, a rule of their jurisdictions or a holiday of their
+-- tenant forbids (read once per kind of entry: window, zone, rules, holidays), or a frequency
+-- cap or cool-off on their number (contact_wait, sql/029) holds; each under its tenant's
+-- policy. opens: the moment all of these next allow the entry (next_allowed, from the moment
+-- the number's limits lift); rule: what holds it (frequency:… or cooloff:… while a limit does,
+-- else next_allowed's; null when only the call window does). The number's limits are read for
+-- every entry when p_all_limits (the claim's entries, few), else only for those forbidden
+-- anyway (the sweep's, every due entry: the claim finds the rest). The claim and the sweep
+-- hold back what this returns (hold_back).
+CREATE OR REPLACE FUNCTION batchctl.dial_holds(
+    p_entry_ids uuid[], p_now timestamptz, p_all_limits boolean)
+RETURNS TABLE (entry_id uuid, batch_id uuid, opens timestamptz, rule text)
+LANGUAGE plpgsql STABLE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH given AS MATERIALIZED (
+        SELECT e.id, e.batch_id, e.tenant_id, e.to_phone, p.policy,
+               b.options -> 'call_window' AS call_window, lead_zone(e.timezone, t.timezone) AS zone,
+               applied_jurisdictions(p.policy, e.jurisdictions) AS keys, p.holidays, p.limited
+          FROM batch_entries e
+          JOIN batches b ON b.id = e.batch_id AND b.tenant_id = e.tenant_id
+          JOIN tenants t ON t.id = e.tenant_id
+         CROSS JOIN LATERAL (
+             SELECT q.policy, policy_holidays(q.policy) AS holidays,
+                    limits_contacts(q.policy) AS limited
+               FROM (SELECT effective_policy(t.policy) AS policy) q
+         ) p
+         WHERE e.id = ANY (p_entry_ids) AND e.status = 'queued' AND e.next_attempt_at <= p_now
+    ), kinds AS MATERIALIZED (
+        -- What the window, the rules and the holidays say now, once per kind of entry.
+        SELECT k.*, n.opens, n.rule
+          FROM (SELECT DISTINCT g.call_window, g.zone, g.keys, g.holidays FROM given g) k
+         CROSS JOIN LATERAL next_allowed(k.call_window, k.zone, k.keys, k.holidays, p_now) n
+    ), verdicts AS MATERIALIZED (
+        SELECT g.id, g.batch_id, g.call_window, g.zone, g.keys, g.holidays, k.opens, k.rule,
+               w.until, w.rule AS wait_rule
+          FROM given g
+          JOIN kinds k ON k.call_window = g.call_window AND k.zone = g.zone AND k.keys = g.keys
+                      AND k.holidays = g.holidays
+          LEFT JOIN LATERAL (
+              SELECT cw.until, cw.rule
+                FROM contact_wait(g.tenant_id, g.to_phone, g.policy, g.keys, p_now) cw
+               WHERE g.limited AND (p_all_limits OR k.opens IS DISTINCT FROM p_now)
+               ORDER BY cw.until DESC, cw.rule
+               LIMIT 1
+          ) w ON true
+         WHERE w.until IS NOT NULL OR k.opens IS DISTINCT FROM p_now
+    )
+    -- Held by a limit: from the moment it lifts, whatever the window, rules and holidays say.
+    SELECT v.id, v.batch_id, n.opens, v.wait_rule
+      FROM verdicts v
+     CROSS JOIN LATERAL next_allowed(v.call_window, v.zone, v.keys, v.holidays, v.until) n
+     WHERE v.until IS NOT NULL
+    UNION ALL
+    SELECT v.id, v.batch_id, v.opens, v.rule FROM verdicts v WHERE v.until IS NULL;
+END
+$$;
+
 -- Entries held back (due, but not to be dialled now) wait for their next_allowed moment:
 -- next_attempt_at moves there, so neither the claim nor the sweep looks at them again before,
--- and one held back by a rule gets an event naming it (reason quiet_hours:US-FL; the entry
--- stays queued). One that may never be dialled (opens null) is looked at again a day later.
+-- and one held back by a rule gets an event naming it (its reason: quiet_hours:US-FL, holiday,
+-- frequency:per_24h, cooloff:declined …; the entry stays queued). One that may never be dialled (opens null) is looked at again a day later.
 -- Re-checked here under the caller's batch locks: only still-queued, still-due entries move.
 -- Returns how many moved.
 CREATE OR REPLACE FUNCTION batchctl.hold_back(
@@ -279,8 +357,7 @@ BEGIN
         RETURNING e.id, e.tenant_id, e.batch_id, h.rule
     ), logged AS (
         INSERT INTO events (tenant_id, batch_id, object, object_id, from_status, to_status, reason)
-        SELECT held.tenant_id, held.batch_id, 'entry', held.id, 'queued', 'queued',
-               'quiet_hours:' || held.rule
+        SELECT held.tenant_id, held.batch_id, 'entry', held.id, 'queued', 'queued', held.rule
           FROM held WHERE held.rule IS NOT NULL
         RETURNING 1
     )

@@ -13,12 +13,14 @@ BEGIN
                   HINT = CASE WHEN is_terminal(OLD.status) THEN 'a terminal call never changes'
                               ELSE 'calls only move forward: in_queue, ringing, ongoing, then an outcome' END;
     END IF;
-    NEW.status_changed_at := now();
+    -- By the claim's clock (sql/027: now(), or a test's pinned time), as the call's start is:
+    -- frequency caps and cool-offs count from these.
+    NEW.status_changed_at := clock();
     IF NEW.status = 'ongoing' THEN
-        NEW.answered_at := now();
+        NEW.answered_at := NEW.status_changed_at;
     END IF;
     IF is_terminal(NEW.status) THEN
-        NEW.ended_at := now();
+        NEW.ended_at := NEW.status_changed_at;
         NEW.duration_seconds := CASE
             WHEN jsonb_typeof(NEW.detail -> 'duration_seconds') = 'number'
                 THEN (NEW.detail ->> 'duration_seconds')::numeric
@@ -72,6 +74,8 @@ BEGIN
                WHEN r.retry THEN 'retry after ' || n.status
                WHEN entry_status_for_call(n.status) = 'failed'
                    THEN coalesce(left(n.detail ->> 'error', max_text_length()), n.status::text)
+               -- Hung up on request: why (entry_cancelled, opted_out: cancel_live_entries).
+               WHEN cur.cancel_requested THEN cur.last_error
            END,
            claimed_by = NULL,
            updated_at = now()

@@ -123,7 +123,7 @@ $$;
 
 -- The live calls of these entries (p_tenant_ids[i]'s p_entry_ids[i]; those dispatched) are
 -- announced for hang-up with p_reason, and each entry ends with its call's outcome, never
--- retried (cancel_requested). cancel_entry's path for a live call, and an opt-out's for the
+-- retried (cancel_requested), keeping p_reason as its last_error unless the call failed. cancel_entry's path for a live call, and an opt-out's for the
 -- number's calls in other batches (sql/040). The caller holds the entries' batches.
 CREATE OR REPLACE FUNCTION batchctl.cancel_live_entries(
     p_tenant_ids uuid[], p_entry_ids uuid[], p_reason text)
@@ -134,7 +134,7 @@ DECLARE
     v_call_ids uuid[];
 BEGIN
     WITH asked AS (
-        UPDATE batch_entries e SET cancel_requested = true, updated_at = now()
+        UPDATE batch_entries e SET cancel_requested = true, last_error = p_reason, updated_at = now()
           FROM unnest(p_tenant_ids, p_entry_ids) AS x (tenant_id, id)
          WHERE e.id = x.id AND e.tenant_id = x.tenant_id AND e.status = 'dispatched'
         RETURNING e.call_log_id

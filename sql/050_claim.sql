@@ -6,27 +6,42 @@
 -- batches, the least recently served first. Step by step: the slots held by unconfirmed
 -- dispatches (held), the tenant's free slots (tenant_free) and each running batch's
 -- (batch_free), each batch's next entries that may be dialled now (candidates), one entry per
--- number (one_per_number), the order in which they get slots (ranked), and the choice
--- (chosen). Read in the snapshot of the caller's statement, taken after the tenant's lock: the
--- counters the previous holder of that lock committed are seen. p_now: the claim's clock().
--- An entry is a candidate only when may_dial allows it: its batch's window and every calling
--- hours rule of its jurisdictions (sql/027).
+-- number (one_per_number), the order in which they get slots (ranked), the limits on their
+-- numbers (checked), and the choice (chosen). Read in the snapshot of the caller's statement,
+-- taken after the tenant's lock: the counters the previous holder of that lock committed are
+-- seen. p_now: the claim's clock().
+-- An entry is a candidate only when may_dial allows it (its batch's window, every calling-hours
+-- rule of its jurisdictions, its tenant's holidays: sql/027), under its tenant's policy; it is
+-- chosen only when no frequency cap or cool-off holds its number (contact_wait, sql/029). The
+-- limits are read for the candidates in the order they get slots, as many as may be chosen
+-- and a quarter more: one a limit holds gives its slot to the next, and comes back with
+-- held = true, for the caller to hold back. The tenant's lock makes the caps exact: every claim
+-- of the tenant's numbers waits for it, and sees the calls the previous holder's claims led to
+-- (a claimed entry is running, so busy, until its call log is written in the transaction that
+-- makes it dispatched).
 CREATE OR REPLACE FUNCTION batchctl.choose_claims(
     p_tenant_id uuid, p_want integer, p_now timestamptz)
-RETURNS TABLE (entry_id uuid, batch_id uuid) LANGUAGE plpgsql STABLE
+RETURNS TABLE (entry_id uuid, batch_id uuid, held boolean) LANGUAGE plpgsql STABLE
 SET search_path = batchctl, pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 -- (PL/pgSQL, whose plan of the statement is kept for the session: a SQL function's would be
 -- made again on every call on PostgreSQL before 18.)
 #variable_conflict use_column
+DECLARE
+    v_policy constant jsonb := (SELECT effective_policy(t.policy) FROM tenants t WHERE t.id = p_tenant_id);
+    v_holidays constant date[] := policy_holidays(v_policy);
+    v_limits_contacts constant boolean := limits_contacts(v_policy);
+    -- Candidates read beyond those that may be chosen, to take the slots of any a limit holds:
+    -- more would cost a probe each on every claim; fewer held ones leave slots to the next.
+    c_spare constant integer := greatest(4, p_want / 4);
 BEGIN
     RETURN QUERY
     WITH held AS (
         -- Queued entries whose dispatch may be live at LiveKit keep their call slot (sql/032):
         -- they count as in flight, and a claim of them (to settle the dispatch) needs no free
         -- slot. Few rows: read through entries_holding_slots.
-        SELECT h.id, h.batch_id, h.to_phone, h.timezone, h.next_attempt_at, h.country,
-               h.subdivisions
+        SELECT h.id, h.batch_id, h.to_phone, h.timezone, h.next_attempt_at, h.jurisdictions
           FROM batch_entries h
          WHERE h.tenant_id = p_tenant_id AND h.status = 'queued' AND h.dispatch_unconfirmed
            AND h.slot_held_until > p_now
@@ -51,19 +66,25 @@ BEGIN
          WHERE b.tenant_id = p_tenant_id
            AND b.status = 'running' AND b.queued_count > 0
            AND dialling_open(b.options, p_now)
-    ), candidates AS (
-        SELECT c.id, c.to_phone, bf.id AS batch_id, bf.tenant_free, bf.created_at,
-               bf.last_claimed_at, c.rank_in_batch, false AS holds_slot
+    ), front AS (
+        -- Each batch's next due entries, as many as it may dial, with may_dial's verdict: an
+        -- entry it forbids is held back by the caller (it comes back held), not read past on
+        -- every claim. Busy numbers are read past: they free up by themselves.
+        SELECT c.id, c.to_phone, c.keys, c.allowed, bf.id AS batch_id, bf.tenant_free,
+               bf.created_at, bf.last_claimed_at, c.rank_in_batch
           FROM batch_free bf
          CROSS JOIN LATERAL (
-             SELECT e.id, e.to_phone, row_number() OVER (ORDER BY e.next_attempt_at, e.entry_index) AS rank_in_batch
+             SELECT e.id, e.to_phone, k.keys,
+                    may_dial(bf.options, lead_zone(e.timezone, bf.timezone), k.keys, v_holidays,
+                             p_now) AS allowed,
+                    row_number() OVER (ORDER BY e.next_attempt_at, e.entry_index) AS rank_in_batch
                FROM batch_entries e
+              CROSS JOIN LATERAL (
+                  SELECT applied_jurisdictions(v_policy, e.jurisdictions) AS keys) k
               -- (No tenant_id here: it would draw the planner to the batch's whole-history
               -- unique index instead of reading entries_claimable in order up to the LIMIT.)
               WHERE e.batch_id = bf.id AND e.status = 'queued' AND e.next_attempt_at <= p_now
                 AND NOT (e.dispatch_unconfirmed AND e.slot_held_until > p_now)  -- held: below
-                AND may_dial(bf.options, lead_zone(e.timezone, bf.timezone), e.country,
-                             e.subdivisions, p_now)
                 -- Never two live calls to one number: it may sit in several of the tenant's
                 -- batches, and a queued entry whose last claim may have dialled keeps it busy
                 -- too. (The condition implies entries_busy_numbers' predicate: a probe of
@@ -77,75 +98,48 @@ BEGIN
               LIMIT greatest(0, least(bf.free, bf.tenant_free, p_want))
          ) c
          WHERE bf.free > 0 AND bf.tenant_free > 0
+    ), candidates AS (
+        SELECT f.id, f.to_phone, f.keys, f.batch_id, f.tenant_free, f.created_at,
+               f.last_claimed_at, f.rank_in_batch, false AS holds_slot
+          FROM front f WHERE f.allowed
         UNION ALL
-        SELECT h.id, h.to_phone, bf.id, bf.tenant_free, bf.created_at, bf.last_claimed_at,
-               0, true
+        SELECT h.id, h.to_phone, applied_jurisdictions(v_policy, h.jurisdictions), bf.id,
+               bf.tenant_free, bf.created_at, bf.last_claimed_at, 0, true
           FROM held h JOIN batch_free bf ON bf.id = h.batch_id
          WHERE h.next_attempt_at <= p_now
-           AND may_dial(bf.options, lead_zone(h.timezone, bf.timezone), h.country, h.subdivisions,
-                        p_now)
+           AND may_dial(bf.options, lead_zone(h.timezone, bf.timezone),
+                        applied_jurisdictions(v_policy, h.jurisdictions), v_holidays, p_now)
     ), one_per_number AS (
         SELECT DISTINCT ON (c.to_phone) c.*
           FROM candidates c
          ORDER BY c.to_phone, c.rank_in_batch, c.created_at
     ), ranked AS (
-        SELECT c.id, c.batch_id, c.tenant_free, c.holds_slot,
+        SELECT c.id, c.batch_id, c.to_phone, c.keys, c.tenant_free, c.holds_slot,
                row_number() OVER (PARTITION BY c.holds_slot
                                   ORDER BY c.rank_in_batch, c.last_claimed_at NULLS FIRST, c.created_at,
                                            c.batch_id) AS rank_in_tenant
           FROM one_per_number c
+    ), checked AS MATERIALIZED (
+        SELECT r.*, v_limits_contacts AND EXISTS (
+                   SELECT FROM contact_wait(p_tenant_id, r.to_phone, v_policy, r.keys, p_now)) AS capped
+          FROM (SELECT * FROM ranked r
+                 WHERE r.holds_slot OR r.rank_in_tenant <= c_spare + least(r.tenant_free, p_want)
+                 ORDER BY r.holds_slot DESC, r.rank_in_tenant
+                 LIMIT c_spare + p_want) r
     ), chosen AS (
-        SELECT r.id, r.batch_id FROM ranked r
-         WHERE r.holds_slot OR r.rank_in_tenant <= r.tenant_free
-         ORDER BY r.holds_slot DESC, r.rank_in_tenant
+        SELECT r.id, r.batch_id
+          FROM (SELECT c.*, row_number() OVER (PARTITION BY c.holds_slot ORDER BY c.rank_in_tenant)
+                            AS rank_free
+                  FROM checked c WHERE NOT c.capped) r
+         WHERE r.holds_slot OR r.rank_free <= r.tenant_free
+         ORDER BY r.holds_slot DESC, r.rank_free
          LIMIT p_want
     )
-    SELECT c.id, c.batch_id FROM chosen c;
-END
-$$;
-
--- The tenant's entries a claim holds back because a calling-hours rule forbids them now
--- (sql/027): among each running batch's next p_per_batch due entries (the ones the claim reads
--- first), those some rule of their jurisdictions forbids at p_now, with the moment every rule
--- and the call window next allow them and the rule that forbids them. The claim moves them
--- there (hold_back), so that neither it nor the sweep reads them again before. Bounded: a claim
--- reads no more entries of a batch than it could dial; the rest come to the front later.
--- (Entries held back by their call window alone are the sweep's, as before.)
-CREATE OR REPLACE FUNCTION batchctl.rule_held(
-    p_tenant_id uuid, p_now timestamptz, p_per_batch integer)
-RETURNS TABLE (entry_id uuid, batch_id uuid, opens timestamptz, rule text) LANGUAGE plpgsql STABLE
-SET search_path = batchctl, pg_catalog, pg_temp
-AS $$
-#variable_conflict use_column
-BEGIN
-    RETURN QUERY
-    WITH held AS MATERIALIZED (
-        SELECT d.id, b.id AS batch_id, b.options -> 'call_window' AS call_window,
-               lead_zone(d.timezone, t.timezone) AS zone, d.country, d.subdivisions
-          FROM batches b
-          JOIN tenants t ON t.id = b.tenant_id
-         CROSS JOIN LATERAL (
-             SELECT e.id, e.timezone, e.country, e.subdivisions
-               FROM batch_entries e
-              WHERE e.batch_id = b.id AND e.status = 'queued' AND e.next_attempt_at <= p_now
-              ORDER BY e.next_attempt_at, e.entry_index
-              LIMIT p_per_batch
-         ) d
-         WHERE b.tenant_id = p_tenant_id AND b.status = 'running' AND b.queued_count > 0
-           AND dialling_open(b.options, p_now)
-           AND NOT rules_allow(d.country, d.subdivisions, lead_zone(d.timezone, t.timezone), p_now)
-    ), kinds AS MATERIALIZED (
-        -- next_allowed once per kind of entry (window, zone, jurisdictions), not per entry.
-        SELECT g.*, n.opens, n.rule
-          FROM (SELECT DISTINCT call_window, zone, country, subdivisions FROM held) g
-         CROSS JOIN LATERAL next_allowed(g.call_window, g.zone, g.country, g.subdivisions,
-                                         p_now) n
-    )
-    SELECT h.id, h.batch_id, k.opens, k.rule
-      FROM held h
-      JOIN kinds k
-        ON k.call_window = h.call_window AND k.zone = h.zone
-       AND k.country IS NOT DISTINCT FROM h.country AND k.subdivisions = h.subdivisions;
+    SELECT c.id, c.batch_id, false FROM chosen c
+    UNION ALL
+    SELECT c.id, c.batch_id, true FROM checked c WHERE c.capped
+    UNION ALL
+    SELECT f.id, f.batch_id, true FROM front f WHERE NOT f.allowed;
 END
 $$;
 
@@ -161,9 +155,13 @@ $$;
 -- dispatch_unconfirmed: a claim of this attempt came back unacknowledged before, so LiveKit may
 -- already have its room (the daemon looks before it dispatches; for any other claim it need not).
 -- Such an entry keeps its call slot for a while (sql/032): it is claimed without a free one.
--- Calling hours (docs/compliance.md): an entry some rule of its jurisdictions forbids now is
--- not claimed, and, in the same transaction, waits for the earliest moment every rule and its
--- call window allow (rule_held, hold_back: next_attempt_at, an event quiet_hours:<rule>).
+-- Compliance (docs/compliance.md): an entry its call window, a rule of its jurisdictions, its
+-- tenant's holidays, or a frequency cap or cool-off on its number forbids now is not claimed,
+-- and, in the same transaction, waits for the earliest moment all of them allow (choose_claims
+-- finds them among each batch's next entries, dial_holds says until when and why, hold_back
+-- moves their next_attempt_at and writes an event naming the rule). A number on the tenant's
+-- do-not-call list is never dialled: an entry added while its number was being put on the list
+-- (a race the list's own check cannot see) is cancelled ('dnc') instead of claimed.
 -- The claim runs by clock(): now(), or a test's pinned time.
 CREATE OR REPLACE FUNCTION batchctl.claim_entries(
     p_worker text, p_limit integer DEFAULT 50, p_lease_seconds integer DEFAULT 60)
@@ -188,11 +186,10 @@ DECLARE
          ORDER BY random()
            FOR NO KEY UPDATE OF t SKIP LOCKED;
     v_now constant timestamptz := clock();
-    -- No rule at all (an owner may have none): nothing to hold back, no entries to read for it.
-    v_rules constant boolean := EXISTS (SELECT FROM jurisdiction_rules);
     v_tenant_id uuid;
     v_entry_ids uuid[] := '{}';
     v_batch_ids uuid[] := '{}';
+    v_check_ids uuid[] := '{}';  -- entries forbidden now, to be held back
     v_held_ids uuid[] := '{}';
     v_held_batches uuid[] := '{}';
     v_held_opens timestamptz[] := '{}';
@@ -219,29 +216,34 @@ BEGIN
     LOOP
         FETCH c_tenants INTO v_tenant_id;
         EXIT WHEN NOT FOUND;
-        IF v_rules THEN
-            SELECT v_held_ids || coalesce(array_agg(h.entry_id), '{}'),
-                   v_held_batches || coalesce(array_agg(DISTINCT h.batch_id), '{}'),
-                   v_held_opens || coalesce(array_agg(h.opens), '{}'),
-                   v_held_rules || coalesce(array_agg(h.rule), '{}')
-              INTO v_held_ids, v_held_batches, v_held_opens, v_held_rules
-              FROM rule_held(v_tenant_id, v_now, p_limit - cardinality(v_entry_ids)) h;
-        END IF;
-        SELECT v_entry_ids || coalesce(array_agg(c.entry_id), '{}'),
-               v_batch_ids || coalesce(array_agg(DISTINCT c.batch_id), '{}')
-          INTO v_entry_ids, v_batch_ids
+        SELECT v_entry_ids || coalesce(array_agg(c.entry_id) FILTER (WHERE NOT c.held), '{}'),
+               v_batch_ids || coalesce(array_agg(DISTINCT c.batch_id) FILTER (WHERE NOT c.held), '{}'),
+               v_check_ids || coalesce(array_agg(c.entry_id) FILTER (WHERE c.held), '{}')
+          INTO v_entry_ids, v_batch_ids, v_check_ids
           FROM choose_claims(v_tenant_id, p_limit - cardinality(v_entry_ids), v_now) c;
         EXIT WHEN cardinality(v_entry_ids) >= p_limit;
     END LOOP;
     CLOSE c_tenants;
-    IF cardinality(v_entry_ids) = 0 AND cardinality(v_held_ids) = 0 THEN
+    IF cardinality(v_entry_ids) = 0 AND cardinality(v_check_ids) = 0 THEN
         RETURN;
+    END IF;
+    -- Until when the entries their window, a rule, a holiday or a limit forbid wait, and why.
+    IF cardinality(v_check_ids) > 0 THEN
+        SELECT coalesce(array_agg(h.entry_id), '{}'), coalesce(array_agg(DISTINCT h.batch_id), '{}'),
+               coalesce(array_agg(h.opens), '{}'), coalesce(array_agg(h.rule), '{}')
+          INTO v_held_ids, v_held_batches, v_held_opens, v_held_rules
+          FROM dial_holds(v_check_ids, v_now, true) h;
     END IF;
 
     -- The batches of the entries claimed and held back, locked at once in id order (sql/020).
     PERFORM lock_batches(v_batch_ids || v_held_batches);
     PERFORM set_reason('claim_entries: ' || p_worker);
     PERFORM hold_back(v_held_ids, v_held_opens, v_held_rules, v_now);
+    UPDATE batch_entries e
+       SET status = 'cancelled', last_error = 'dnc', updated_at = now()
+      FROM dnc_numbers d
+     WHERE e.id = ANY (v_entry_ids) AND e.status = 'queued'
+       AND d.tenant_id = e.tenant_id AND d.phone = e.to_phone;
     -- Re-checked under the batch locks: a pause or cancel that committed meanwhile wins.
     RETURN QUERY
     UPDATE batch_entries e

@@ -117,46 +117,27 @@ BEGIN
 END
 $$;
 
--- Due entries outside their call window, or forbidden now by a calling-hours rule of their
--- jurisdictions (sql/027), wait for the earliest moment both allow them (hold_back: one held
--- back by a rule gets an event naming it), so claims don't re-scan them on every call.
--- p_batch_ids: the running batches with a call window, and those with a due entry some rule
--- forbids.
-CREATE OR REPLACE FUNCTION batchctl.defer_to_call_windows(p_batch_ids uuid[], p_now timestamptz)
-RETURNS integer LANGUAGE plpgsql
+-- The due entries that may be held back: those of running batches with a call window, or
+-- whose tenant's policy or jurisdiction rules may forbid a call (policy_may_hold, sql/029),
+-- the batches found first (the condition once per batch). dial_holds (sql/027) tells which of
+-- them wait, and until when.
+CREATE OR REPLACE FUNCTION batchctl.due_entries_to_check(p_now timestamptz)
+RETURNS uuid[] LANGUAGE sql STABLE
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_ids uuid[];
-    v_opens timestamptz[];
-    v_rules text[];
-BEGIN
-    WITH due AS (
-        SELECT q.id, b.options -> 'call_window' AS call_window,
-               lead_zone(q.timezone, t.timezone) AS zone, q.country, q.subdivisions
+    WITH checked AS MATERIALIZED (
+        SELECT b.id, b.tenant_id
           FROM batches b
           JOIN tenants t ON t.id = b.tenant_id
-          JOIN batch_entries q ON q.batch_id = b.id AND q.tenant_id = b.tenant_id
-         WHERE b.id = ANY (p_batch_ids) AND b.status = 'running'
-           AND q.status = 'queued' AND q.next_attempt_at <= p_now
+         WHERE b.finished_at IS NULL AND b.status = 'running' AND b.queued_count > 0
            AND (b.options -> 'call_window' <> 'null'
-                OR NOT rules_allow(q.country, q.subdivisions, lead_zone(q.timezone, t.timezone),
-                                   p_now))
-    ), kinds AS MATERIALIZED (
-        -- next_allowed once per kind of entry (window, zone, jurisdictions), not per entry.
-        SELECT g.*, n.opens, n.rule
-          FROM (SELECT DISTINCT call_window, zone, country, subdivisions FROM due) g
-         CROSS JOIN LATERAL next_allowed(g.call_window, g.zone, g.country, g.subdivisions,
-                                         p_now) n
+                OR policy_may_hold(effective_policy(t.policy),
+                                   EXISTS (SELECT FROM jurisdiction_rules)))
     )
-    SELECT array_agg(d.id), array_agg(k.opens), array_agg(k.rule)
-      INTO v_ids, v_opens, v_rules
-      FROM due d
-      JOIN kinds k ON k.call_window = d.call_window AND k.zone = d.zone
-                  AND k.country IS NOT DISTINCT FROM d.country AND k.subdivisions = d.subdivisions
-     WHERE k.opens IS DISTINCT FROM p_now;
-    RETURN hold_back(v_ids, v_opens, v_rules, p_now);
-END
+    SELECT coalesce(array_agg(q.id), '{}')
+      FROM checked b
+      JOIN batch_entries q ON q.batch_id = b.id AND q.tenant_id = b.tenant_id
+     WHERE q.status = 'queued' AND q.next_attempt_at <= p_now
 $$;
 
 -- Reports whose sender died mid-send go back to the outbox.
@@ -184,7 +165,7 @@ DECLARE
     v_ringing uuid[];
     v_ongoing uuid[];
     v_ended_batches uuid[];
-    v_window_batches uuid[];
+    v_held record;
     v_result jsonb;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('batchctl.sweep')) THEN
@@ -196,29 +177,26 @@ BEGIN
     SELECT array_agg(call_id) INTO v_unanswered FROM stuck_calls('in_queue', 'pickup_timeout_s', p_now);
     SELECT array_agg(call_id) INTO v_ringing FROM stuck_calls('ringing', 'ringing_timeout_s', p_now);
     SELECT array_agg(call_id) INTO v_ongoing FROM stuck_calls('ongoing', 'ongoing_timeout_s', p_now);
-    SELECT array_agg(id) FILTER (WHERE dialling_over(options, p_now)),
-           array_agg(id) FILTER (WHERE status = 'running' AND options -> 'call_window' <> 'null')
-      INTO v_ended_batches, v_window_batches
+    SELECT array_agg(id) INTO v_ended_batches
       FROM batches
-     WHERE finished_at IS NULL AND status IN ('pending', 'running', 'paused') AND queued_count > 0;
-    -- And the running batches with a due entry a calling-hours rule forbids now (sql/027);
-    -- none when there is no rule.
-    v_window_batches := v_window_batches || ARRAY(
-        SELECT DISTINCT b.id
-          FROM batches b
-          JOIN tenants t ON t.id = b.tenant_id
-          JOIN batch_entries q ON q.batch_id = b.id AND q.tenant_id = b.tenant_id
-         WHERE b.finished_at IS NULL AND b.status = 'running' AND b.queued_count > 0
-           AND b.options -> 'call_window' = 'null'
-           AND q.status = 'queued' AND q.next_attempt_at <= p_now
-           AND NOT rules_allow(q.country, q.subdivisions, lead_zone(q.timezone, t.timezone), p_now)
-           AND EXISTS (SELECT FROM jurisdiction_rules));
+     WHERE finished_at IS NULL AND status IN ('pending', 'running', 'paused') AND queued_count > 0
+       AND dialling_over(options, p_now);
+    -- Due entries their call window, a rule, a holiday or a limit on their number forbid now.
+    -- (Window: held by their call window alone; ruled: by a rule, a holiday or a limit, named.)
+    SELECT coalesce(array_agg(DISTINCT h.batch_id), '{}') AS batches,
+           coalesce(array_agg(h.entry_id) FILTER (WHERE h.rule IS NULL), '{}') AS window_ids,
+           coalesce(array_agg(h.opens) FILTER (WHERE h.rule IS NULL), '{}') AS window_opens,
+           coalesce(array_agg(h.entry_id) FILTER (WHERE h.rule IS NOT NULL), '{}') AS ruled_ids,
+           coalesce(array_agg(h.opens) FILTER (WHERE h.rule IS NOT NULL), '{}') AS ruled_opens,
+           coalesce(array_agg(h.rule) FILTER (WHERE h.rule IS NOT NULL), '{}') AS rules
+      INTO v_held
+      FROM dial_holds(due_entries_to_check(p_now), p_now, false) h;
 
     -- Every batch any step will change, locked at once in id order.
     PERFORM lock_batches(ARRAY(
         SELECT batch_id FROM batch_entries WHERE id = ANY (v_leases)
         UNION SELECT batch_id FROM call_logs WHERE id = ANY (v_unanswered || v_ringing || v_ongoing)
-        UNION SELECT unnest(v_ended_batches || v_window_batches)));
+        UNION SELECT unnest(v_ended_batches || v_held.batches)));
 
     PERFORM set_reason('sweep');
     v_result := jsonb_build_object('leases_expired', sweep_expired_leases(v_leases, p_now));
@@ -227,7 +205,10 @@ BEGIN
         'ringing_timeouts', fail_calls(v_ringing, 'ringing', 'ringing_timeout'),
         'ongoing_timeouts', fail_calls(v_ongoing, 'ongoing', 'ongoing_timeout'),
         'expired', sweep_expired_entries(v_ended_batches),
-        'deferred_to_window', defer_to_call_windows(v_window_batches, p_now),
+        'deferred_to_window', hold_back(v_held.window_ids, v_held.window_opens,
+                                        array_fill(NULL::text, ARRAY[cardinality(v_held.window_ids)]),
+                                        p_now),
+        'held_by_rules', hold_back(v_held.ruled_ids, v_held.ruled_opens, v_held.rules, p_now),
         'reports_released', release_report_leases(p_now));
     RETURN v_result;
 END

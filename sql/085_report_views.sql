@@ -4,6 +4,8 @@
 
 -- One row per entry with its last call: the report's Calls sheet.
 -- `analysis` is always an object or null: an agent that sent a bare value gets {"analysis": v}.
+-- consent_at / consent_source: the consent evidence the lead came with (migrations/0019); last,
+-- as CREATE OR REPLACE VIEW may only add columns at the end.
 CREATE OR REPLACE VIEW batchctl.report_entries WITH (security_invoker = true) AS
 SELECT e.batch_id, e.tenant_id, e.id AS entry_id, e.entry_index, e.to_phone, e.lead_name,
        e.lead_id, e.context, e.status::text AS status, e.outcome::text AS outcome, e.attempts,
@@ -13,7 +15,8 @@ SELECT e.batch_id, e.tenant_id, e.id AS entry_id, e.entry_index, e.to_phone, e.l
            WHEN 'object' THEN c.detail -> 'analysis'
            WHEN 'null' THEN NULL
            ELSE jsonb_build_object('analysis', c.detail -> 'analysis')
-       END AS analysis
+       END AS analysis,
+       e.consent_at, e.consent_source
   FROM batchctl.batch_entries e
   LEFT JOIN batchctl.call_logs c ON c.tenant_id = e.tenant_id AND c.id = e.call_log_id;
 

@@ -12,7 +12,11 @@ GRANT EXECUTE ON FUNCTION
     batchctl.cancel_entry(uuid, uuid),
     batchctl.batch_status(uuid, uuid),
     batchctl.add_dnc(uuid, text),
-    batchctl.report_summary(uuid)
+    batchctl.report_summary(uuid),
+    batchctl.record_intake_refusals(uuid, uuid, jsonb),
+    batchctl.set_policy(uuid, jsonb),
+    batchctl.get_policy(uuid),
+    batchctl.explain_entry(uuid, uuid)
 TO batchctl_tenant, batchctl_worker;
 
 -- Row-level security calls it for every tenant query; it tells a session its own tenant only.

@@ -29,6 +29,8 @@ COMMANDS = {
     "db": "batchctl.cli.db:db",
     "demo": "batchctl.cli.demo:demo",
     "dnc": "batchctl.cli.dnc:dnc",
+    "entry": "batchctl.cli.entry:entry",
+    "policy": "batchctl.cli.policy:policy",
     "prune": "batchctl.cli.prune:prune",
     "report": "batchctl.cli.report:report",
     "sim": "batchctl.cli.sim:sim",

@@ -170,8 +170,11 @@ def create(
     header line, or --delimiter) or an Excel workbook (.xlsx: its first sheet, or --sheet); its
     first line names the columns. Columns: phone (required; E.164, or national with
     --default-region), name, lead_id, timezone (IANA; else the number's own zone when it has
-    exactly one, else the tenant's); any other column goes into the lead's context. Bad rows
-    are all reported by line and column, and nothing is created unless --skip-invalid."""
+    exactly one, else the tenant's), region (ISO 3166-2, e.g. US-FL), consent_at (ISO 8601
+    with a UTC offset; required when the tenant's policy says require_consent) and
+    consent_source; any other column goes into the lead's context. Bad rows are all reported
+    by line and column, and nothing is created unless --skip-invalid, which leaves them out
+    and records them with the batch (its intake refusals)."""
     options = build_options(flags, options_json)
     with connect(app.database_url()) as conn:
         tenant_id, client = resolve_tenant(conn, tenant), Client(conn)

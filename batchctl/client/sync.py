@@ -14,7 +14,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from batchctl.client.calls import Call, batches, dispatch, report, tenants, upkeep
+from batchctl.client.calls import Call, batches, compliance, dispatch, report, tenants, upkeep
 from batchctl.client.rows import (
     Ack,
     AckResult,
@@ -100,6 +100,22 @@ class Client:
 
     def batch_status(self, tenant_id: UUID, batch_id: UUID) -> dict[str, Any]:
         return self.run(batches.batch_status(tenant_id, batch_id))
+
+    # Compliance (sql/029, sql/042, sql/046).
+
+    def set_policy(self, tenant_id: UUID, policy: Mapping[str, Any]) -> dict[str, Any]:
+        return self.run(compliance.set_policy(tenant_id, policy))
+
+    def get_policy(self, tenant_id: UUID) -> dict[str, Any]:
+        return self.run(compliance.get_policy(tenant_id))
+
+    def explain_entry(self, tenant_id: UUID, entry_id: UUID) -> dict[str, Any]:
+        return self.run(compliance.explain_entry(tenant_id, entry_id))
+
+    def record_intake_refusals(
+        self, tenant_id: UUID, batch_id: UUID, refusals: Sequence[Mapping[str, Any]]
+    ) -> int:
+        return self.run(compliance.record_intake_refusals(tenant_id, batch_id, refusals))
 
     # Dispatch and calls (sql/050 to sql/057).
 

@@ -8,6 +8,7 @@ of either kind."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +34,18 @@ class Problem:
     line: int
     column: str | None
     message: str
+    # The row's phone cell as written, when it has one: what an intake refusal records
+    # (batchctl.leads.staging). Not part of what the problem is.
+    to_phone: str | None = dataclasses.field(default=None, compare=False)
 
     def __str__(self) -> str:
         where = f"line {self.line}" + (f", column {self.column}" if self.column else "")
         return f"{where}: {self.message}"
+
+    @property
+    def detail(self) -> str:
+        """The problem without its line ("column phone: ..."), as an intake refusal says it."""
+        return f"column {self.column}: {self.message}" if self.column else self.message
 
 
 @dataclass(frozen=True)
@@ -140,14 +149,18 @@ def table_records(
     names = [name.lower() if name.lower() in known else name for name in names]
     where.positions = {name: position for position, name in enumerate(names, start=1)}
     width, named = len(header), len(names)
+    phone_at = [name.lower() for name in names].index(required)
     for line, fields in rows:
         if any(field.strip() for field in fields):
+            # (The cell under the required column, as far as a malformed row can tell.)
+            phone = fields[phone_at].strip() if phone_at < len(fields) else None
             if len(fields) != width and not ragged:
-                yield Problem(line, None, f"{len(fields)} fields, but the header has {width}")
+                message = f"{len(fields)} fields, but the header has {width}"
+                yield Problem(line, None, message, to_phone=phone)
             elif len(fields) > named and any(field.strip() for field in fields[named:]):
                 position = next(i for i in range(named, len(fields)) if fields[i].strip()) + 1
                 message = f"a value in {where.column(position)}, which has no name in the header"
-                yield Problem(line, None, message)
+                yield Problem(line, None, message, to_phone=phone)
             else:
                 if len(fields) < named:  # a workbook's row that ends early
                     fields = [*fields, *[""] * (named - len(fields))]

@@ -1,16 +1,17 @@
 """A lead file's records -> leads (for batches) and numbers (for the do-not-call list).
 
-A lead file has a ``phone`` column and optionally ``name``, ``lead_id``, ``timezone`` and
+A lead file has a ``phone`` column and optionally ``name``, ``lead_id``, ``timezone``,
 ``region`` (the lead's ISO 3166-2 subdivision, e.g. US-FL: its calling-hours rules apply, see
-docs/compliance.md); every other column goes into the lead's context (empty cells are left
-out)."""
+docs/compliance.md), ``consent_at`` and ``consent_source`` (the lead's consent evidence: when,
+as an ISO 8601 date-time with its UTC offset, and where from); every other column goes into the
+lead's context (empty cells are left out)."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from batchctl.leads.csvfile import Problem, Record, read_records
@@ -20,7 +21,9 @@ from batchctl.leads.phones import Phone, PhoneError, parse_phone
 
 PHONE = "phone"
 REGION = "region"
-LEAD_COLUMNS = (PHONE, "name", "lead_id", "timezone", REGION)
+CONSENT_AT = "consent_at"
+CONSENT_SOURCE = "consent_source"
+LEAD_COLUMNS = (PHONE, "name", "lead_id", "timezone", REGION, CONSENT_AT, CONSENT_SOURCE)
 # The form batchctl.region_problem (sql/025) accepts, checked here too so that a bad region is
 # reported by its line; the database checks it again.
 _REGION_FORM = re.compile(r"[A-Za-z]{2}-[A-Za-z0-9]{1,3}")
@@ -36,10 +39,14 @@ class Lead:
     timezone: str | None  # the row's own, checked by the database
     number_timezone: str | None  # the number's, used when the row names none
     region: str | None = None  # ISO 3166-2, upper case
+    # As written: the database judges consent (batchctl.timestamp_problem, entry_problem), as
+    # it judges time zones, so its rules live in one place (batchctl.leads.staging).
+    consent_at: str | None = None
+    consent_source: str | None = None
+    # The phone cell as written, for intake refusals; not part of what the lead is.
+    given_phone: str | None = field(default=None, compare=False)
 
-    def copy_row(
-        self,
-    ) -> tuple[int, str, str | None, str | None, str, str | None, str | None, str | None]:
+    def copy_row(self) -> tuple[int | str | None, ...]:
         """The row as staged for the database (see batchctl.leads.staging)."""
         return (
             self.line,
@@ -50,6 +57,8 @@ class Lead:
             self.timezone,
             self.number_timezone,
             self.region,
+            self.consent_at,
+            self.consent_source,
         )
 
 
@@ -66,7 +75,7 @@ def _phone(record: Record, default_region: str | None) -> Phone | Problem:
     try:
         return parse_phone(raw, default_region)
     except PhoneError as exc:
-        return Problem(record.line, PHONE, str(exc))
+        return Problem(record.line, PHONE, str(exc), to_phone=raw)
 
 
 def region_problem(region: str) -> str | None:
@@ -89,7 +98,7 @@ def _lead(record: Record | Problem, default_region: str | None) -> Lead | Proble
     cells = record.values
     region = cells.get(REGION) or None
     if region is not None and (problem := region_problem(region)):
-        return Problem(record.line, REGION, problem)
+        return Problem(record.line, REGION, problem, to_phone=cells[PHONE])
     return Lead(
         line=record.line,
         to_phone=phone.e164,
@@ -99,6 +108,9 @@ def _lead(record: Record | Problem, default_region: str | None) -> Lead | Proble
         timezone=cells.get("timezone") or None,
         number_timezone=phone.timezone,
         region=None if region is None else region.upper(),
+        consent_at=cells.get(CONSENT_AT) or None,
+        consent_source=cells.get(CONSENT_SOURCE) or None,
+        given_phone=cells[PHONE],
     )
 
 

@@ -14,6 +14,7 @@ from uuid import UUID
 import psycopg
 
 from batchctl.client.summary import BatchSummary
+from batchctl.report.compliance_data import read_compliance, stream_refusals
 from batchctl.report.data import read_summary, stream_calls, stream_entries
 from batchctl.report.workbook import ReportWorkbook
 
@@ -42,6 +43,10 @@ async def build_report(conn: psycopg.AsyncConnection[Any], batch_id: UUID) -> Bu
                 await asyncio.to_thread(book.add_entries, entries)
             async for calls in stream_calls(conn, batch_id):
                 await asyncio.to_thread(book.add_calls, calls)
+            compliance = await read_compliance(conn, summary)
+            await asyncio.to_thread(book.add_compliance, compliance)
+            async for refusals in stream_refusals(conn, summary):
+                await asyncio.to_thread(book.add_refusals, refusals)
         return BuiltReport(summary, await asyncio.to_thread(book.to_bytes))
     except Exception:
         # Not on cancellation: a worker thread may still be writing to the book then (its

@@ -49,6 +49,8 @@ class EntryRow:
     duration_seconds: Decimal | None
     summary: str | None
     analysis: dict[str, Any] | UndecodedJson | None
+    consent_at: datetime | None
+    consent_source: str | None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@ are appended, so memory stays flat however many entries the batch has.
 
 Sheets: Summary (summary_sheet.py), Calls (one row per entry, the last call's summary, its
 analysis and the lead's context flattened into columns: key_columns.py), Attempts (one row per
-call log). Blocking and CPU-bound: the daemon calls it from a worker thread, one call at a time.
+call log), Compliance (compliance_sheet.py: policy, rules, deferrals, opt-outs, refusals).
+Blocking and CPU-bound: the daemon calls it from a worker thread, one call at a time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from batchctl.client.summary import BatchSummary
 from batchctl.report.cells import SECONDS_FORMAT, cell, formatted, heading
+from batchctl.report.compliance_data import Compliance, Refusal
+from batchctl.report.compliance_sheet import ComplianceSheet
 from batchctl.report.data import CallRow, EntryRow
 from batchctl.report.key_columns import KeyColumns, unique_headers
 from batchctl.report.summary_sheet import write_summary
@@ -48,6 +51,8 @@ ENTRY_COLUMNS = (
     ("Duration (s)", 12),
     ("Last call ended (UTC)", 20),
     ("Last error", 24),
+    ("Consent (UTC)", 20),
+    ("Consent source", 24),
     ("Summary", 48),
 )
 CALL_COLUMNS = (
@@ -114,6 +119,16 @@ class ReportWorkbook:
         entry_columns = [*ENTRY_COLUMNS, *self._analysis.columns, *self._context.columns]
         self._entries = _Table.create(self._book, "Calls", unique_headers(entry_columns))
         self._calls = _Table.create(self._book, "Attempts", CALL_COLUMNS)
+        self._compliance: ComplianceSheet | None = None
+
+    def add_compliance(self, compliance: Compliance) -> None:
+        """The Compliance sheet (the last), all but its refused rows: add_refusals, after."""
+        ws = self._book.create_sheet("Compliance")
+        self._compliance = ComplianceSheet(ws, compliance)
+
+    def add_refusals(self, rows: Sequence[Refusal]) -> None:
+        assert self._compliance is not None, "add_compliance first"
+        self._compliance.add_refusals(rows)
 
     def add_entries(self, rows: Sequence[EntryRow]) -> None:
         ws = self._entries.ws
@@ -121,7 +136,7 @@ class ReportWorkbook:
             self._entries.append([
                 r.entry_index, r.to_phone, r.lead_name, r.lead_id, r.status, r.outcome,
                 r.attempts, _seconds(ws, r.duration_seconds), r.last_call_ended_at,
-                r.last_error, r.summary,
+                r.last_error, r.consent_at, r.consent_source, r.summary,
                 *self._analysis.values(r.analysis), *self._context.values(r.context),
             ])  # fmt: skip
 

@@ -27,10 +27,12 @@ ENTRY_FOR_CALL = {
 
 # A JSON array of entries ({}) as batchctl.new_entry[], in order.
 _NEW_ENTRIES = """(select array_agg(row(r.to_phone, r.lead_name, r.lead_id, r.context,
-                                      r.timezone, r.region)::batchctl.new_entry order by r.ord)
+                                      r.timezone, r.region, r.consent_at,
+                                      r.consent_source)::batchctl.new_entry order by r.ord)
                     from jsonb_populate_recordset(null::batchctl.new_entry, {}::jsonb)
                          with ordinality
-                         as r (to_phone, lead_name, lead_id, context, timezone, region, ord))"""
+                         as r (to_phone, lead_name, lead_id, context, timezone, region,
+                               consent_at, consent_source, ord))"""
 NEW_ENTRIES = _NEW_ENTRIES.format("%s")  # the array as a parameter
 
 

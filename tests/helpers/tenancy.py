@@ -13,7 +13,7 @@ from sqlapi import SqlApi, phones
 
 TABLES = (
     "tenants", "dnc_numbers", "batches", "batch_entries", "call_logs", "events", "reports",
-    "hangups",
+    "hangups", "intake_refusals",
 )  # fmt: skip
 RELATIONS = (*TABLES, "batch_overview", "report_entries", "report_calls")
 
@@ -21,11 +21,15 @@ Tenant = dict[str, Any]
 
 
 def populate_tenant(api: SqlApi, name: str, phone_start: int) -> Tenant:
-    """A tenant with a DNC number, a finished batch (with a report) and a running one with a
-    live call and a cancelled call's hang-up: a row in every table."""
+    """A tenant with a DNC number, a finished batch (with a report and a lead row refused at
+    its intake) and a running one with a live call and a cancelled call's hang-up: a row in
+    every table."""
     tenant = api.create_tenant(name, 5)
     api.add_dnc(tenant, f"+1999555{phone_start:04d}")
     done = api.create_batch(tenant, phones(2, phone_start), {"wave_size": 2})
+    # As `batch create --skip-invalid` records a row it left out.
+    refused = {"line": 4, "to_phone": "555", "problem": f"column phone: {name}'s bad row"}
+    assert api.record_intake_refusals(tenant, done, [refused]) == 1
     for call in api.dispatch_all(limit=2):
         api.finish_call(call)
     running = api.create_batch(tenant, phones(3, phone_start + 10), {"wave_size": 2})

@@ -45,6 +45,7 @@ SWEEP_KEYS = (
     "ongoing_timeouts",
     "expired",
     "deferred_to_window",
+    "held_by_rules",
     "reports_released",
 )
 

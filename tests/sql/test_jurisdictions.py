@@ -10,9 +10,7 @@ superuser's session: these tests'), the sweep's with its p_now."""
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -23,7 +21,8 @@ import pytest
 from batchctl import resources
 from batchctl.migrate import upgrade
 from checks import Conn
-from pgtools import create_database, drop_database, one_value, url_for
+from clockwork import claimed, entry, pin, reasons, ts
+from pgtools import one_value
 from sqlapi import SqlApi
 from tenant_logins import login_role
 
@@ -32,69 +31,6 @@ NY = "+12125550100"  # New York: US-NY
 PARIS = "+33612345678"  # a French mobile
 BERLIN = "+4915112345678"
 TORONTO = "+14165550100"  # CA-ON
-
-
-def ts(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-@pytest.fixture(scope="module")
-def shipped(pg_server_url: str, admin_conn: psycopg.Connection[Any]) -> str:
-    """The rules a fresh `batchctl db upgrade` ships, as a JSON array of rows."""
-    name = f"test_shipped_{secrets.token_hex(4)}"
-    create_database(admin_conn, name, template="template0")
-    try:
-        url = url_for(pg_server_url, name)
-        upgrade(url)
-        with psycopg.connect(url) as c:
-            row = c.execute(
-                "select jsonb_agg(to_jsonb(r) order by r.jurisdiction)::text"
-                " from batchctl.jurisdiction_rules r"
-            ).fetchone()
-        assert row is not None
-        return str(row[0])
-    finally:
-        drop_database(admin_conn, name)
-
-
-@pytest.fixture
-def rules(conn: Conn, shipped: str) -> Conn:
-    """The database with the rules batchctl ships in force."""
-    conn.execute(
-        """insert into batchctl.jurisdiction_rules
-           select * from jsonb_populate_recordset(null::batchctl.jurisdiction_rules, %s::jsonb)""",
-        (shipped,),
-    )
-    return conn
-
-
-def pin(conn: Conn, at: str) -> None:
-    """The claim's clock reads ``at`` from now on (this session)."""
-    conn.execute("select set_config('batchctl.now', %s, false)", (at,))
-
-
-def entry(conn: Conn, to_phone: str) -> dict[str, Any]:
-    row = conn.execute(
-        """select id, status::text as status, region, country, subdivisions,
-                  nullif(next_attempt_at, '-infinity') as next_attempt_at  -- due: None
-             from batchctl.batch_entries where to_phone = %s""",
-        (to_phone,),
-    ).fetchone()
-    assert row is not None
-    return row
-
-
-def reasons(conn: Conn, entry_id: UUID) -> list[str]:
-    rows = conn.execute(
-        """select reason from batchctl.events where object = 'entry' and object_id = %s
-            order by id""",
-        (entry_id,),
-    ).fetchall()
-    return [r["reason"] for r in rows]
-
-
-def claimed(api: SqlApi) -> list[str]:
-    return sorted(c.to_phone for c in api.claim())
 
 
 def batch_of(
@@ -258,7 +194,9 @@ def test_a_window_to_nine_pm_does_not_stretch_florida_past_eight(api: SqlApi, ru
     assert held["next_attempt_at"] == ts("2026-06-17 09:00-04")  # the window opens later
     assert reasons(rules, held["id"]) == ["quiet_hours:US-FL"]
     options = json.dumps({"call_window": {**window, "days": ["tue"]}})
-    may_dial = """select batchctl.may_dial(%s::jsonb, 'America/New_York', 'US', '{US-FL}', %s)"""
+    may_dial = """select batchctl.may_dial(%s::jsonb, 'America/New_York',
+                                          batchctl.entry_jurisdictions('US', '{US-FL}'), '{}',
+                                          %s)"""
     assert one_value(rules, may_dial, (options, "2026-06-16 19:59:59-04"))
     assert not one_value(rules, may_dial, (options, "2026-06-16 20:00-04"))
 
@@ -273,8 +211,8 @@ def test_a_new_york_number_with_region_us_fl_gets_both(api: SqlApi, rules: Conn)
     # Both: the US rule's end binds at 21:00, Florida's at 20:00.
     assert one_value(
         rules,
-        """select batchctl.rules_allow('US', '{US-FL,US-NY}', 'America/New_York',
-                                       '2026-06-16 19:30-04')""",
+        """select batchctl.rules_allow(batchctl.entry_jurisdictions('US', '{US-FL,US-NY}'),
+                                       'America/New_York', '2026-06-16 19:30-04')""",
     )
 
 
@@ -317,12 +255,13 @@ def test_clock_changes_resolve_exactly(
     rules: Conn, zone: str, country: str, subdivisions: list[str], at: str, opens: str
 ) -> None:
     got = rules.execute(
-        "select * from batchctl.next_allowed(null, %s, %s, %s, %s)",
+        """select * from batchctl.next_allowed(null, %s, batchctl.entry_jurisdictions(%s, %s),
+                                                 '{}', %s)""",
         (zone, country, subdivisions, at),
     ).fetchone()
     assert got is not None
     assert got["opens"] == ts(opens)
-    assert got["rule"] == (subdivisions or [country])[0]
+    assert got["rule"] == "quiet_hours:" + (subdivisions or [country])[0]
 
 
 def test_the_claim_on_a_clock_change_day(api: SqlApi, rules: Conn) -> None:
@@ -355,9 +294,11 @@ def test_an_hour_the_clock_skips_opens_at_the_change(
         (country,),
     )
     got = conn.execute(
-        "select * from batchctl.next_allowed(null, %s, %s, '{}', %s)", (zone, country, at)
+        """select * from batchctl.next_allowed(null, %s, batchctl.entry_jurisdictions(%s, '{}'),
+                                                 '{}', %s)""",
+        (zone, country, at),
     ).fetchone()
-    assert got == {"opens": ts(opens), "rule": country}
+    assert got == {"opens": ts(opens), "rule": "quiet_hours:" + country}
 
 
 def test_a_rule_the_owner_adds_applies(api: SqlApi, rules: Conn) -> None:
@@ -402,14 +343,14 @@ def test_the_sweep_holds_back_what_a_rule_forbids_and_names_the_rule(
 ) -> None:
     batch_of(api, [{"to_phone": FL}, {"to_phone": NY}, {"to_phone": BERLIN}])
     result = api.sweep(ts("2026-06-16 20:30-04"))
-    assert result["deferred_to_window"] == 1
+    assert (result["held_by_rules"], result["deferred_to_window"]) == (1, 0)
     held = entry(rules, FL)
     assert held["next_attempt_at"] == ts("2026-06-17 08:00-04")
     assert reasons(rules, held["id"]) == ["quiet_hours:US-FL"]
     assert entry(rules, NY)["next_attempt_at"] is None  # allowed: untouched
-    assert api.sweep(ts("2026-06-16 20:31-04"))["deferred_to_window"] == 0  # not again
+    assert api.sweep(ts("2026-06-16 20:31-04"))["held_by_rules"] == 0  # not again
     # Past nine, New York waits too.
-    assert api.sweep(ts("2026-06-16 21:00-04"))["deferred_to_window"] == 1
+    assert api.sweep(ts("2026-06-16 21:00-04"))["held_by_rules"] == 1
     assert reasons(rules, entry(rules, NY)["id"]) == ["quiet_hours:US"]
 
 
@@ -451,7 +392,7 @@ def test_a_split_rule_and_a_window_leave_their_intersection(
                                                                     "fri", "sat"]})  # fmt: skip
     got = one_value(
         rules,
-        "select (batchctl.next_allowed(%s::jsonb, 'Europe/Paris', 'FR', '{}', %s)).opens",
+        """select (batchctl.next_allowed(%s::jsonb, 'Europe/Paris', '{FR}', '{}', %s)).opens""",
         (window, at),
     )
     assert got == ts(opens)

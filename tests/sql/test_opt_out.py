@@ -182,7 +182,8 @@ def test_a_late_opt_out_hangs_up_the_numbers_live_call_in_another_batch(api: Sql
     (hangup,) = api.claim_hangups()
     assert (hangup["call_log_id"], hangup["reason"]) == (live_call, "opted_out")
     api.hangup_done(hangup["room_name"])
-    assert entries_of_number(conn)[live_batch]["status"] == "cancelled"
+    hung_up = entries_of_number(conn)[live_batch]
+    assert (hung_up["status"], hung_up["last_error"]) == ("cancelled", "opted_out")
     detail = one_row(conn, "select detail from batchctl.call_logs where id = %s", (live_call,))
     assert detail["detail"] == {"error": "hung up: opted_out"}
     for c in api.dispatch_all():

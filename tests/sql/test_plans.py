@@ -134,11 +134,12 @@ def add_history(
                         insert into batchctl.call_logs
                                (id, tenant_id, batch_id, entry_id, attempt, room_name, status,
                                 ended_at,
-                                status_changed_at, started_at)
+                                status_changed_at, started_at, to_phone)
                         select e.call_id, b.tenant_id, b.id, e.id, 1, batchctl.room_name(e.id, 1),
                                'ended',
                                now() - interval '1 day', now() - interval '1 day',
-                               now() - interval '1 day'
+                               now() - interval '1 day',
+                               '+1999' || lpad((%(start)s + e.i)::text, 8, '0')
                           from e, b returning 1),
                     ins_ev as (
                         insert into batchctl.events
@@ -408,7 +409,9 @@ INLINED_RULES = [
     "batchctl.current_reason()",
     "batchctl.call_log_id(r)",
     "batchctl.is_e164(r)",  # create_batch's check of every entry
-    "batchctl.entry_problem(r, r, r, '{}'::jsonb, r, true, null)",  # ... all of it
+    "batchctl.entry_problem(r, r, r, '{}'::jsonb, r, true, null, r, now(), r, true)",  # all of it
+    "batchctl.applied_jurisdictions('{}'::jsonb, '{}')",  # the claim's, per entry
+    "batchctl.on_holiday('{}'::date[], 'UTC', now())",
     "batchctl.json_problem('{}'::jsonb, 10)",
     "batchctl.call_report_problem('ended', '{\"duration_seconds\": 1}'::jsonb)",
 ]
@@ -444,3 +447,17 @@ def test_entry_ids_follow_creation_order_where_the_server_has_uuidv7(
     assert len(ids) == 300
     assert {i.version for i in ids} == {7}
     assert ids == sorted(ids)
+
+
+def test_the_limits_on_a_number_are_inlined_into_the_claim(conn: psycopg.Connection[Any]) -> None:
+    """contact_wait (sql/029) is read for each candidate of a claim: inlined, it is one probe
+    of call_logs_by_number, not a function call with its own plan."""
+    rows = conn.execute(
+        """explain (verbose, costs off)
+           select * from (values (gen_random_uuid(), '+14155550100')) v (t, p),
+                lateral batchctl.contact_wait(v.t, v.p, '{"frequency": {"per_24h": 3}}',
+                                              '{US}', now())"""
+    ).fetchall()
+    plan = "\n".join(next(iter(row.values())) for row in rows)
+    assert "contact_wait" not in plan, plan
+    assert "call_logs_by_number" in plan, plan

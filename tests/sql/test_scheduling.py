@@ -227,9 +227,12 @@ def _reference_next_open(window: dict[str, Any], zone: ZoneInfo, now: datetime) 
         if ALL_DAYS[day.weekday()] not in window["days"]:
             continue
         opens = _first_reading(datetime.combine(day, start), zone)
+        closes = _first_reading(datetime.combine(day, end), zone)
+        if opens >= closes:
+            continue  # the clock skips the whole window that day (Havana's midnight change)
         if now < opens:
             return opens
-        if now < _first_reading(datetime.combine(day, end), zone):
+        if now < closes:
             return now
     raise AssertionError("no opening within a week")
 
@@ -302,9 +305,10 @@ def _kiritimati_day(conn: Conn) -> str:
     return row["k"]
 
 
-def test_entry_outside_window_not_claimed_and_sweep_defers_it(conn: Conn) -> None:
-    """Entries whose local day is outside the window are not claimed; sweep defers them to the
-    next opening; an entry's own zone overrides the tenant's."""
+def test_entry_outside_window_not_claimed_and_deferred_to_its_opening(conn: Conn) -> None:
+    """Entries whose local day is outside the window are not claimed; the claim that meets them
+    defers them to the next opening (the sweep would, had it met them first), so neither reads
+    them again before; an entry's own zone overrides the tenant's."""
     api = SqlApi(conn)
     day = _kiritimati_day(conn)
     window = {"start": "00:00", "end": "23:59", "days": [day]}
@@ -319,8 +323,6 @@ def test_entry_outside_window_not_claimed_and_sweep_defers_it(conn: Conn) -> Non
     assert [c.to_phone for c in claims] == ["+14155550002"]
     assert api.claim(limit=10) == []
 
-    result = api.sweep()
-    assert result["deferred_to_window"] == 2
     rows = conn.execute(
         """select to_phone, next_attempt_at > now() as later,
                   lower(to_char(next_attempt_at at time zone 'Pacific/Pago_Pago', 'Dy HH24:MI'))

@@ -300,7 +300,10 @@ class Model:
             e.due = c.changed.plus(b.opts.retry_delay_s)
             self.requeue(e, f"retry after {status}", c.changed)
         else:
-            e.last_error = (error or status) if ENTRY_FOR_CALL[status] == "failed" else None
+            if ENTRY_FOR_CALL[status] == "failed":
+                e.last_error = error or status
+            elif not e.cancel_requested:  # a cancelled one keeps why it was cancelled
+                e.last_error = None
             self.move(e, ENTRY_FOR_CALL[status])
 
     def requeue(self, e: MEntry, error: str, at: Stamp, unconfirmed: bool | None = None) -> None:
@@ -749,6 +752,7 @@ class BatchMachine(RuleBasedStateMachine):
         elif e.status == "dispatched":  # hung up: ends with its call's outcome, never retried
             assert self.api.cancel_entry(e.batch.tenant.id, e.id) is False
             e.cancel_requested = True
+            e.last_error = "entry_cancelled"  # why its call will end
             assert e.call is not None
             self.m.request_hangup(e.call)
             if hang_up and not self.m.hangups[e.call.room]:  # a daemon that hangs up at once

@@ -68,6 +68,12 @@ def tenant_calls(api: SqlApi, tenant: Tenant, other: Tenant) -> dict[str, Callab
         "batchctl.report_summary(uuid)": lambda: api.conn.execute(
             "select * from batchctl.report_summary(%s)", (other["done"],)
         ),
+        "batchctl.record_intake_refusals(uuid,uuid,jsonb)": lambda: api.record_intake_refusals(
+            t, other["running"], [{"line": 2, "to_phone": "12", "problem": "not a number"}]
+        ),
+        "batchctl.set_policy(uuid,jsonb)": lambda: api.set_policy(o, {"require_consent": True}),
+        "batchctl.get_policy(uuid)": lambda: api.get_policy(o),
+        "batchctl.explain_entry(uuid,uuid)": lambda: api.explain_entry(t, other["entry"]),
         # Tells a session its own tenant only: nothing of another's to refuse.
         "batchctl.session_tenant()": lambda: None,
     }
@@ -90,6 +96,8 @@ def still_untouched(conn: psycopg.Connection[Any], b: Tenant) -> None:
         count = sql.SQL("select count(*) from batchctl.{} where tenant_id = %s")
         found = conn.execute(count.format(sql.Identifier(table)), (b["tenant"],)).fetchone()
         assert _val(found) == rows, table
+    policy = conn.execute("select policy from batchctl.tenants where id = %s", (b["tenant"],))
+    assert _val(policy.fetchone()) == {}  # set_policy changed nothing
 
 
 @pytest.mark.parametrize("relation", RELATIONS)
@@ -162,6 +170,10 @@ def test_every_tenant_function_answers_not_found_for_another_tenant(
             assert exc.value.sqlstate == "BC002", (name, exc.value.sqlstate, str(exc.value))
             assert "not found" in str(exc.value), name
         assert api.batch_status(a["tenant"], a["running"])["status"] == "running"
+        assert api.set_policy(a["tenant"], {"holidays": ["2026-12-25"]})["holidays"] == [
+            "2026-12-25"
+        ]
+        assert api.explain_entry(a["tenant"], a["entry"])["reasons"] != []  # on a live call
         new = api.create_batch(a["tenant"], phones(1, 700), {"autostart": False})
         assert api.cancel_batch(a["tenant"], new) == 1
         still_untouched(conn, b)
