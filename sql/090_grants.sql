@@ -16,7 +16,12 @@ GRANT EXECUTE ON FUNCTION
     batchctl.record_intake_refusals(uuid, uuid, jsonb),
     batchctl.set_policy(uuid, jsonb),
     batchctl.get_policy(uuid),
-    batchctl.explain_entry(uuid, uuid)
+    batchctl.explain_entry(uuid, uuid),
+    batchctl.create_trunk(uuid, text, text, numeric, integer),
+    batchctl.update_trunk(uuid, uuid, jsonb),
+    batchctl.trunk_status(uuid, uuid),
+    batchctl.add_caller_ids(uuid, uuid, text[], integer),
+    batchctl.remove_caller_ids(uuid, uuid, text[])
 TO batchctl_tenant, batchctl_worker;
 
 -- Row-level security calls it for every tenant query; it tells a session its own tenant only.

@@ -36,6 +36,7 @@ COMMANDS = {
     "sim": "batchctl.cli.sim:sim",
     "sweep": "batchctl.cli.sweep:sweep",
     "tenant": "batchctl.cli.tenant:tenant",
+    "trunk": "batchctl.cli.trunk:trunk",
     "webhook": "batchctl.cli.webhook:webhook",
 }
 

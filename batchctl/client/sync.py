@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
 
-from batchctl.client.calls import Call, batches, compliance, dispatch, report, tenants, upkeep
+from batchctl.client.calls import (
+    Call,
+    batches,
+    compliance,
+    dispatch,
+    report,
+    tenants,
+    trunks,
+    upkeep,
+)
 from batchctl.client.rows import (
     Ack,
     AckResult,
@@ -116,6 +126,36 @@ class Client:
         self, tenant_id: UUID, batch_id: UUID, refusals: Sequence[Mapping[str, Any]]
     ) -> int:
         return self.run(compliance.record_intake_refusals(tenant_id, batch_id, refusals))
+
+    # Trunks (sql/058).
+
+    def create_trunk(
+        self,
+        tenant_id: UUID,
+        name: str,
+        livekit_trunk_id: str,
+        max_cps: Decimal | int | float,
+        max_concurrent: int | None = None,
+    ) -> UUID:
+        return self.run(
+            trunks.create_trunk(tenant_id, name, livekit_trunk_id, max_cps, max_concurrent)
+        )
+
+    def update_trunk(
+        self, tenant_id: UUID, trunk_id: UUID, changes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        return self.run(trunks.update_trunk(tenant_id, trunk_id, changes))
+
+    def trunk_status(self, tenant_id: UUID, trunk_id: UUID) -> dict[str, Any]:
+        return self.run(trunks.trunk_status(tenant_id, trunk_id))
+
+    def add_caller_ids(
+        self, tenant_id: UUID, trunk_id: UUID, numbers: Sequence[str], daily_cap: int | None = None
+    ) -> int:
+        return self.run(trunks.add_caller_ids(tenant_id, trunk_id, numbers, daily_cap))
+
+    def remove_caller_ids(self, tenant_id: UUID, trunk_id: UUID, numbers: Sequence[str]) -> int:
+        return self.run(trunks.remove_caller_ids(tenant_id, trunk_id, numbers))
 
     # Dispatch and calls (sql/050 to sql/057).
 

@@ -13,7 +13,7 @@ from sqlapi import SqlApi, phones
 
 TABLES = (
     "tenants", "dnc_numbers", "batches", "batch_entries", "call_logs", "events", "reports",
-    "hangups", "intake_refusals",
+    "hangups", "intake_refusals", "trunks", "caller_ids",
 )  # fmt: skip
 RELATIONS = (*TABLES, "batch_overview", "report_entries", "report_calls")
 
@@ -21,11 +21,13 @@ Tenant = dict[str, Any]
 
 
 def populate_tenant(api: SqlApi, name: str, phone_start: int) -> Tenant:
-    """A tenant with a DNC number, a finished batch (with a report and a lead row refused at
-    its intake) and a running one with a live call and a cancelled call's hang-up: a row in
-    every table."""
+    """A tenant with a DNC number, a trunk with a caller ID, a finished batch (with a report
+    and a lead row refused at its intake) and a running one with a live call and a cancelled
+    call's hang-up: a row in every table."""
     tenant = api.create_tenant(name, 5)
     api.add_dnc(tenant, f"+1999555{phone_start:04d}")
+    trunk = api.create_trunk(tenant, "main", f"ST_{name.replace('-', '_')}", 5)
+    assert api.add_caller_ids(tenant, trunk, [f"+1305555{phone_start:04d}"], 100) == 1
     done = api.create_batch(tenant, phones(2, phone_start), {"wave_size": 2})
     # As `batch create --skip-invalid` records a row it left out.
     refused = {"line": 4, "to_phone": "555", "problem": f"column phone: {name}'s bad row"}
@@ -49,6 +51,7 @@ def populate_tenant(api: SqlApi, name: str, phone_start: int) -> Tenant:
         "running": running,
         "call": calls[0],
         "entry": entries[0],
+        "trunk": trunk,
     }
 
 

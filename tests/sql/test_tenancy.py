@@ -74,6 +74,19 @@ def tenant_calls(api: SqlApi, tenant: Tenant, other: Tenant) -> dict[str, Callab
         "batchctl.set_policy(uuid,jsonb)": lambda: api.set_policy(o, {"require_consent": True}),
         "batchctl.get_policy(uuid)": lambda: api.get_policy(o),
         "batchctl.explain_entry(uuid,uuid)": lambda: api.explain_entry(t, other["entry"]),
+        "batchctl.create_trunk(uuid,text,text,numeric,integer)": (
+            lambda: api.create_trunk(o, "stolen", "ST_x", 1)
+        ),
+        "batchctl.update_trunk(uuid,uuid,jsonb)": lambda: api.update_trunk(
+            t, other["trunk"], {"name": "stolen"}
+        ),
+        "batchctl.trunk_status(uuid,uuid)": lambda: api.trunk_status(o, other["trunk"]),
+        "batchctl.add_caller_ids(uuid,uuid,text[],integer)": lambda: api.add_caller_ids(
+            t, other["trunk"], ["+13055550999"]
+        ),
+        "batchctl.remove_caller_ids(uuid,uuid,text[])": lambda: api.remove_caller_ids(
+            o, other["trunk"], ["+13055550100"]
+        ),
         # Tells a session its own tenant only: nothing of another's to refuse.
         "batchctl.session_tenant()": lambda: None,
     }
@@ -92,12 +105,14 @@ def still_untouched(conn: psycopg.Connection[Any], b: Tenant) -> None:
     conn.execute("reset role")
     status = SqlApi(conn).batch_status(b["tenant"], b["running"])
     assert (status["status"], status["dispatched"], status["queued"]) == ("running", 2, 1)
-    for table, rows in (("batches", 2), ("dnc_numbers", 1)):
+    for table, rows in (("batches", 2), ("dnc_numbers", 1), ("trunks", 1), ("caller_ids", 1)):
         count = sql.SQL("select count(*) from batchctl.{} where tenant_id = %s")
         found = conn.execute(count.format(sql.Identifier(table)), (b["tenant"],)).fetchone()
         assert _val(found) == rows, table
     policy = conn.execute("select policy from batchctl.tenants where id = %s", (b["tenant"],))
     assert _val(policy.fetchone()) == {}  # set_policy changed nothing
+    trunk = conn.execute("select name from batchctl.trunks where id = %s", (b["trunk"],))
+    assert _val(trunk.fetchone()) == "main"  # update_trunk changed nothing
 
 
 @pytest.mark.parametrize("relation", RELATIONS)
@@ -174,6 +189,8 @@ def test_every_tenant_function_answers_not_found_for_another_tenant(
             "2026-12-25"
         ]
         assert api.explain_entry(a["tenant"], a["entry"])["reasons"] != []  # on a live call
+        assert api.trunk_status(a["tenant"], a["trunk"])["default"] is True
+        assert api.add_caller_ids(a["tenant"], a["trunk"], ["+13055550700"]) == 1
         new = api.create_batch(a["tenant"], phones(1, 700), {"autostart": False})
         assert api.cancel_batch(a["tenant"], new) == 1
         still_untouched(conn, b)
