@@ -1,6 +1,6 @@
 -- Scheduling: when an entry may be dialled. One predicate (may_dial: the batch's dialling
 -- period, start_at to end_at, and the call window in the lead's local time) and one "when next"
--- (next_dial_at); the claim, the retry policy and the sweep ask these, nothing else.
+-- (next_allowed); the claim and the sweep ask these (dial_holds), nothing else.
 -- The calling hours of the lead's jurisdictions (batchctl.jurisdiction_rules, docs/compliance.md)
 -- and its tenant's holidays are part of both: an entry is dialled only when its batch's call
 -- window, every rule that applies to it and its tenant's policy allow it, the strictest
@@ -138,12 +138,6 @@ RETURNS boolean LANGUAGE sql STABLE PARALLEL SAFE
 RETURN batchctl.dialling_open(p_options, p_at)
    AND (p_options -> 'call_window' = 'null'
         OR batchctl.in_call_window(p_options -> 'call_window', p_zone, p_at));
-
--- When, at or after p_at, an entry whose lead's zone is p_zone may next be dialled by its call
--- window (the dialling period is the batch's: the claim and the sweep look at it per batch).
-CREATE OR REPLACE FUNCTION batchctl.next_dial_at(p_options jsonb, p_zone text, p_at timestamptz)
-RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
-RETURN batchctl.next_window_open(p_options -> 'call_window', p_zone, p_at);
 
 -- Calling hours by jurisdiction (docs/compliance.md). An entry's jurisdictions are its country
 -- and subdivisions (sql/042 derives them at intake), and the country of each subdivision: a
