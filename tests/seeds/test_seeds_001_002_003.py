@@ -522,7 +522,8 @@ def test_seed002_one_identifier_names_the_batch_everywhere(api: SqlApi) -> None:
     names = api.conn.execute(
         """select distinct column_name::text as c from information_schema.columns
             where table_schema = 'batchctl'
-              and (column_name like '%batch%' or column_name like '%run%id'
+              and (column_name like '%batch%'
+                   or column_name ~ '(^|_)run(_|$)'  -- a run_id, not a trunk_id
                    or column_name like '%job%')"""
     ).fetchall()
     assert [r["c"] for r in names] == ["batch_id"]
