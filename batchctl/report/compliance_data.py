@@ -23,18 +23,14 @@ from batchctl.report.data import CHUNK_ROWS
 # The opted-out entries listed by name; the counts cover them all.
 MAX_LISTED_OPT_OUTS = 1000
 
-# The keys of an entry's rules, as batchctl.entry_jurisdictions (sql/027), which the report's
-# roles may not call: its subdivisions, their countries, its country; counted per batch.
+# The keys of the rules of the batch's entries (batch_entries.jurisdictions, worked out at
+# intake), with how many entries each applies to.
 _JURISDICTIONS = """
-    WITH kinds AS (
-        SELECT e.country, e.subdivisions, count(*) AS n FROM batchctl.batch_entries e
-         WHERE e.batch_id = %(batch)s AND e.tenant_id = %(tenant)s GROUP BY 1, 2)
-    SELECT k.key, sum(kinds.n)::integer AS entries
-      FROM kinds
-     CROSS JOIN LATERAL (
-         SELECT DISTINCT key FROM unnest(kinds.subdivisions
-             || ARRAY(SELECT left(s, 2) FROM unnest(kinds.subdivisions) s) || kinds.country) key
-          WHERE key IS NOT NULL) k
+    SELECT k.key, count(*)::integer AS entries
+      FROM batchctl.batch_entries e
+     CROSS JOIN LATERAL (SELECT DISTINCT key FROM unnest(e.jurisdictions) key
+                          WHERE key IS NOT NULL) k
+     WHERE e.batch_id = %(batch)s AND e.tenant_id = %(tenant)s
      GROUP BY k.key"""
 _RULES = """
     SELECT r.jurisdiction, r.days, r.max_calls, r.cap_window, r.refusal_cooloff, r.source, r.note,

@@ -25,6 +25,9 @@ TABLES = (
     "events",
     "reports",
     "hangups",
+    "intake_refusals",
+    "trunks",
+    "caller_ids",
 )
 REPORT_TO = {"report_to": ["ops@example.com"]}
 

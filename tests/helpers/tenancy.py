@@ -9,12 +9,9 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
+from checks import TABLES
 from sqlapi import SqlApi, phones
 
-TABLES = (
-    "tenants", "dnc_numbers", "batches", "batch_entries", "call_logs", "events", "reports",
-    "hangups", "intake_refusals", "trunks", "caller_ids",
-)  # fmt: skip
 RELATIONS = (*TABLES, "batch_overview", "report_entries", "report_calls")
 
 Tenant = dict[str, Any]

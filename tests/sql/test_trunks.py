@@ -13,37 +13,12 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-import psycopg
 import pytest
 
-from checks import Conn, all_rows
+from checks import Conn, rejected
 from clockwork import pin, ts
 from pgtools import one_row, one_value
 from sqlapi import SqlApi, phones
-
-
-def trunk_rows(conn: Conn) -> dict[str, list[str]]:
-    """Every row the tenant API could change: checks.all_rows' tables, the trunks and pools."""
-    rows = all_rows(conn)
-    for table in ("trunks", "caller_ids"):
-        found = conn.execute(
-            f"select to_jsonb(x)::text as row from batchctl.{table} x order by 1"
-        ).fetchall()
-        rows[table] = [r["row"] for r in found]
-    return rows
-
-
-def refused(conn: Conn, sqlstate: str, call: Callable[[], Any], *needles: str) -> str:
-    """Runs call, expects sqlstate and every needle in the message, and no row changed."""
-    before = trunk_rows(conn)
-    with pytest.raises(psycopg.Error) as exc:
-        call()
-    message = str(exc.value)
-    assert exc.value.sqlstate == sqlstate, (exc.value.sqlstate, message)
-    for needle in needles:
-        assert needle in message, (needle, message)
-    assert trunk_rows(conn) == before, "a refused call changed the database"
-    return message
 
 
 def pool(conn: Conn, trunk_id: UUID) -> list[dict[str, Any]]:
@@ -138,7 +113,7 @@ def test_create_trunk_refuses_a_bad_setting_naming_it(
 ) -> None:
     tenant = api.create_tenant()
     name, livekit_trunk_id, max_cps, max_concurrent = args
-    refused(
+    rejected(
         conn,
         "BC001",
         lambda: api.create_trunk(tenant, name, livekit_trunk_id, max_cps, max_concurrent),
@@ -150,7 +125,7 @@ def test_create_trunk_refuses_a_bad_setting_naming_it(
 def test_create_trunk_refuses_a_name_the_tenant_uses(api: SqlApi, conn: Conn) -> None:
     tenant = api.create_tenant()
     api.create_trunk(tenant, "main", "ST_a", 5)
-    refused(
+    rejected(
         conn,
         "BC001",
         lambda: api.create_trunk(tenant, "main", "ST_b", 2),
@@ -230,14 +205,14 @@ def test_update_trunk_refuses_naming_the_key_and_changes_nothing(
     tenant = api.create_tenant()
     trunk = api.create_trunk(tenant, "main", "ST_a", 5, 10)
     api.create_trunk(tenant, "backup", "ST_b", 1)
-    refused(conn, "BC001", lambda: api.update_trunk(tenant, trunk, changes), needle)
+    rejected(conn, "BC001", lambda: api.update_trunk(tenant, trunk, changes), needle)
 
 
 @pytest.mark.parametrize("changes", ["[]", '"name"', "null"])
 def test_update_trunk_wants_an_object(api: SqlApi, conn: Conn, changes: str) -> None:
     tenant = api.create_tenant()
     trunk = api.create_trunk(tenant, "main", "ST_a", 5)
-    refused(
+    rejected(
         conn,
         "BC001",
         lambda: conn.execute(
@@ -320,17 +295,17 @@ def test_trunk_status_counts_calls_in_flight_started_lately_and_today_per_caller
 def test_add_caller_ids_checks_each_number_naming_it_and_adds_none(api: SqlApi, conn: Conn) -> None:
     tenant = api.create_tenant()
     trunk = api.create_trunk(tenant, "main", "ST_a", 5)
-    message = refused(
+    message = rejected(
         conn,
         "BC001",
         lambda: api.add_caller_ids(tenant, trunk, ["+13055550100", "03055550100", "+44 20 7946"]),
         'p_numbers[2] "03055550100"; p_numbers[3] "+44 20 7946" not an E.164 number',
     )
     assert "p_numbers[1]" not in message
-    refused(conn, "BC001", lambda: api.add_caller_ids(tenant, trunk, []), "expected 1 to 10000")
+    rejected(conn, "BC001", lambda: api.add_caller_ids(tenant, trunk, []), "expected 1 to 10000")
     too_many = [f"+1305555{i:04d}" for i in range(10_001)]
-    refused(conn, "BC001", lambda: api.add_caller_ids(tenant, trunk, too_many), "got 10001")
-    refused(
+    rejected(conn, "BC001", lambda: api.add_caller_ids(tenant, trunk, too_many), "got 10001")
+    rejected(
         conn,
         "BC001",
         lambda: api.add_caller_ids(tenant, trunk, ["+13055550100"], 0),
@@ -391,10 +366,10 @@ def test_another_tenants_trunk_is_not_found_by_every_function(api: SqlApi, conn:
         }
 
     for call in calls(trunk).values():
-        refused(conn, "BC002", call, f"trunk {trunk} not found")
+        rejected(conn, "BC002", call, f"trunk {trunk} not found")
     unknown = UUID(int=7)  # and a trunk nobody has
     for call in calls(unknown).values():
-        refused(conn, "BC002", call, f"trunk {unknown} not found")
-    refused(conn, "BC002", lambda: api.create_trunk(unknown, "main", "ST_a", 5), "not found")
+        rejected(conn, "BC002", call, f"trunk {unknown} not found")
+    rejected(conn, "BC002", lambda: api.create_trunk(unknown, "main", "ST_a", 5), "not found")
     assert api.trunk_status(theirs, trunk)["name"] == "main"
     assert [r["phone"] for r in pool(conn, trunk)] == ["+13055550100"]
