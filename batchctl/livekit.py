@@ -83,9 +83,18 @@ def describe(exc: BaseException) -> str:
     return f"livekit unreachable: {type(exc).__name__}: {exc}"[:500]
 
 
-def sip_outcome(exc: api.SipCallError) -> str:
-    code = exc.sip_status_code
-    return SIP_OUTCOMES.get(code, "failed") if code is not None else "failed"
+def dial_failure(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    """The call status and detail a failed sip-mode dial is reported with: the outcome of its
+    SIP status; else ``failed``, marked ``carrier_refused`` when LiveKit refused it for capacity
+    (429/503 before any SIP answer). A SIP 503 or that mark backs the call's trunk off and
+    retries the entry without using an attempt (sql/028 carrier_refused)."""
+    if isinstance(exc, api.SipCallError) and exc.sip_status_code is not None:
+        code = exc.sip_status_code
+        return SIP_OUTCOMES.get(code, "failed"), {"error": str(exc), "sip_status_code": code}
+    detail: dict[str, Any] = {"error": describe(exc)}
+    if isinstance(exc, api.ServerError) and exc.status in (429, 503):
+        detail["carrier_refused"] = True
+    return "failed", detail
 
 
 class LiveKitGateway:
@@ -178,16 +187,18 @@ class LiveKitGateway:
         )
         return any(p.kind == api.ParticipantInfo.Kind.SIP for p in reply.participants)
 
-    async def dial(self, room: str, phone: str) -> None:
-        """sip mode: dial ``phone`` into ``room``; returns once answered, raises
-        ``api.SipCallError`` when the call fails with a SIP status. (Its own timeout: the
-        client sets one from the ring window when it waits for the answer.)"""
-        trunk = self.settings.sip_trunk_id
+    async def dial(self, room: str, phone: str, trunk: str | None, caller_id: str | None) -> None:
+        """sip mode: dial ``phone`` into ``room`` on ``trunk`` (the call's trunk, else
+        LIVEKIT_SIP_TRUNK_ID) from ``caller_id`` (else the trunk's own number); returns once
+        answered, raises ``api.SipCallError`` when the call fails with a SIP status. (Its own
+        timeout: the client sets one from the ring window when it waits for the answer.)"""
+        trunk = trunk or self.settings.sip_trunk_id
         assert trunk is not None  # LiveKitSettings requires it in sip mode
         await self.client.sip.create_sip_participant(
             api.CreateSIPParticipantRequest(
                 room_name=room,
                 sip_trunk_id=trunk,
+                sip_number=caller_id or "",
                 sip_call_to=phone,
                 participant_identity=f"callee-{room}",
                 wait_until_answered=True,

@@ -81,7 +81,8 @@ DECLARE
     v_table text;
 BEGIN
     FOREACH v_table IN ARRAY ARRAY['dnc_numbers', 'batches', 'batch_entries', 'call_logs', 'events',
-                                   'reports', 'hangups', 'intake_refusals', 'trunks', 'caller_ids'] LOOP
+                                   'reports', 'hangups', 'intake_refusals', 'trunks', 'caller_ids',
+                                   'caller_id_days'] LOOP
         EXECUTE format('DROP POLICY IF EXISTS tenant_isolation ON batchctl.%I', v_table);
         EXECUTE format('CREATE POLICY tenant_isolation ON batchctl.%I TO batchctl_tenant
                             USING (tenant_id = (SELECT batchctl.session_tenant()))', v_table);

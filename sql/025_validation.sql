@@ -124,6 +124,7 @@ AS $$
         'report_to', '[]'::jsonb,
         'report_delay_s', 15,
         'autostart', true,
+        'trunk', NULL,
         'metadata', '{}'::jsonb)
 $$;
 
@@ -380,6 +381,12 @@ BEGIN
         RAISE EXCEPTION 'option report_to%', v_key USING ERRCODE = 'BC001';
     END IF;
     PERFORM require_int('report_delay_s', v -> 'report_delay_s', 0, 86400);
+    -- (Which of the tenant's trunks it names is create_batch_from_rows' check: trunk_ref.)
+    IF v -> 'trunk' <> 'null' AND (jsonb_typeof(v -> 'trunk') <> 'string'
+                                   OR length(v ->> 'trunk') NOT BETWEEN 1 AND 200) THEN
+        RAISE EXCEPTION 'option trunk: expected the name or id of one of the tenant''s trunks, got %',
+            excerpt((v -> 'trunk')::text) USING ERRCODE = 'BC001';
+    END IF;
     IF jsonb_typeof(v -> 'autostart') <> 'boolean' THEN
         RAISE EXCEPTION 'option autostart: expected true or false, got %', v -> 'autostart'
             USING ERRCODE = 'BC001';

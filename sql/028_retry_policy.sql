@@ -66,3 +66,24 @@ RETURN 5;
 CREATE OR REPLACE FUNCTION batchctl.report_lease()
 RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN interval '10 minutes';
+
+-- A call the carrier refused for capacity (docs/trunks.md): a SIP 503 reported by whoever
+-- dialled, or "carrier_refused": true (the daemon's mark for LiveKit's 429/503 on the dial, and a
+-- voice agent's for a 486 its carrier sends for capacity). A 486 alone is a busy callee.
+CREATE OR REPLACE FUNCTION batchctl.carrier_refused(p_detail jsonb)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN coalesce(p_detail -> 'carrier_refused' = 'true' OR p_detail -> 'sip_status_code' IN ('503', '"503"'),
+                false);
+
+-- How long a trunk waits after its p_refusals-th capacity refusal in a row: 1, 2, 4 … s, at
+-- most 5 minutes, a quarter of it at random more, so that daemons do not come back together.
+CREATE OR REPLACE FUNCTION batchctl.carrier_backoff(p_refusals integer)
+RETURNS interval LANGUAGE sql VOLATILE PARALLEL SAFE
+RETURN pg_catalog.make_interval(secs => least(2 ^ (p_refusals - 1), 300)
+                                        * (1 + pg_catalog.random() / 4));
+
+-- An entry whose calls the carrier refused this many times ends with its last call's outcome: a
+-- trunk that refuses everything must not keep a batch from finishing.
+CREATE OR REPLACE FUNCTION batchctl.carrier_retry_allowed(p_refusals integer)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN p_refusals < 20;

@@ -164,6 +164,9 @@ DECLARE
 BEGIN
     PERFORM check_tenant(p_tenant_id);
     v_options := normalize_options(p_options);
+    IF v_options ->> 'trunk' IS NOT NULL THEN  -- kept as the trunk's id: a rename changes nothing
+        v_options := jsonb_set(v_options, '{trunk}', to_jsonb(trunk_ref(p_tenant_id, v_options ->> 'trunk')));
+    END IF;
     PERFORM set_reason('create_batch');
     INSERT INTO batches (tenant_id, options, created_by, metadata)
     VALUES (p_tenant_id, v_options, p_created_by, v_options -> 'metadata')

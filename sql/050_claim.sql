@@ -56,7 +56,9 @@ BEGIN
         SELECT b.id, b.created_at, b.last_claimed_at, b.options, tf.timezone,
                tf.free AS tenant_free,
                CASE WHEN b.options ->> 'dispatch_mode' = 'wave' AND f.in_flight > 0 THEN 0
-                    ELSE (b.options ->> 'wave_size')::integer - f.in_flight
+                    -- No more than its trunk can take now (sql/051).
+                    ELSE least((b.options ->> 'wave_size')::integer - f.in_flight,
+                               trunk_room(p_tenant_id, (b.options ->> 'trunk')::uuid, p_now))
                END AS free
           FROM batches b CROSS JOIN tenant_free tf
          CROSS JOIN LATERAL (
@@ -167,7 +169,8 @@ CREATE OR REPLACE FUNCTION batchctl.claim_entries(
     p_worker text, p_limit integer DEFAULT 50, p_lease_seconds integer DEFAULT 60)
 RETURNS TABLE (entry_id uuid, batch_id uuid, tenant_id uuid, to_phone text, lead_name text,
                context jsonb, attempt integer, room_name text, options jsonb,
-               dispatch_unconfirmed boolean)
+               dispatch_unconfirmed boolean, livekit_trunk_id text, caller_id text,
+               dial_at timestamptz)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
@@ -194,6 +197,7 @@ DECLARE
     v_held_batches uuid[] := '{}';
     v_held_opens timestamptz[] := '{}';
     v_held_rules text[] := '{}';
+    v_grants trunk_grant[];
 BEGIN
     IF p_worker IS NULL OR length(p_worker) = 0 OR text_problem(p_worker) IS NOT NULL THEN
         RAISE EXCEPTION 'p_worker: name the claiming worker (e.g. host:pid)%',
@@ -244,15 +248,30 @@ BEGIN
       FROM dnc_numbers d
      WHERE e.id = ANY (v_entry_ids) AND e.status = 'queued'
        AND d.tenant_id = e.tenant_id AND d.phone = e.to_phone;
+    -- The trunks' part (sql/051): each call's trunk, slot and caller ID; a call its trunk cannot
+    -- take now stays queued for the next claim, one whose caller IDs are all at their daily cap
+    -- waits for the next day in its tenant's zone.
+    v_grants := ARRAY(SELECT g FROM trunk_grants(v_entry_ids, v_now) g);
+    PERFORM hold_back(array_agg(g.entry_id), array_agg(next_local_day(t.timezone, v_now)),
+                      array_agg(g.reason), v_now)
+       FROM unnest(v_grants) g
+       JOIN batch_entries e ON e.id = g.entry_id
+       JOIN tenants t ON t.id = e.tenant_id
+      WHERE g.reason = 'caller_ids_at_cap'
+     HAVING count(*) > 0;
     -- Re-checked under the batch locks: a pause or cancel that committed meanwhile wins.
     RETURN QUERY
     UPDATE batch_entries e
        SET status = 'running', claimed_by = p_worker,
-           lease_expires_at = v_now + make_interval(secs => p_lease_seconds), updated_at = now()
-      FROM unnest(v_entry_ids) AS chosen (id)
+           lease_expires_at = v_now + make_interval(secs => p_lease_seconds),
+           trunk_id = g.trunk_id, caller_id = g.caller_id, dial_at = g.dial_at, updated_at = now()
+      FROM unnest(v_grants) AS g
       JOIN batches b ON b.id = ANY (v_batch_ids) AND b.status = 'running'
-     WHERE e.id = chosen.id AND e.status = 'queued' AND e.batch_id = b.id AND e.tenant_id = b.tenant_id
+      LEFT JOIN trunks t ON t.id = g.trunk_id
+     WHERE e.id = g.entry_id AND g.reason IS NULL AND e.status = 'queued' AND e.batch_id = b.id
+       AND e.tenant_id = b.tenant_id
     RETURNING e.id, e.batch_id, e.tenant_id, e.to_phone, e.lead_name, e.context, e.attempts + 1,
-              batchctl.room_name(e.id, e.attempts + 1), b.options, e.dispatch_unconfirmed;
+              batchctl.room_name(e.id, e.attempts + 1), b.options, e.dispatch_unconfirmed,
+              t.livekit_trunk_id, g.caller_id, g.dial_at;
 END
 $$;

@@ -27,7 +27,7 @@ BEGIN
     PERFORM set_reason('mark_dispatched');
     WITH claimed AS (
         SELECT DISTINCT ON (e.id) e.id, e.tenant_id, e.batch_id, e.to_phone, e.attempts, i.room_name,
-               i.dispatch_id
+               i.dispatch_id, e.trunk_id, e.caller_id
           FROM unnest(p_entry_ids, p_room_names, p_dispatch_ids) AS i (entry_id, room_name, dispatch_id)
           JOIN batch_entries e ON e.id = i.entry_id
          WHERE e.status = 'running' AND i.room_name = room_name(e.id, e.attempts + 1)
@@ -35,9 +35,9 @@ BEGIN
     ), logged AS (
         -- (Started by the claim's clock, which frequency caps count by: sql/029.)
         INSERT INTO call_logs (id, tenant_id, batch_id, entry_id, to_phone, attempt, room_name,
-                               dispatch_id, started_at, status_changed_at)
+                               dispatch_id, started_at, status_changed_at, trunk_id, caller_id)
         SELECT batchctl.call_log_id(c.room_name), c.tenant_id, c.batch_id, c.id, c.to_phone,
-               c.attempts + 1, c.room_name, c.dispatch_id, clock(), clock()
+               c.attempts + 1, c.room_name, c.dispatch_id, clock(), clock(), c.trunk_id, c.caller_id
           FROM claimed c
         RETURNING call_logs.id, call_logs.tenant_id, call_logs.entry_id
     )
@@ -108,9 +108,10 @@ BEGIN
     PERFORM set_reason('mark_dispatched');
     -- (Started by the claim's clock, which frequency caps count by: sql/029.)
     INSERT INTO call_logs (id, tenant_id, batch_id, entry_id, to_phone, attempt, room_name,
-                           dispatch_id, started_at, status_changed_at)
+                           dispatch_id, started_at, status_changed_at, trunk_id, caller_id)
     VALUES (call_log_id(p_room_name), v_entry.tenant_id, v_entry.batch_id, p_entry_id,
-            v_entry.to_phone, v_entry.attempts + 1, p_room_name, p_dispatch_id, clock(), clock())
+            v_entry.to_phone, v_entry.attempts + 1, p_room_name, p_dispatch_id, clock(), clock(),
+            v_entry.trunk_id, v_entry.caller_id)
     RETURNING id INTO v_call_id;
     UPDATE batch_entries
        SET status = 'dispatched', attempts = attempts + 1, call_log_id = v_call_id,

@@ -42,6 +42,27 @@ BEGIN
 END
 $$;
 
+-- The id of the tenant's trunk named p_ref (its name, or its id as text); BC001 naming the
+-- tenant's trunks otherwise (the batch option trunk).
+CREATE OR REPLACE FUNCTION batchctl.trunk_ref(p_tenant_id uuid, p_ref text)
+RETURNS uuid LANGUAGE plpgsql STABLE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    SELECT t.id INTO v_id FROM trunks t
+     WHERE t.tenant_id = p_tenant_id AND (t.name = p_ref OR t.id::text = lower(p_ref));
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION 'option trunk: the tenant has no trunk %; its trunks: %', to_jsonb(excerpt(p_ref)),
+            coalesce((SELECT string_agg(t.name, ', ' ORDER BY t.created_at, t.id) FROM trunks t
+                       WHERE t.tenant_id = p_tenant_id), 'none')
+            USING ERRCODE = 'BC001';
+    END IF;
+    RETURN v_id;
+END
+$$;
+
 -- A new trunk of the tenant. Its first is its default (docs/trunks.md). BC001 for a bad setting
 -- or a name the tenant already uses.
 CREATE OR REPLACE FUNCTION batchctl.create_trunk(
@@ -134,23 +155,23 @@ AS $$
 DECLARE
     v_now constant timestamptz := clock();
     v_trunk trunks;
-    v_today timestamptz;
+    v_today date;
 BEGIN
     PERFORM check_tenant(p_tenant_id);
     SELECT * INTO v_trunk FROM trunks WHERE tenant_id = p_tenant_id AND id = p_trunk_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'trunk % not found', p_trunk_id USING ERRCODE = 'BC002';
     END IF;
-    SELECT date_trunc('day', v_now AT TIME ZONE t.timezone) AT TIME ZONE t.timezone INTO v_today
-      FROM tenants t WHERE t.id = p_tenant_id;
+    SELECT (v_now AT TIME ZONE t.timezone)::date INTO v_today FROM tenants t WHERE t.id = p_tenant_id;
     RETURN jsonb_build_object(
         'trunk_id', v_trunk.id, 'name', v_trunk.name, 'livekit_trunk_id', v_trunk.livekit_trunk_id,
         'max_cps', v_trunk.max_cps, 'max_concurrent', v_trunk.max_concurrent,
         'default', NOT EXISTS (SELECT FROM trunks o WHERE o.tenant_id = p_tenant_id
                                   AND (o.created_at, o.id) < (v_trunk.created_at, v_trunk.id)),
-        'in_flight', (SELECT count(*) FROM call_logs c
-                       WHERE c.trunk_id = p_trunk_id AND c.tenant_id = p_tenant_id
-                         AND c.status IN ('in_queue', 'ringing', 'ongoing')),
+        -- As the claim counts them (sql/051): claimed, dispatched, or with a call under way.
+        'in_flight', (SELECT count(*) FROM batch_entries e
+                       WHERE e.trunk_id = p_trunk_id AND e.tenant_id = p_tenant_id
+                         AND e.status IN ('running', 'dispatched')),
         'started_last_second', (SELECT count(*) FROM call_logs c
                                  WHERE c.trunk_id = p_trunk_id AND c.tenant_id = p_tenant_id
                                    AND c.started_at > v_now - interval '1 second'
@@ -164,11 +185,13 @@ BEGIN
                                                 'country', n.country, 'today', coalesce(u.calls, 0))
                              ORDER BY n.phone)
               FROM caller_ids n
-              LEFT JOIN (SELECT c.caller_id, count(*) AS calls FROM call_logs c
-                          WHERE c.trunk_id = p_trunk_id AND c.tenant_id = p_tenant_id
-                            AND c.started_at >= v_today
-                          GROUP BY c.caller_id) u ON u.caller_id = n.phone
+              -- The day's calls as the daily caps count them (sql/051), in the tenant's zone.
+              LEFT JOIN caller_id_days u
+                ON u.tenant_id = n.tenant_id AND u.phone = n.phone AND u.day = v_today
              WHERE n.tenant_id = p_tenant_id AND n.trunk_id = p_trunk_id), '[]'),
+        'backoff', jsonb_build_object('refusals', v_trunk.refusals, 'until', v_trunk.backoff_until,
+                                      'active', coalesce(v_trunk.backoff_until > v_now, false)),
+        'next_start_at', v_trunk.next_start_at,
         'created_at', v_trunk.created_at, 'updated_at', v_trunk.updated_at);
 END
 $$;

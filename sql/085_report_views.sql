@@ -4,8 +4,10 @@
 
 -- One row per entry with its last call: the report's Calls sheet.
 -- `analysis` is always an object or null: an agent that sent a bare value gets {"analysis": v}.
--- consent_at / consent_source: the consent evidence the lead came with (migrations/0019); last,
--- as CREATE OR REPLACE VIEW may only add columns at the end.
+-- consent_at / consent_source: the consent evidence the lead came with (migrations/0019);
+-- caller_id: the number the last call was placed from, and carrier_refusals: the entry's calls
+-- its carrier refused for capacity, which used no attempt (migrations/0022). Each last, as
+-- CREATE OR REPLACE VIEW may only add columns at the end.
 CREATE OR REPLACE VIEW batchctl.report_entries WITH (security_invoker = true) AS
 SELECT e.batch_id, e.tenant_id, e.id AS entry_id, e.entry_index, e.to_phone, e.lead_name,
        e.lead_id, e.context, e.status::text AS status, e.outcome::text AS outcome, e.attempts,
@@ -16,18 +18,24 @@ SELECT e.batch_id, e.tenant_id, e.id AS entry_id, e.entry_index, e.to_phone, e.l
            WHEN 'null' THEN NULL
            ELSE jsonb_build_object('analysis', c.detail -> 'analysis')
        END AS analysis,
-       e.consent_at, e.consent_source
+       e.consent_at, e.consent_source, c.caller_id, e.carrier_refusals
   FROM batchctl.batch_entries e
   LEFT JOIN batchctl.call_logs c ON c.tenant_id = e.tenant_id AND c.id = e.call_log_id;
 
 -- One row per call log (dial attempt): the report's Attempts sheet.
+-- trunk (its name, as it is now: a reader knows trunks by name) and caller_id: what the call
+-- went out with (migrations/0020), null for a tenant without trunks. Last, as CREATE OR
+-- REPLACE VIEW may only add columns at the end.
 CREATE OR REPLACE VIEW batchctl.report_calls WITH (security_invoker = true) AS
 SELECT c.batch_id, c.tenant_id, c.entry_id, e.entry_index, e.to_phone, e.lead_name,
        c.id AS call_log_id, c.attempt, c.status::text AS status, c.room_name, c.dispatch_id,
        c.started_at, c.answered_at, c.ended_at, c.duration_seconds,
-       c.detail ->> 'error' AS error, c.detail ->> 'summary' AS summary, c.detail
+       c.detail ->> 'error' AS error, c.detail ->> 'summary' AS summary, c.detail,
+       t.name AS trunk, c.caller_id
   FROM batchctl.call_logs c
-  JOIN batchctl.batch_entries e ON e.tenant_id = c.tenant_id AND e.id = c.entry_id;
+  JOIN batchctl.batch_entries e ON e.tenant_id = c.tenant_id AND e.id = c.entry_id
+  -- LEFT: a call without a trunk is an attempt all the same.
+  LEFT JOIN batchctl.trunks t ON t.tenant_id = c.tenant_id AND t.id = c.trunk_id;
 
 -- The figures of a batch's report in one row, read in the same snapshot as the sheets:
 -- counters (as batch_status), entries per last call status (`outcomes`, "none" = never called),

@@ -118,6 +118,7 @@ def build_options(flags: dict[str, Any], options_json: dict[str, Any]) -> dict[s
 @lead_file_options
 @click.option("--skip-invalid", is_flag=True, help="Leave bad rows out instead of refusing.")
 @click.option("--agent-name", help="LiveKit agent to dispatch.")
+@click.option("--trunk", help="The tenant's SIP trunk to call on (name or id) [its first].")
 @click.option("--wave-size", type=int, help="Calls of this batch in flight at once [15].")
 @click.option("--dispatch-mode", help="window: refill freed slots at once; wave: by waves.")
 @click.option("--max-retries", type=int, help="Re-dispatches of calls never picked up [2].")

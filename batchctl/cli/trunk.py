@@ -381,6 +381,14 @@ def _quoted(text: str) -> str:
     return f'"{shown}"'
 
 
+def _backoff(backoff: dict[str, Any]) -> str:
+    """The carrier's back-off (docs/trunks.md#back-off), for people."""
+    if not backoff["active"]:
+        return "none"
+    until = datetime.fromisoformat(backoff["until"]).strftime("%Y-%m-%d %H:%M:%S")
+    return f"until {until} UTC ({backoff['refusals']} capacity refusals in a row)"
+
+
 def _print_status(status: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(status)
@@ -396,6 +404,7 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
             ("in flight", status["in_flight"]),
             ("started, last second", status["started_last_second"]),
             ("started, last minute", status["started_last_minute"]),
+            ("back-off", _backoff(status["backoff"])),
             ("created (UTC)", datetime.fromisoformat(status["created_at"])),
             ("updated (UTC)", datetime.fromisoformat(status["updated_at"])),
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +25,14 @@ class Claim:
     options: dict[str, Any]
     # A claim of this attempt came back unacknowledged before: LiveKit may have its room.
     dispatch_unconfirmed: bool
+    # The trunk's part (docs/trunks.md): the LiveKit trunk and caller ID to dial with, and the
+    # call's pacing slot, not to dial before (dial_in: seconds from the claim's answer to it, by
+    # the database's clock, so that daemons on hosts whose clocks differ share one pace); all
+    # None when the tenant has no trunk.
+    livekit_trunk_id: str | None
+    caller_id: str | None
+    dial_at: datetime | None
+    dial_in: float | None
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,10 @@ class ClaimRow:
     room_name: str
     options: str
     dispatch_unconfirmed: bool
+    livekit_trunk_id: str | None
+    caller_id: str | None
+    dial_at: datetime | None
+    dial_in: float | None
 
     def decode(self) -> Claim:
         return Claim(

@@ -19,28 +19,28 @@ from collections.abc import Coroutine
 from typing import Any
 from uuid import UUID
 
-from livekit import api
-
 from batchctl.client.aio import AsyncClient
 from batchctl.client.rows import Ack, AckResult, Claim, ClaimRow
 from batchctl.completer import Completer
 from batchctl.daemon.circuit import Circuit
+from batchctl.daemon.pacing import Refill, until
 from batchctl.identifiers import call_log_id
 from batchctl.livekit import (
     LIVEKIT_ERRORS,
     DispatchUnknown,
     LiveKitGateway,
     describe,
+    dial_failure,
     is_retryable,
-    sip_outcome,
 )
 
 log = logging.getLogger(__name__)
 
 
 def dispatch_metadata(claim: Claim, sip_trunk_id: str | None) -> dict[str, Any]:
-    """What the voice agent receives (docs/agent-contract.md): whom to call, about what, and the
-    call log to report to with batchctl.report_call_status."""
+    """What the voice agent receives (docs/agent-contract.md): whom to call, about what, on
+    which trunk and from which caller ID, and the call log to report to with
+    batchctl.report_call_status."""
     return {
         "call_log_id": str(call_log_id(claim.room_name)),
         "entry_id": str(claim.entry_id),
@@ -51,7 +51,8 @@ def dispatch_metadata(claim: Claim, sip_trunk_id: str | None) -> dict[str, Any]:
         "lead_name": claim.lead_name,
         "context": claim.context,
         "options": claim.options,
-        "sip_trunk_id": sip_trunk_id,
+        "sip_trunk_id": claim.livekit_trunk_id or sip_trunk_id,
+        "caller_id": claim.caller_id,
     }
 
 
@@ -79,6 +80,7 @@ class Dispatcher:
         self.circuit = Circuit()
         self.acks: Completer[Ack, AckResult] = Completer(client.mark_dispatched_many)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.refill = Refill()
 
     async def step(self) -> float | None:
         if self.circuit.is_open:
@@ -92,11 +94,15 @@ class Dispatcher:
             return None  # a finishing task wakes us
         limit = min(self.claim_limit, free)
         claims = await self.client.claim_entries(self.worker, limit, self.lease_seconds)
+        now = asyncio.get_running_loop().time()
         for claim in claims:
-            self._spawn(self.dispatch(claim), claim)
+            slot = None if claim.dial_in is None else now + claim.dial_in
+            self._spawn(self.dispatch(claim, slot), claim)
         # A short claim took all the tenants it could lock had for now; a tenant another claimer
         # held is that claimer's to fill (sql/050), so only a full claim means "more waiting".
-        return 0 if len(claims) == limit else None
+        if len(claims) == limit:
+            return 0
+        return self.refill.after_claim(now, (claim.dial_in for claim in claims))
 
     async def drain(self, timeout: float) -> None:
         """Waits for the entries in hand (a sip dial: until answered or failed), then gives up
@@ -125,7 +131,9 @@ class Dispatcher:
             # whatever LiveKit already has.
             log.error("%s failed", task.get_name(), exc_info=exc)
 
-    async def dispatch(self, row: ClaimRow) -> None:
+    async def dispatch(self, row: ClaimRow, slot: float | None = None) -> None:
+        """``slot``: the event loop's time of the call's pacing slot (its trunk's, sql/051): the
+        call starts at the carrier no earlier."""
         try:
             claim = row.decode()
         except (ValueError, RecursionError) as exc:
@@ -135,7 +143,7 @@ class Dispatcher:
             await self.client.mark_dispatch_failed(row.entry_id, error, False)
             return
         try:
-            await self._dispatch(claim)
+            await self._dispatch(claim, slot)
         except Exception as exc:
             # An error nobody planned for (a bug, a reply that cannot be decoded): LiveKit may
             # have made the dispatch, so the entry keeps its slot and its re-claim looks for
@@ -145,10 +153,13 @@ class Dispatcher:
             error = f"dispatch failed unexpectedly: {type(exc).__name__}: {exc}"[:300]
             await self.client.mark_dispatch_unknown(claim.entry_id, error)
 
-    async def _dispatch(self, claim: Claim) -> None:
+    async def _dispatch(self, claim: Claim, slot: float | None) -> None:
         room = claim.room_name
         agent = claim.options.get("agent_name") or self.default_agent
         metadata = dispatch_metadata(claim, self.gateway.settings.sip_trunk_id)
+        sip = self.gateway.settings.mode == "sip"
+        if not sip:
+            await until(slot)  # the agent dials as soon as it is dispatched
         try:
             dispatched = await self.gateway.dispatch(
                 room, agent, metadata, may_exist=claim.dispatch_unconfirmed
@@ -180,20 +191,18 @@ class Dispatcher:
             return
         call = ack.call_log_id
         log.debug("dispatched %s (%s)", room, "adopted" if dispatched.adopted else "new")
-        if self.gateway.settings.mode == "sip" and not (
-            dispatched.adopted and await self.gateway.has_sip_participant(room)
-        ):
+        if sip and not (dispatched.adopted and await self.gateway.has_sip_participant(room)):
+            await until(slot)  # the call starts at the carrier with our dial
             await self._dial(claim, call)
 
     async def _dial(self, claim: Claim, call: UUID) -> None:
         await self.client.report_call_status(call, "ringing")
         try:
-            await self.gateway.dial(claim.room_name, claim.to_phone)
-        except api.SipCallError as exc:
-            detail = {"error": str(exc), "sip_status_code": exc.sip_status_code}
-            await self.client.report_call_status(call, sip_outcome(exc), detail)
+            await self.gateway.dial(
+                claim.room_name, claim.to_phone, claim.livekit_trunk_id, claim.caller_id
+            )
         except LIVEKIT_ERRORS as exc:
-            await self.client.report_call_status(call, "failed", {"error": describe(exc)})
+            await self.client.report_call_status(call, *dial_failure(exc))
         else:
             await self.client.report_call_status(call, "ongoing")
 

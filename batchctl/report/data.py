@@ -44,8 +44,10 @@ class EntryRow:
     status: str
     outcome: str | None
     attempts: int
+    carrier_refusals: int
     last_error: str | None
     last_call_ended_at: datetime | None
+    caller_id: str | None
     duration_seconds: Decimal | None
     summary: str | None
     analysis: dict[str, Any] | UndecodedJson | None
@@ -62,6 +64,8 @@ class CallRow:
     lead_name: str | None
     attempt: int
     status: str
+    caller_id: str | None
+    trunk: str | None
     started_at: datetime
     answered_at: datetime | None
     ended_at: datetime | None

@@ -48,8 +48,11 @@ ENTRY_COLUMNS = (
     ("Final status", 12),
     ("Last call status", 15),
     ("Attempts", 9),
+    # Calls the carrier refused for capacity: they used no attempt, yet the lead was dialled.
+    ("Carrier refusals", 15),
     ("Duration (s)", 12),
     ("Last call ended (UTC)", 20),
+    ("Caller ID", 17),
     ("Last error", 24),
     ("Consent (UTC)", 20),
     ("Consent source", 24),
@@ -61,6 +64,8 @@ CALL_COLUMNS = (
     ("Lead name", 24),
     ("Attempt", 8),
     ("Call status", 13),
+    ("Caller ID", 17),
+    ("Trunk", 16),
     ("Started (UTC)", 20),
     ("Answered (UTC)", 20),
     ("Ended (UTC)", 20),
@@ -135,8 +140,9 @@ class ReportWorkbook:
         for r in rows:
             self._entries.append([
                 r.entry_index, r.to_phone, r.lead_name, r.lead_id, r.status, r.outcome,
-                r.attempts, _seconds(ws, r.duration_seconds), r.last_call_ended_at,
-                r.last_error, r.consent_at, r.consent_source, r.summary,
+                r.attempts, r.carrier_refusals, _seconds(ws, r.duration_seconds),
+                r.last_call_ended_at, r.caller_id, r.last_error, r.consent_at, r.consent_source,
+                r.summary,
                 *self._analysis.values(r.analysis), *self._context.values(r.context),
             ])  # fmt: skip
 
@@ -144,9 +150,10 @@ class ReportWorkbook:
         ws = self._calls.ws
         for r in rows:
             self._calls.append([
-                r.entry_index, r.to_phone, r.lead_name, r.attempt, r.status, r.started_at,
-                r.answered_at, r.ended_at, _seconds(ws, r.duration_seconds), r.error, r.summary,
-                r.room_name, r.dispatch_id, r.detail or None,
+                r.entry_index, r.to_phone, r.lead_name, r.attempt, r.status, r.caller_id,
+                r.trunk, r.started_at, r.answered_at, r.ended_at,
+                _seconds(ws, r.duration_seconds), r.error, r.summary, r.room_name,
+                r.dispatch_id, r.detail or None,
             ])  # fmt: skip
 
     def to_bytes(self) -> bytes:

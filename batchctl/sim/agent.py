@@ -3,9 +3,11 @@ it reads from the dispatch metadata: batchctl.sim.call_info).
 
 It joins after the plan's join delay. If it dials (agent mode) it reports ``ringing``, then
 ``ongoing`` and, when the callee hangs up, the final status with a summary; or the failure
-outcome with its SIP status. If batchctl dials (sip mode) batchctl reports all of that itself,
-and the agent only reports the end of an answered call. A crashing agent reports nothing after
-``ongoing``. An agent that cannot report hangs up and leaves.
+outcome with its SIP status. A call the carrier refuses (batchctl.sim.carrier) never rings: the
+agent reports only ``failed`` with SIP 503 and ``"carrier_refused": true``. If batchctl dials
+(sip mode) batchctl reports all of that itself, and the agent only reports the end of an
+answered call. A crashing agent reports nothing after ``ongoing``. An agent that cannot report
+hangs up and leaves.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from batchctl.sim.call_info import CallInfo
-from batchctl.sim.outcomes import ANSWERED, SIP_FAILURES
+from batchctl.sim.outcomes import ANSWERED
 
 if TYPE_CHECKING:
     from batchctl.sim.calls import Call
@@ -31,10 +33,13 @@ async def run_agent(info: CallInfo, call: Call) -> None:
     async def report(status: str, detail: dict[str, Any] | None = None) -> bool:
         return await reporter.report(call.room.name, info.call_log_id, status, detail)
 
-    dials = scenario.mode == "agent" or (scenario.mode == "auto" and call.participant is None)
+    dials = scenario.mode == "agent" or (scenario.mode == "auto" and not call.dialled)
     if dials:
-        call.dial(info.sip_trunk_id, f"sip_{info.phone}", dialed_by="agent")
-        if not await report("ringing"):
+        callee = call.dial(
+            info.sip_trunk_id, f"sip_{info.phone}", dialed_by="agent", caller_id=info.caller_id
+        )
+        # None: the carrier refused the call, which never rang; only its failure is reported.
+        if callee is not None and not await report("ringing"):
             call.end("CLIENT_INITIATED")
             return
         outcome = await call.answered
@@ -49,8 +54,8 @@ async def run_agent(info: CallInfo, call: Call) -> None:
             return
 
     if outcome not in ANSWERED:
-        if dials and outcome in SIP_FAILURES:
-            await report(outcome, SIP_FAILURES[outcome].detail())
+        if dials and call.failure is not None:
+            await report(outcome, call.failure.detail())
         return
     if dials and not await report("ongoing"):
         call.end("CLIENT_INITIATED")

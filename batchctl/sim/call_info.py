@@ -20,7 +20,8 @@ class CallInfo:
     phone: str
     attempt: int
     lead_name: str
-    sip_trunk_id: str
+    sip_trunk_id: str  # "" when the daemon sent none
+    caller_id: str | None  # the number to present (E.164), None when the daemon chose none
 
     @classmethod
     def from_metadata(cls, room: str, metadata: str) -> CallInfo | None:
@@ -38,6 +39,7 @@ class CallInfo:
         except ValueError:
             return None
         attempt = doc.get("attempt")
+        caller_id = doc.get("caller_id")
         return cls(
             call_log_id=call_id,
             tenant_id=str(doc.get("tenant_id") or ""),
@@ -45,4 +47,5 @@ class CallInfo:
             attempt=attempt if isinstance(attempt, int) and attempt > 0 else 1,
             lead_name=str(doc.get("lead_name") or ""),
             sip_trunk_id=str(doc.get("sip_trunk_id") or ""),
+            caller_id=caller_id if isinstance(caller_id, str) and caller_id else None,
         )

@@ -1,10 +1,14 @@
 """One simulated phone call: the SIP leg to the callee and, when the call came from a dispatch,
 its voice agent (batchctl.sim.agent, passed in).
 
-The leg rings for the plan's ring time, then fails with its SIP status or is answered and lasts
-the plan's call length, after which the callee hangs up. The call stops being live (SimStats)
-*before* anyone hears of its end: the agent's final report and CreateSIPParticipant's answer
-both wait for ``answered`` / ``hung_up``, which are set right after.
+Dialling starts the call at the carrier (batchctl.sim.carrier), which may refuse it over its
+trunk's limits: then it fails at once with SIP 503 (CARRIER_REFUSED), as a "failed" outcome
+fails, but without ringing and without a participant. Otherwise the leg rings for the plan's
+ring time, then fails with its SIP status or is answered and lasts the plan's call length, after
+which the callee hangs up; it holds its place on the trunk until it is over. The call stops
+being live (SimStats) *before* anyone hears of its end: the agent's final report and
+CreateSIPParticipant's answer both wait for ``answered`` / ``hung_up``, which are set right
+after.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from livekit.protocol.agent_dispatch import AgentDispatch
 from livekit.protocol.models import DisconnectReason, ParticipantInfo, Room
 
 from batchctl.sim.context import SimContext
-from batchctl.sim.outcomes import SIP_FAILURES
+from batchctl.sim.outcomes import CARRIER_REFUSED, SIP_FAILURES, SipFailure
 from batchctl.sim.stats import SipParticipantRecord
 
 log = logging.getLogger(__name__)
@@ -67,12 +71,15 @@ class Call:
         # The leg's outcome once answered or failed; "cancelled" if the call ended before that.
         self.answered: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.hung_up = asyncio.Event()
+        self.failure: SipFailure | None = None  # how the leg failed, if it did
+        self.dialled = False  # somebody dialled the callee, even if the carrier refused it
         self.participant: ParticipantInfo | None = None  # the callee, once dialled
         self.agent: ParticipantInfo | None = None  # the agent, while it is in the room
         self._done = done  # the call is over: its room may close
         self._tasks: set[asyncio.Task[None]] = set()
         self._leg: asyncio.Task[None] | None = None
         self._ended = False
+        self._trunk: str | None = None  # the trunk whose carrier accepted the call, until over
         room.calls.append(self)
         ctx.stats.call_started(key, tenant_id, phone)
 
@@ -87,7 +94,7 @@ class Call:
         return (
             self.ctx.scenario.mode != "agent"
             and self.dispatch is not None
-            and self.participant is None
+            and not self.dialled
             and not self._ended
         )
 
@@ -95,13 +102,34 @@ class Call:
         self._spawn(self._run())
 
     def dial(
-        self, trunk_id: str, identity: str, dialed_by: str, ringing_timeout: float | None = None
-    ) -> ParticipantInfo:
-        """The SIP participant joins the room and the callee's phone starts ringing."""
+        self,
+        trunk_id: str,
+        identity: str,
+        dialed_by: str,
+        ringing_timeout: float | None = None,
+        caller_id: str | None = None,
+    ) -> ParticipantInfo | None:
+        """The SIP participant joins the room and the callee's phone starts ringing; None if the
+        carrier refused the call (it is over: ``failure`` is CARRIER_REFUSED)."""
+        self.dialled = True
+        if not self.ctx.carrier.start(
+            trunk_id, room=self.room.name, phone=self.phone, caller_id=caller_id
+        ):
+            self._fail("failed", CARRIER_REFUSED)
+            return None
+        self._trunk = trunk_id
         now = time.time()
         ring_s, outcome = self.plan.ring_time_s, self.plan.outcome
         if ringing_timeout is not None and ring_s > ringing_timeout:
             ring_s, outcome = ringing_timeout, "no_answer"
+        attributes = {
+            CALL_STATUS: "dialing",
+            "sip.phoneNumber": self.phone,
+            "sip.trunkID": trunk_id,
+            "sip.callID": f"SCL_{secrets.token_hex(6)}",
+        }
+        if caller_id:
+            attributes["sip.trunkPhoneNumber"] = caller_id  # as LiveKit names the caller ID
         self.participant = ParticipantInfo(
             sid=f"PA_{secrets.token_hex(6)}",
             identity=identity or f"sip_{self.phone}",
@@ -109,12 +137,7 @@ class Call:
             state=ParticipantInfo.State.JOINED,
             joined_at=int(now),
             joined_at_ms=int(now * 1000),
-            attributes={
-                CALL_STATUS: "dialing",
-                "sip.phoneNumber": self.phone,
-                "sip.trunkID": trunk_id,
-                "sip.callID": f"SCL_{secrets.token_hex(6)}",
-            },
+            attributes=attributes,
         )
         self.ctx.stats.sip_participant(
             SipParticipantRecord(
@@ -125,6 +148,7 @@ class Call:
                 outcome,
                 dialed_by,
                 now,
+                caller_id,
             )
         )
         self.ctx.notify("participant_joined", self.room.to_proto(), self.participant)
@@ -148,6 +172,9 @@ class Call:
             return
         self._ended = True
         self.ctx.stats.call_ended(self.key)
+        if self._trunk is not None:
+            self.ctx.carrier.finished(self._trunk)
+            self._trunk = None
         if not self.answered.done():
             self.answered.set_result("cancelled")
         if self.participant is not None:
@@ -198,13 +225,18 @@ class Call:
         if self._ended:
             return
         failure = SIP_FAILURES.get(outcome)
-        self.answered.set_result(outcome)  # waiters resume only after end() below has run
         if failure is not None:
-            self.end(failure.disconnect_reason)
+            self._fail(outcome, failure)
             return
+        self.answered.set_result(outcome)
         self.participant.attributes[CALL_STATUS] = "active"
         await asyncio.sleep(self.plan.call_length_s)
         self.end("CLIENT_INITIATED")
+
+    def _fail(self, outcome: str, failure: SipFailure) -> None:
+        self.failure = failure
+        self.answered.set_result(outcome)  # waiters resume only after end() below has run
+        self.end(failure.disconnect_reason)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=f"sim-call-{self.room.name}")

@@ -1,5 +1,5 @@
 """What every part of a running simulator shares: the scenario, the records, the database
-reporter and, when configured, the webhook sender."""
+reporter, when configured the webhook sender, and the carrier (batchctl.sim.carrier)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from livekit.protocol.models import ParticipantInfo, Room
 
+from batchctl.sim.carrier import Carrier
 from batchctl.sim.reports import Reporter
 from batchctl.sim.scenario import Scenario
 from batchctl.sim.stats import SimStats
@@ -19,6 +20,7 @@ class SimContext:
     stats: SimStats
     reporter: Reporter
     webhooks: WebhookSender | None
+    carrier: Carrier
 
     def notify(self, name: str, room: Room, participant: ParticipantInfo | None = None) -> None:
         """Queues a webhook event, if webhooks are on."""

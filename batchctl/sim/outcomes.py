@@ -1,5 +1,6 @@
 """How each scripted call outcome looks on the wire: the SIP status LiveKit reports for it, the
-Twirp code `CreateSIPParticipant` fails with, and the participant's disconnect reason."""
+Twirp code `CreateSIPParticipant` fails with, and the participant's disconnect reason; and how a
+carrier's refusal looks (batchctl.sim.carrier)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,18 @@ class SipFailure:
     status: str
     twirp_code: str
     disconnect_reason: str  # a livekit.DisconnectReason name
+    carrier_refused: bool = False  # the carrier's limits, not the callee: batchctl retries
 
     def detail(self) -> dict[str, object]:
         """What the agent reports with the outcome; ``error`` becomes the entry's last_error."""
-        return {
+        detail: dict[str, object] = {
             "sip_status_code": self.status_code,
             "sip_status": self.status,
             "error": f"SIP {self.status_code} {self.status}",
         }
+        if self.carrier_refused:
+            detail["carrier_refused"] = True
+        return detail
 
 
 # Outcomes of a call that was answered: the agent talks, then reports the outcome.
@@ -34,6 +39,11 @@ SIP_FAILURES: dict[str, SipFailure] = {
     "not_reachable": SipFailure(404, "Not Found", "not_found", "USER_UNAVAILABLE"),
     "failed": SipFailure(503, "Service Unavailable", "unavailable", "SIP_TRUNK_FAILURE"),
 }
+
+# The carrier refused the call over its trunk's limits, before it rang: reported as "failed".
+CARRIER_REFUSED = SipFailure(
+    503, "Service Unavailable", "unavailable", "SIP_TRUNK_FAILURE", carrier_refused=True
+)
 
 # The room was deleted while the number was still ringing.
 HUNG_UP = SipFailure(487, "Request Terminated", "aborted", "ROOM_DELETED")

@@ -4,6 +4,13 @@ Everything random is derived from ``seed`` and the call's (phone, attempt), neve
 random state, so a test can predict every call: ``Scenario.outcome_for(phone, attempt)``.
 A scenario is built from a JSON object (``Scenario.from_dict`` / ``Scenario.load``); an unknown
 key or a bad value raises ScenarioError naming the key. Keys starting with ``_`` are comments.
+
+``carrier`` (optional) makes the simulator a carrier with limits per LiveKit SIP trunk id, each
+optional: ``max_cps`` (a number > 0; 0.5 is one call every 2 s) and ``max_concurrent`` (an
+integer >= 1). A call over a limit is refused with SIP 503 before it rings
+(batchctl.sim.carrier); a trunk not listed has no limits::
+
+    {"carrier": {"trunks": {"ST_fast": {"max_cps": 2, "max_concurrent": 10}}}}
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from batchctl.sim.carrier import CarrierLimits
 from batchctl.sim.fields import (
     ScenarioError,
     check_keys,
@@ -95,6 +103,7 @@ class Scenario:
     webhook_url: str | None = None
     dispatch_faults: DispatchFaults = DispatchFaults()
     list_dispatch_missing_room: MissingRoom = "unavailable"
+    carrier: CarrierLimits = field(default_factory=CarrierLimits)
 
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
@@ -125,6 +134,7 @@ class Scenario:
             "list_dispatch_missing_room": lambda v: _choice(
                 v, "list_dispatch_missing_room", MISSING_ROOM_ANSWERS
             ),
+            "carrier": CarrierLimits.from_dict,
         }
         return cls(**{k: parsers[k](v) for k, v in doc.items() if not k.startswith("_")})
 

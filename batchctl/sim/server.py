@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError
 
 from batchctl.config import ConfigError, LiveKitCredentials
 from batchctl.sim.auth import verify
+from batchctl.sim.carrier import Carrier
 from batchctl.sim.context import SimContext
 from batchctl.sim.dispatch_service import AgentDispatchService
 from batchctl.sim.reports import Reporter
@@ -81,7 +82,8 @@ class Simulator:
             webhooks.start()
         reporter = Reporter(self._database_url, self.stats, self.scenario.report_give_up_s)
         await reporter.open()
-        self._ctx = SimContext(self.scenario, self.stats, reporter, webhooks)
+        carrier = Carrier(self.scenario.carrier, self.stats)
+        self._ctx = SimContext(self.scenario, self.stats, reporter, webhooks, carrier)
         self._world = World(self._ctx)
         methods = {
             **AgentDispatchService(self._ctx, self._world).methods(),

@@ -2,7 +2,9 @@
 
 With ``wait_until_answered`` the reply comes when the callee answers; a call that fails raises
 the Twirp error LiveKit sends, whose ``meta`` carries ``sip_status_code`` and ``sip_status``
-(livekit-api turns it into SipCallError). A call dialled into a dispatched room whose agent does
+(livekit-api turns it into SipCallError). A call the carrier refuses over its trunk's limits
+(batchctl.sim.carrier; ``sip_number`` is the caller ID it records) fails at once with SIP 503
+``unavailable``, waiting or not. A call dialled into a dispatched room whose agent does
 not dial (sip mode) is that dispatch's call; any other is a phone call of its own.
 """
 
@@ -17,7 +19,7 @@ from batchctl.sim.auth import Claims, require_sip_call
 from batchctl.sim.call_info import CallInfo
 from batchctl.sim.calls import Call
 from batchctl.sim.context import SimContext
-from batchctl.sim.outcomes import ANSWERED, HUNG_UP, SIP_FAILURES
+from batchctl.sim.outcomes import ANSWERED, CARRIER_REFUSED, HUNG_UP, SIP_FAILURES, SipFailure
 from batchctl.sim.rooms import SimRoom, World
 from batchctl.sim.twirp import Method, TwirpError
 
@@ -46,9 +48,17 @@ class SipService:
         room = self._world.room(req.room_name)
         call = _waiting_call(room, req.sip_call_to) or self._own_call(room, req.sip_call_to)
         ringing_timeout = req.ringing_timeout.ToTimedelta().total_seconds() or None
-        participant = call.dial(req.sip_trunk_id, req.participant_identity, "api", ringing_timeout)
+        participant = call.dial(
+            req.sip_trunk_id,
+            req.participant_identity,
+            "api",
+            ringing_timeout,
+            caller_id=req.sip_number or None,
+        )
         if call.dispatch is None:
-            call.start()
+            call.start()  # also when refused: its task closes the room it opened
+        if participant is None:
+            raise _sip_error(CARRIER_REFUSED)
         reply = SIPParticipantInfo(
             participant_id=participant.sid,
             participant_identity=participant.identity,
@@ -61,12 +71,7 @@ class SipService:
         outcome = await asyncio.shield(call.answered)
         if outcome in ANSWERED:
             return reply
-        failure = SIP_FAILURES.get(outcome, HUNG_UP)
-        raise TwirpError(
-            failure.twirp_code,
-            f"twirp error unknown: sip status: {failure.status_code}: {failure.status}",
-            meta={"sip_status_code": str(failure.status_code), "sip_status": failure.status},
-        )
+        raise _sip_error(SIP_FAILURES.get(outcome, HUNG_UP))
 
     def _own_call(self, room: SimRoom, phone: str) -> Call:
         """A call outside any waiting dispatch: a second CreateSIPParticipant for one number is
@@ -82,6 +87,15 @@ class SipService:
             attempt=latest.attempt if latest else 1,
             done=self._world.call_done,
         )
+
+
+def _sip_error(failure: SipFailure) -> TwirpError:
+    """The error LiveKit answers a failed call with (livekit-api raises SipCallError)."""
+    return TwirpError(
+        failure.twirp_code,
+        f"twirp error unknown: sip status: {failure.status_code}: {failure.status}",
+        meta={"sip_status_code": str(failure.status_code), "sip_status": failure.status},
+    )
 
 
 def _waiting_call(room: SimRoom, phone: str) -> Call | None:

@@ -4,6 +4,9 @@ thread than the simulator's event loop) and served as JSON at ``GET /sim/stats``
 A call is live from its CreateDispatch (or a CreateSIPParticipant outside any dispatch) until the
 phone call is over, its agent gives up, or its room is deleted — always *before* the agent sends
 the final report, so a slot freed in the database is never still counted live here.
+
+Every call that reaches the carrier (batchctl.sim.carrier) is a CarrierStart, accepted or refused,
+with its trunk and caller ID: what a test of batchctl's pacing and caller-ID choice measures.
 """
 
 from __future__ import annotations
@@ -43,6 +46,19 @@ class SipParticipantRecord:
     outcome: str
     dialed_by: str  # "agent" (agent mode) or "api" (a CreateSIPParticipant request)
     at: float
+    caller_id: str | None = None  # the number presented to the callee, when batchctl chose one
+
+
+@dataclass(frozen=True)
+class CarrierStart:
+    """A call starting at the carrier: a CreateSIPParticipant arriving, or an agent dialling."""
+
+    room: str
+    phone: str
+    trunk_id: str  # the LiveKit trunk id; "" when none is known
+    caller_id: str | None
+    accepted: bool  # False: refused with SIP 503 over the trunk's limits
+    at: float  # wall-clock time.time()
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,7 @@ class StatsSnapshot:
     errors: Mapping[str, Mapping[str, int]]  # per method (or "report_call_status"), per code
     webhooks_sent: int
     webhooks_failed: int
+    carrier_starts: tuple[CarrierStart, ...] = ()
 
     @property
     def live_calls(self) -> int:
@@ -75,6 +92,22 @@ class StatsSnapshot:
     def reports_for(self, room: str) -> list[str]:
         """The statuses the agents of ``room`` reported, in order."""
         return [r.status for r in self.reports if r.room == room]
+
+    def starts_per_window(self, trunk_id: str) -> int:
+        """The most accepted starts on ``trunk_id`` within one second: over every window
+        [t, t + 1) that opens at an accepted start's time t."""
+        times = sorted(s.at for s in self.carrier_starts if s.accepted and s.trunk_id == trunk_id)
+        most, end = 0, 0
+        for first, opened in enumerate(times):
+            # The same comparison as the carrier's (later < earlier + 1): they never disagree.
+            while end < len(times) and times[end] < opened + 1.0:
+                end += 1
+            most = max(most, end - first)
+        return most
+
+    def calls_per_caller_id(self) -> dict[str, int]:
+        """Accepted starts per caller ID (starts without one are left out)."""
+        return dict(Counter(s.caller_id for s in self.carrier_starts if s.accepted and s.caller_id))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +136,7 @@ class SimStats:
     _requests: Counter[str] = field(default_factory=Counter)
     _errors: dict[str, Counter[str]] = field(default_factory=dict)
     _webhooks: Counter[bool] = field(default_factory=Counter)
+    _carrier: list[CarrierStart] = field(default_factory=list)
 
     def request(self, method: str) -> None:
         with self._lock:
@@ -143,6 +177,10 @@ class SimStats:
         with self._lock:
             self._sip.append(record)
 
+    def carrier_start(self, record: CarrierStart) -> None:
+        with self._lock:
+            self._carrier.append(record)
+
     def report(self, room: str, call_log_id: str, status: str) -> None:
         with self._lock:
             self._reports.append(ReportRecord(room, call_log_id, status, self.clock()))
@@ -166,4 +204,5 @@ class SimStats:
                 errors={m: dict(codes) for m, codes in self._errors.items()},
                 webhooks_sent=self._webhooks[True],
                 webhooks_failed=self._webhooks[False],
+                carrier_starts=tuple(self._carrier),
             )

@@ -119,6 +119,7 @@ def test_trunk_show_by_name_or_id_for_people_and_as_json(db_url: str, conn: Conn
         "in flight             0",
         "started, last second  0",
         "started, last minute  0",
+        "back-off              none",
     ):
         assert expected in text, (expected, text)
     lines = text.splitlines()
@@ -132,6 +133,17 @@ def test_trunk_show_by_name_or_id_for_people_and_as_json(db_url: str, conn: Conn
     doc = json.loads(invoke(db_url, "trunk", "show", "acme", main, "--json").stdout)
     assert doc["trunk_id"] == main and doc["max_cps"] == 2.5 and doc["default"] is True
     assert [n["number"] for n in doc["caller_ids"]] == ["+13055550100", "+442079460000"]
+    # The carrier refused calls (sql/034 writes this; here by hand).
+    conn.execute(
+        """update batchctl.trunks set refusals = 2,
+                  backoff_until = '2099-01-02T03:04:05+00:00' where id = %s""",
+        (main,),
+    )
+    backing_off = invoke(db_url, "trunk", "show", "acme", "main").stdout
+    assert (
+        "back-off              until 2099-01-02 03:04:05 UTC (2 capacity refusals in a row)"
+        in backing_off
+    )
     one_line_error(invoke(db_url, "trunk", "show", "acme", "backup"), 'trunk "backup" not found')
     # Another tenant's trunk is not found by its id either.
     create_tenant(db_url, "other")
@@ -292,3 +304,24 @@ def test_trunk_as_a_person_runs_it(db_url: str) -> None:
     assert failed.stderr.strip() == (
         'error: trunk "nope" not found (batchctl trunk list TENANT shows them)'
     )
+
+
+def test_batch_create_takes_the_trunk_by_name_and_names_the_tenants_trunks_when_wrong(
+    db_url: str, conn: Conn, tmp_path: Path
+) -> None:
+    create_tenant(db_url, "acme")
+    create_trunk(db_url, "acme", "main", *ST, "--max-cps", "5")
+    slow = create_trunk(db_url, "acme", "slow", "--livekit-trunk-id", "ST_b", "--max-cps", "1")
+    leads = tmp_path / "leads.csv"
+    leads.write_text("phone\n+14155550100\n")
+    create = ("batch", "create", "acme", "--csv", str(leads), "--json")
+    made = json.loads(invoke(db_url, *create, "--trunk", "slow").stdout)
+    options = one_row(
+        conn, "select options from batchctl.batches where id = %s", (made["batch_id"],)
+    )
+    assert options["options"]["trunk"] == slow  # kept as the id: a rename moves nothing
+    one_line_error(
+        invoke(db_url, *create, "--trunk", "fast"),
+        'option trunk: the tenant has no trunk "fast"; its trunks: main, slow',
+    )
+    assert count(conn, "batches") == 1

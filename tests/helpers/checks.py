@@ -28,6 +28,7 @@ TABLES = (
     "intake_refusals",
     "trunks",
     "caller_ids",
+    "caller_id_days",
 )
 REPORT_TO = {"report_to": ["ops@example.com"]}
 

@@ -42,6 +42,18 @@ CHECKS: dict[str, str] = {
           from batchctl.batches b join batchctl.batch_entries e on e.batch_id = b.id
          where {_IN_FLIGHT}
          group by b.id, b.tenant_id having count(*) > (b.options ->> 'wave_size')::int""",
+    "in flight on a trunk never exceeds its max_concurrent": """
+        select format('trunk %s: %s in flight, max_concurrent %s', t.name, count(*),
+                      t.max_concurrent)
+          from batchctl.trunks t join batchctl.batch_entries e on e.trunk_id = t.id
+         where e.status in ('running', 'dispatched')
+         group by t.id, t.tenant_id having count(*) > t.max_concurrent""",
+    "no caller ID passes its daily cap (the least of its pool rows')": """
+        select format('caller ID %s: %s calls on %s, cap %s', d.phone, d.calls, d.day, n.cap)
+          from batchctl.caller_id_days d
+          join (select tenant_id, phone, min(daily_cap) as cap from batchctl.caller_ids
+                 group by tenant_id, phone) n on n.tenant_id = d.tenant_id and n.phone = d.phone
+         where d.calls > n.cap""",
     "no number is on two live calls of one tenant": """
         select format('number %s has %s live calls', e.to_phone, count(*))
           from batchctl.call_logs c join batchctl.batch_entries e on e.id = c.entry_id

@@ -7,7 +7,7 @@ import json
 import statistics
 import threading
 from collections import Counter
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from openpyxl.workbook import Workbook
 
 from batchctl.report.key_columns import MAX_HEADER_CHARS
 from batchctl.report.workbook import MAX_CONTEXT_COLUMNS
+from clockwork import clock, pin
 from report_helpers import (
     Attempt,
     attachment,
@@ -360,6 +361,47 @@ def test_login_when_a_user_is_configured(db_url: str, api: SqlApi) -> None:
         assert sink.wait_for(1)[0].login == "reports"
     finally:
         sink.down()
+
+
+# SIP 503 on a trunk: the carrier refused the call for capacity (sql/028 carrier_refused).
+CARRIER_REFUSED = {"sip_status_code": 503, "error": "SIP 503 Service Unavailable"}
+
+
+def test_each_call_shows_its_caller_id_and_trunk(db_url: str, api: SqlApi) -> None:
+    tenant = api.create_tenant("Acme", max_concurrent_calls=5)
+    trunk = api.create_trunk(tenant, "main", "ST_main", 100)
+    api.add_caller_ids(tenant, trunk, ["+13055559999"])
+    batch = api.create_batch(tenant, phones(2))
+    script: dict[str, list[Attempt]] = {
+        "+14155550000": [("failed", CARRIER_REFUSED), ("ended", {})]
+    }
+    assert drive(api, script) == 2  # then the trunk backs off: the refused lead waits
+    pin(api.conn, clock(api.conn) + timedelta(minutes=1))  # past the back-off
+    assert drive(api, script) == 1
+    plain = api.create_tenant("Plain")  # no trunks: calls go out without either
+    plain_batch = api.create_batch(plain, phones(1, 10))
+    assert drive(api, {}) == 1
+
+    book = built_workbook(db_url, batch)
+    attempts = [(r["Entry index"], r["Attempt"], r["Call status"], r["Caller ID"], r["Trunk"])
+                for r in table(book, "Attempts")]  # fmt: skip
+    assert attempts == [
+        (0, 1, "failed", "+13055559999", "main"),
+        (0, 2, "ended", "+13055559999", "main"),
+        (1, 1, "ended", "+13055559999", "main"),
+    ]
+    calls = [(r["Entry index"], r["Caller ID"], r["Carrier refusals"])
+             for r in table(book, "Calls")]  # fmt: skip
+    assert calls == [(0, "+13055559999", 1), (1, "+13055559999", 0)]
+    # Text like the phone numbers, never a formula: a caller ID starts with "+".
+    ws = book["Attempts"]
+    caller_id = ws.cell(2, header(book, "Attempts").index("Caller ID") + 1)
+    assert (caller_id.data_type, caller_id.quotePrefix) == ("s", True)
+
+    book = built_workbook(db_url, plain_batch)
+    ((call,), (entry,)) = table(book, "Attempts"), table(book, "Calls")
+    assert (call["Caller ID"], call["Trunk"]) == (None, None)
+    assert (entry["Caller ID"], entry["Carrier refusals"]) == (None, 0)
 
 
 # --- the leads' context as columns ---------------------------------------------------------------

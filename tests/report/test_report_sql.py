@@ -57,3 +57,25 @@ def test_the_summary_counts_calls_per_attempt_and_the_analysis_keys(
     assert row["calls_per_attempt"] == {"1": 3, "2": 1} and row["calls"] == 4
     assert row["outcomes"] == {"ended": 3}
     assert row["analysis_keys"] == ["a", "analysis", "b"]
+
+
+def test_a_tenant_sees_its_trunk_s_name_on_its_calls(conn: psycopg.Connection[Any]) -> None:
+    """The trunk comes through a LEFT JOIN under the caller's row-level security: a tenant that
+    could not read its own trunks would get empty names, not an error."""
+    api = SqlApi(conn)
+    tenant = api.create_tenant()
+    trunk = api.create_trunk(tenant, "main", "ST_main", 100)
+    api.add_caller_ids(tenant, trunk, ["+13055559999"])
+    batch = api.create_batch(tenant, phones(1))
+    drive(api, {})
+    with login_role(conn, tenant) as role:
+        act_as(conn, role)
+        call = conn.execute(
+            "select trunk, caller_id from batchctl.report_calls where batch_id = %s", (batch,)
+        ).fetchone()
+        entry = conn.execute(
+            "select caller_id, carrier_refusals from batchctl.report_entries where batch_id = %s",
+            (batch,),
+        ).fetchone()
+    assert call == {"trunk": "main", "caller_id": "+13055559999"}
+    assert entry == {"caller_id": "+13055559999", "carrier_refusals": 0}

@@ -8,7 +8,7 @@ Time is pinned by batchctl.now (tests/helpers/clockwork.py), the clock trunk_sta
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -49,6 +49,8 @@ def test_create_trunk_keeps_its_settings_and_the_tenants_first_is_its_default(
         "started_last_second": 0,
         "started_last_minute": 0,
         "caller_ids": [],
+        "backoff": {"refusals": 0, "until": None, "active": False},
+        "next_start_at": None,
         "created_at": status["created_at"],
         "updated_at": status["updated_at"],
     }
@@ -228,62 +230,44 @@ def test_update_trunk_wants_an_object(api: SqlApi, conn: Conn, changes: str) -> 
 def test_trunk_status_counts_calls_in_flight_started_lately_and_today_per_caller_id(
     api: SqlApi, conn: Conn
 ) -> None:
-    """Calls on the trunk, by the claim's clock: in flight (live call logs), started in the
-    last second and minute, and per caller ID since midnight in the tenant's zone (New York:
-    04:00 UTC in June)."""
+    """Calls on the trunk, by the claim's clock: in flight (claimed or live, as its cap counts
+    them), started in the last second and minute, and per caller ID since midnight in the
+    tenant's zone (New York: 04:00 UTC in June), counted per number across the tenant's trunks
+    as its daily cap is."""
     tenant = api.create_tenant("acme", 5, "America/New_York")
     trunk = api.create_trunk(tenant, "main", "ST_a", 5)
     other = api.create_trunk(tenant, "backup", "ST_b", 5)
     x, y = "+13055550100", "+13055550101"
     assert api.add_caller_ids(tenant, trunk, [x, y], 50) == 2
     assert api.add_caller_ids(tenant, other, [x]) == 1
-    api.create_batch(tenant, phones(5), {"wave_size": 5})
-    calls = api.dispatch_all()
-    assert len(calls) == 5
-    # Live calls on no trunk (as every call is until the claim chooses one) count for none.
-    assert api.trunk_status(tenant, trunk)["in_flight"] == 0
-    api.finish_call(calls[3])
     now = ts("2026-06-10T12:00:00+00:00")
-    placed = [
-        (trunk, x, now - timedelta(seconds=0.5)),  # last second, last minute, today
-        (trunk, x, now - timedelta(seconds=30)),  # last minute, today
-        (trunk, y, ts("2026-06-10T05:00:00+00:00")),  # today (01:00 in New York)
-        (trunk, x, ts("2026-06-10T03:00:00+00:00")),  # yesterday in New York; ended
-        (other, x, now - timedelta(seconds=0.2)),  # another trunk's
-    ]
-    # What the claim will record, written by hand: without triggers, which refuse any change
-    # to a call log but its status's (and would stamp the time).
-    with conn.transaction():
-        conn.execute("set local session_replication_role = replica")
-        for call, (on, caller, started) in zip(calls, placed, strict=True):
-            conn.execute(
-                """update batchctl.call_logs set trunk_id = %s, caller_id = %s, started_at = %s
-                    where id = %s""",
-                (on, caller, started, call),
-            )
+
+    def place(at: datetime, n: int, options: dict[str, object] | None = None) -> list[UUID]:
+        pin(conn, at)
+        api.create_batch(tenant, phones(n, int(at.timestamp()) % 1000), options)
+        return api.dispatch_all()
+
+    # Yesterday in New York (23:00), ended; then today: x, then y and x (the least used first).
+    api.finish_call(place(ts("2026-06-10T03:00:00+00:00"), 1)[0])
+    place(now - timedelta(seconds=30), 1)
+    api.finish_call(place(now - timedelta(seconds=0.5), 2)[0])
+    place(now - timedelta(seconds=0.2), 1, {"trunk": "backup"})  # x again, on the other trunk
     pin(conn, now)
     status = api.trunk_status(tenant, trunk)
-    assert (status["in_flight"], status["started_last_second"], status["started_last_minute"]) == (
-        3,
-        1,
-        2,
-    )
+    started = ("in_flight", "started_last_second", "started_last_minute")
+    assert [status[k] for k in started] == [2, 2, 3]
     assert status["caller_ids"] == [
-        {"number": x, "daily_cap": 50, "country": "US", "today": 2},
+        {"number": x, "daily_cap": 50, "country": "US", "today": 3},
         {"number": y, "daily_cap": 50, "country": "US", "today": 1},
     ]
     theirs = api.trunk_status(tenant, other)
-    assert (theirs["in_flight"], theirs["started_last_second"], theirs["started_last_minute"]) == (
-        1,
-        1,
-        1,
-    )
-    assert theirs["caller_ids"] == [{"number": x, "daily_cap": None, "country": "US", "today": 1}]
+    assert [theirs[k] for k in started] == [1, 1, 1]
+    assert theirs["caller_ids"] == [{"number": x, "daily_cap": None, "country": "US", "today": 3}]
     # A minute on, nothing was started lately; the day's counts stay.
     pin(conn, now + timedelta(minutes=1))
     later = api.trunk_status(tenant, trunk)
     assert (later["started_last_second"], later["started_last_minute"]) == (0, 0)
-    assert [n["today"] for n in later["caller_ids"]] == [2, 1]
+    assert [n["today"] for n in later["caller_ids"]] == [3, 1]
     # Past midnight in New York (04:00 UTC), a new day.
     pin(conn, ts("2026-06-11T04:00:01+00:00"))
     assert [n["today"] for n in api.trunk_status(tenant, trunk)["caller_ids"]] == [0, 0]

@@ -534,6 +534,7 @@ DEFAULTS: dict[str, Any] = {
     "report_to": [],
     "report_delay_s": 15,
     "autostart": True,
+    "trunk": None,
     "metadata": {},
 }
 ALL_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

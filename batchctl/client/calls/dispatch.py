@@ -12,7 +12,9 @@ from batchctl.client.rows import Ack, AckResult, ClaimRow, HangupRequest, Report
 
 def claim_entries(worker: str, limit: int, lease_seconds: int) -> Call[list[ClaimRow]]:
     q = """SELECT entry_id, batch_id, tenant_id, to_phone, lead_name, context::text AS context,
-                  attempt, room_name, options::text AS options, dispatch_unconfirmed
+                  attempt, room_name, options::text AS options, dispatch_unconfirmed,
+                  livekit_trunk_id, caller_id, dial_at,
+                  extract(epoch FROM dial_at - clock_timestamp())::float8 AS dial_in
              FROM batchctl.claim_entries(%s, %s, %s)"""
     return table(ClaimRow, q, worker, limit, lease_seconds)
 
