@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python bench/dispatch_latency.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/report_build.py
+	$(BIN)/python bench/webhooks.py
 
 # claim_entries with every compliance rule over 1M call logs against the same claim with no
 # policy, then the flat-cost table (bench/RESULTS.md, section 9). Needs no PgQueuer.

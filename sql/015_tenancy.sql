@@ -82,7 +82,8 @@ DECLARE
 BEGIN
     FOREACH v_table IN ARRAY ARRAY['dnc_numbers', 'batches', 'batch_entries', 'call_logs', 'events',
                                    'reports', 'hangups', 'intake_refusals', 'trunks', 'caller_ids',
-                                   'caller_id_days'] LOOP
+                                   'caller_id_days', 'webhook_endpoints', 'webhook_deliveries',
+                                   'webhook_attempts'] LOOP
         EXECUTE format('DROP POLICY IF EXISTS tenant_isolation ON batchctl.%I', v_table);
         EXECUTE format('CREATE POLICY tenant_isolation ON batchctl.%I TO batchctl_tenant
                             USING (tenant_id = (SELECT batchctl.session_tenant()))', v_table);

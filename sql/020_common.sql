@@ -79,3 +79,23 @@ BEGIN
     RETURN v_batch;
 END
 $$;
+
+-- The arguments every claim of a worker's takes (claim_entries, claim_webhook_deliveries): BC001
+-- naming a missing or bad one.
+CREATE OR REPLACE FUNCTION batchctl.check_claim(p_worker text, p_limit integer, p_lease_seconds integer)
+RETURNS void LANGUAGE plpgsql IMMUTABLE
+SET search_path = batchctl, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_worker IS NULL OR length(p_worker) = 0 OR text_problem(p_worker) IS NOT NULL THEN
+        RAISE EXCEPTION 'p_worker: name the claiming worker (e.g. host:pid)%',
+            coalesce('; it ' || text_problem(p_worker), '') USING ERRCODE = 'BC001';
+    END IF;
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'p_limit: expected 1 to 10000, got %', p_limit USING ERRCODE = 'BC001';
+    END IF;
+    IF p_lease_seconds IS NULL OR p_lease_seconds < 1 THEN
+        RAISE EXCEPTION 'p_lease_seconds: expected at least 1, got %', p_lease_seconds USING ERRCODE = 'BC001';
+    END IF;
+END
+$$;

@@ -199,16 +199,7 @@ DECLARE
     v_held_rules text[] := '{}';
     v_grants trunk_grant[];
 BEGIN
-    IF p_worker IS NULL OR length(p_worker) = 0 OR text_problem(p_worker) IS NOT NULL THEN
-        RAISE EXCEPTION 'p_worker: name the claiming worker (e.g. host:pid)%',
-            coalesce('; it ' || text_problem(p_worker), '') USING ERRCODE = 'BC001';
-    END IF;
-    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
-        RAISE EXCEPTION 'p_limit: expected 1 to 10000, got %', p_limit USING ERRCODE = 'BC001';
-    END IF;
-    IF p_lease_seconds IS NULL OR p_lease_seconds < 1 THEN
-        RAISE EXCEPTION 'p_lease_seconds: expected at least 1, got %', p_lease_seconds USING ERRCODE = 'BC001';
-    END IF;
+    PERFORM check_claim(p_worker, p_limit, p_lease_seconds);
 
     -- Lock tenants one at a time (a cursor fetch locks one row), skipping those another claimer
     -- holds, and take each one's entries (choose_claims) until the claim is full: concurrent

@@ -1,7 +1,7 @@
 -- Retention: prune() deletes the batches that finished before p_now - p_older_than and whose
 -- report is settled (sent, failed or skipped; never one still pending or being sent), with all
--- that is theirs: entries, call logs (their hang-up rows follow by cascade), events and the
--- report. A call deletes at most about p_limit rows and says whether more is left, so pg_cron can
+-- that is theirs: entries, call logs (their hang-up rows follow by cascade), events, webhook
+-- deliveries and the report. A call deletes at most about p_limit rows and says whether more is left, so pg_cron can
 -- call it every minute and `batchctl prune` in a loop, each call a short transaction.
 --
 -- Why rows in bounded batches and not monthly partitions of events: what expires is a batch's
@@ -142,6 +142,9 @@ BEGIN
         DELETE FROM events WHERE batch_id = ANY (v_done_ids);
         GET DIAGNOSTICS v_rows = ROW_COUNT;
         v_events := v_events + v_rows;
+        -- Its webhook deliveries (and their attempts, by cascade), sent or not: the events they
+        -- carried are gone from the audit too (docs/webhooks.md).
+        DELETE FROM webhook_deliveries WHERE batch_id = ANY (v_done_ids);
     END IF;
 
     RETURN jsonb_build_object(

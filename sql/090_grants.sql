@@ -21,7 +21,12 @@ GRANT EXECUTE ON FUNCTION
     batchctl.update_trunk(uuid, uuid, jsonb),
     batchctl.trunk_status(uuid, uuid),
     batchctl.add_caller_ids(uuid, uuid, text[], integer),
-    batchctl.remove_caller_ids(uuid, uuid, text[])
+    batchctl.remove_caller_ids(uuid, uuid, text[]),
+    batchctl.add_webhook(uuid, text, text[], text),
+    batchctl.remove_webhook(uuid, uuid),
+    batchctl.list_webhooks(uuid),
+    batchctl.webhook_deliveries(uuid, uuid, integer),
+    batchctl.replay_webhooks(uuid, uuid, timestamptz)
 TO batchctl_tenant, batchctl_worker;
 
 -- Row-level security calls it for every tenant query; it tells a session its own tenant only.
@@ -44,7 +49,9 @@ GRANT EXECUTE ON FUNCTION
     batchctl.hangup_done(text),
     batchctl.hangup_failed(text, text),
     batchctl.room_call_over(text, text),
-    batchctl.call_log_id(text)
+    batchctl.call_log_id(text),
+    batchctl.claim_webhook_deliveries(text, integer, integer),
+    batchctl.record_webhook_attempt(uuid, bigint, integer, integer, text, numeric, text, numeric)
 TO batchctl_worker;
 
 -- The voice agent reports its calls' statuses and nothing else.

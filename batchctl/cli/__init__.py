@@ -29,6 +29,7 @@ COMMANDS = {
     "db": "batchctl.cli.db:db",
     "demo": "batchctl.cli.demo:demo",
     "dnc": "batchctl.cli.dnc:dnc",
+    "endpoint": "batchctl.cli.endpoint:endpoint",
     "entry": "batchctl.cli.entry:entry",
     "policy": "batchctl.cli.policy:policy",
     "prune": "batchctl.cli.prune:prune",

@@ -61,6 +61,22 @@ from batchctl.daemon import DaemonSettings, default_worker_name, run_daemon
     show_default=True,
     help="seconds to wait for a LiveKit request (a timed-out dispatch is retried and adopted)",
 )
+@click.option(
+    "--allow-private-webhooks",
+    is_flag=True,
+    envvar="BATCHCTL_ALLOW_PRIVATE_WEBHOOKS",
+    show_envvar=True,
+    help="let webhook endpoints be loopback, private or link-local addresses, and http "
+    "(tests, the demo, a receiver on your own network); tenants choose the URLs",
+)
+@click.option(
+    "--webhook-timeout",
+    type=click.FloatRange(0.1),
+    default=DaemonSettings.webhook_timeout,
+    show_default=True,
+    help="seconds to wait for a webhook receiver's answer; a delivery is leased for twice that "
+    "and 5 s, then another daemon may send it again",
+)
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING"]), default="INFO")
 @click.pass_obj
 def daemon(
@@ -74,9 +90,12 @@ def daemon(
     sweep_every: float,
     lease_seconds: int,
     livekit_timeout: float,
+    allow_private_webhooks: bool,
+    webhook_timeout: float,
     log_level: str,
 ) -> None:
-    """Dial through LiveKit, hang up, e-mail reports: the daemon (several may run at once)."""
+    """Dial through LiveKit, hang up, e-mail reports, send webhooks: the daemon (several may run
+    at once)."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = DaemonSettings(
         database_url=app.database_url(),
@@ -89,6 +108,8 @@ def daemon(
         sweep_every=sweep_every,
         lease_seconds=lease_seconds,
         livekit_timeout=livekit_timeout,
+        allow_private_webhooks=allow_private_webhooks,
+        webhook_timeout=webhook_timeout,
     )
     try:
         asyncio.run(_until_signalled(settings))

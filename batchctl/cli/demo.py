@@ -28,7 +28,8 @@ from batchctl.cli.errors import UserError
 )
 def demo(leads: int, report_path: Path) -> None:
     """Run a whole campaign here: embedded PostgreSQL, the LiveKit simulator, a local mail
-    server and the daemon; ends with the e-mailed report. Leaves nothing running."""
+    server, a local webhook receiver and the daemon; ends with the e-mailed report and the
+    webhook events received. Leaves nothing running."""
     try:
         from batchctl.demo import run_demo
     except ImportError as exc:  # aiosmtpd, the demo's mail server, is an extra

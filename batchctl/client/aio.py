@@ -21,7 +21,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from batchctl.client.calls import Call, dispatch, report, upkeep
+from batchctl.client.calls import Call, dispatch, report, upkeep, webhooks
 from batchctl.client.rows import (
     Ack,
     AckResult,
@@ -30,6 +30,7 @@ from batchctl.client.rows import (
     ReportClaim,
     ReportResult,
     StatusReport,
+    WebhookDelivery,
 )
 from batchctl.client.summary import BatchSummary
 from batchctl.database import error_message
@@ -122,6 +123,26 @@ class AsyncClient:
 
     async def claim_hangups(self, worker: str, limit: int = 20) -> list[HangupRequest]:
         return await self.run(dispatch.claim_hangups(worker, limit))
+
+    async def claim_webhook_deliveries(
+        self, worker: str, limit: int, lease_seconds: int
+    ) -> list[WebhookDelivery]:
+        return await self.run(webhooks.claim_webhook_deliveries(worker, limit, lease_seconds))
+
+    async def record_webhook_attempt(
+        self,
+        delivery: WebhookDelivery,
+        status_code: int | None,
+        error: str | None,
+        elapsed_ms: float,
+        outcome: str,
+        retry_in_s: float | None,
+    ) -> str:
+        return await self.run(
+            webhooks.record_webhook_attempt(
+                delivery, status_code, error, elapsed_ms, outcome, retry_in_s
+            )
+        )
 
     async def hangup_done(self, room_name: str) -> None:
         await self.run(dispatch.hangup_done(room_name))

@@ -119,3 +119,20 @@ class ReportClaim:
     tenant_id: UUID
     recipients: list[str]
     attempt: int
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One row of batchctl.claim_webhook_deliveries: the body exactly as it is signed and sent
+    (the payload's JSON text, the same on every attempt)."""
+
+    delivery_id: int
+    tenant_id: UUID
+    endpoint_id: UUID
+    url: str
+    secret: str
+    message_id: str
+    event_type: str
+    body: str
+    attempt: int
+    created_at: datetime

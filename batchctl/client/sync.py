@@ -24,6 +24,7 @@ from batchctl.client.calls import (
     tenants,
     trunks,
     upkeep,
+    webhooks,
 )
 from batchctl.client.rows import (
     Ack,
@@ -156,6 +157,31 @@ class Client:
 
     def remove_caller_ids(self, tenant_id: UUID, trunk_id: UUID, numbers: Sequence[str]) -> int:
         return self.run(trunks.remove_caller_ids(tenant_id, trunk_id, numbers))
+
+    # Outbound webhooks (sql/059, docs/webhooks.md).
+
+    def add_webhook(
+        self,
+        tenant_id: UUID,
+        url: str,
+        events: Sequence[str] | None = None,
+        secret: str | None = None,
+    ) -> dict[str, Any]:
+        return self.run(webhooks.add_webhook(tenant_id, url, events, secret))
+
+    def remove_webhook(self, tenant_id: UUID, endpoint_id: UUID) -> bool:
+        return self.run(webhooks.remove_webhook(tenant_id, endpoint_id))
+
+    def list_webhooks(self, tenant_id: UUID) -> list[dict[str, Any]]:
+        return self.run(webhooks.list_webhooks(tenant_id))
+
+    def webhook_deliveries(
+        self, tenant_id: UUID, endpoint_id: UUID, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        return self.run(webhooks.webhook_deliveries(tenant_id, endpoint_id, limit))
+
+    def replay_webhooks(self, tenant_id: UUID, endpoint_id: UUID, since: datetime) -> int:
+        return self.run(webhooks.replay_webhooks(tenant_id, endpoint_id, since))
 
     # Dispatch and calls (sql/050 to sql/057).
 

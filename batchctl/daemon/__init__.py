@@ -1,8 +1,9 @@
 """``batchctl daemon``: the outside-world I/O of batchctl (SPEC §7), nothing else.
 
-One LISTEN connection wakes four loops that share a connection pool: dispatch (claim ->
+One LISTEN connection wakes five loops that share a connection pool: dispatch (claim ->
 LiveKit -> acknowledge), hang-up (delete rooms the database queued), report (build and mail
-finished batches' workbooks) and, unless cron does it, the sweep. Every decision is the
+finished batches' workbooks), webhook (send the deliveries the transitions queued) and, unless
+cron does it, the sweep. Every decision is the
 database's; several daemons on several hosts may run against one database at once.
 """
 
@@ -15,10 +16,12 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
 from batchctl.client.aio import AsyncClient
 from batchctl.config import ConfigError, LiveKitSettings, SmtpSettings
+from batchctl.daemon.deliveries import DeliveryLoop
 from batchctl.daemon.dispatcher import Dispatcher
 from batchctl.daemon.hangups import HangupLoop
 from batchctl.daemon.listener import listen
@@ -49,6 +52,10 @@ class DaemonSettings:
     drain_timeout: float = 40.0  # on SIGTERM: a sip dial rings for up to ~30 s
     livekit_timeout: float = 10.0  # seconds per LiveKit request (a sip dial: its ring window)
     pool_size: int = 10
+    # Webhook URLs may point at loopback, private and link-local addresses, over http (tests,
+    # the demo, a receiver on the owner's own network); off, a tenant cannot reach them.
+    allow_private_webhooks: bool = False
+    webhook_timeout: float = 10.0  # seconds per webhook request, its answer read included
 
 
 async def run_daemon(settings: DaemonSettings, stopping: asyncio.Event) -> None:
@@ -59,10 +66,12 @@ async def run_daemon(settings: DaemonSettings, stopping: asyncio.Event) -> None:
     pool = async_pool(settings.database_url, "daemon", max_size=settings.pool_size)
     await pool.open(wait=False)
     try:
-        async with LiveKitGateway(
-            settings.livekit, request_timeout=settings.livekit_timeout
-        ) as gateway:
-            await _run_loops(settings, pool, gateway, agent, stopping)
+        async with (
+            LiveKitGateway(settings.livekit, request_timeout=settings.livekit_timeout) as gateway,
+            # No proxy from the environment: webhooks go to the addresses the sender checked.
+            aiohttp.ClientSession(trust_env=False) as session,
+        ):
+            await _run_loops(settings, pool, gateway, session, agent, stopping)
     finally:
         await pool.close()
 
@@ -71,11 +80,12 @@ async def _run_loops(
     settings: DaemonSettings,
     pool: AsyncConnectionPool,
     gateway: LiveKitGateway,
+    session: aiohttp.ClientSession,
     agent: str,
     stopping: asyncio.Event,
 ) -> None:
     client = AsyncClient(pool)
-    wake = {name: asyncio.Event() for name in ("dispatch", "hangup", "report", "sweep")}
+    wake = {name: asyncio.Event() for name in ("dispatch", "hangup", "report", "sweep", "webhook")}
     dispatcher = Dispatcher(
         client,
         gateway,
@@ -86,6 +96,10 @@ async def _run_loops(
         lease_seconds=settings.lease_seconds,
     )
     hangups = HangupLoop(client, gateway, worker=settings.worker)
+    deliveries = DeliveryLoop(
+        client, session, wake["webhook"], worker=settings.worker,
+        allow_private=settings.allow_private_webhooks, timeout_s=settings.webhook_timeout,
+    )  # fmt: skip
 
     async def send_reports() -> float | None:
         return await send_due_reports(pool, settings.smtp, settings.worker, stopping)
@@ -97,11 +111,14 @@ async def _run_loops(
     steps: dict[str, tuple[Callable[[], Awaitable[float | None]], float]] = {
         "dispatch": (dispatcher.step, settings.poll_interval),
         "hangup": (hangups.step, settings.poll_interval),
+        "webhook": (deliveries.step, settings.poll_interval),
         "report": (send_reports, max(settings.poll_interval, 10.0)),
     }
     if settings.sweep_every > 0:
         steps["sweep"] = (sweep, settings.sweep_every)
-    channels = {f"batchctl_{name}": wake[name] for name in ("dispatch", "hangup", "report")}
+    channels = {
+        f"batchctl_{name}": wake[name] for name in ("dispatch", "hangup", "report", "webhook")
+    }
     listener = asyncio.create_task(
         listen(settings.listen_url or settings.database_url, channels, stopping)
         if settings.listen
@@ -115,7 +132,9 @@ async def _run_loops(
     await stopping.wait()
     log.info("stopping: finishing the work in hand")
     await asyncio.gather(*loops)  # each loop ends after its current step
-    await dispatcher.drain(settings.drain_timeout)
+    await asyncio.gather(
+        dispatcher.drain(settings.drain_timeout), deliveries.drain(settings.drain_timeout)
+    )
     listener.cancel()
     await asyncio.gather(listener, return_exceptions=True)
     log.info("daemon %s stopped", settings.worker)

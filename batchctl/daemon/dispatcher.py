@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +23,7 @@ from batchctl.client.rows import Ack, AckResult, Claim, ClaimRow
 from batchctl.completer import Completer
 from batchctl.daemon.circuit import Circuit
 from batchctl.daemon.pacing import Refill, until
+from batchctl.daemon.tasks import InHand
 from batchctl.identifiers import call_log_id
 from batchctl.livekit import (
     LIVEKIT_ERRORS,
@@ -71,15 +71,13 @@ class Dispatcher:
     ) -> None:
         self.client = client
         self.gateway = gateway
-        self.wake = wake
         self.worker = worker
         self.default_agent = default_agent
         self.claim_limit = claim_limit
         self.lease_seconds = lease_seconds
-        self.max_in_flight = max_in_flight
         self.circuit = Circuit()
         self.acks: Completer[Ack, AckResult] = Completer(client.mark_dispatched_many)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.in_hand = InHand(max_in_flight, wake)
         self.refill = Refill()
 
     async def step(self) -> float | None:
@@ -89,7 +87,7 @@ class Dispatcher:
             if not await self.gateway.reachable():
                 return self.circuit.still_down()
             self.circuit.close()
-        free = self.max_in_flight - len(self._tasks)
+        free = self.in_hand.free()
         if free <= 0:
             return None  # a finishing task wakes us
         limit = min(self.claim_limit, free)
@@ -97,7 +95,7 @@ class Dispatcher:
         now = asyncio.get_running_loop().time()
         for claim in claims:
             slot = None if claim.dial_in is None else now + claim.dial_in
-            self._spawn(self.dispatch(claim, slot), claim)
+            self.in_hand.spawn(self.dispatch(claim, slot), f"dispatch {claim.room_name}")
         # A short claim took all the tenants it could lock had for now; a tenant another claimer
         # held is that claimer's to fill (sql/050), so only a full claim means "more waiting".
         if len(claims) == limit:
@@ -106,30 +104,10 @@ class Dispatcher:
 
     async def drain(self, timeout: float) -> None:
         """Waits for the entries in hand (a sip dial: until answered or failed), then gives up
-        on the rest: their leases return them, their calls are resolved by the voice agent,
-        webhooks or the sweep."""
-        if self._tasks:
-            log.info("waiting up to %.0f s for %d dispatches in hand", timeout, len(self._tasks))
-            _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], claim: ClaimRow) -> None:
-        task = asyncio.create_task(coro, name=f"dispatch {claim.room_name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        was_full = len(self._tasks) >= self.max_in_flight
-        self._tasks.discard(task)
-        if was_full:
-            self.wake.set()
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            # Even recording the failure failed (the database is away): the entry stays
-            # claimed; its lease brings it back, holding its slot, and the next claim adopts
-            # whatever LiveKit already has.
-            log.error("%s failed", task.get_name(), exc_info=exc)
+        on the rest: their leases return them (an entry's lease holds its slot, and the next
+        claim adopts whatever LiveKit already has), their calls are resolved by the voice
+        agent, webhooks or the sweep."""
+        await self.in_hand.drain(timeout, "dispatches")
 
     async def dispatch(self, row: ClaimRow, slot: float | None = None) -> None:
         """``slot``: the event loop's time of the call's pacing slot (its trunk's, sql/051): the

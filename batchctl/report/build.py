@@ -15,7 +15,7 @@ import psycopg
 
 from batchctl.client.summary import BatchSummary
 from batchctl.report.compliance_data import read_compliance, stream_refusals
-from batchctl.report.data import read_summary, stream_calls, stream_entries
+from batchctl.report.data import read_summary, read_webhooks, stream_calls, stream_entries
 from batchctl.report.workbook import ReportWorkbook
 
 
@@ -38,7 +38,8 @@ async def build_report(conn: psycopg.AsyncConnection[Any], batch_id: UUID) -> Bu
             # One snapshot: the figures and the sheets agree even while the batch runs.
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             summary = await read_summary(conn, batch_id)
-            book = await asyncio.to_thread(ReportWorkbook, summary)
+            webhooks = await read_webhooks(conn, summary)
+            book = await asyncio.to_thread(ReportWorkbook, summary, webhooks)
             async for entries in stream_entries(conn, batch_id):
                 await asyncio.to_thread(book.add_entries, entries)
             async for calls in stream_calls(conn, batch_id):

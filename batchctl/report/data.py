@@ -1,7 +1,7 @@
-"""What the report reads: the batch's figures (``batchctl.report_summary``, through the client)
-and its rows (``batchctl.report_entries`` / ``report_calls``), streamed in chunks through
-server-side cursors so that a 100k-entry batch never sits in memory. Run inside one transaction
-(see build.py).
+"""What the report reads: the batch's figures (``batchctl.report_summary``, through the client),
+its webhook deliveries per endpoint (a plain query on the tables), and its rows
+(``batchctl.report_entries`` / ``report_calls``), streamed in chunks through server-side cursors
+so that a 100k-entry batch never sits in memory. Run inside one transaction (see build.py).
 
 A JSON value Python cannot decode (a context nested 10,000 levels deep, stored before the intake
 bounds) comes as its text, UndecodedJson, and is shown as text: one odd lead must not cost the
@@ -75,6 +75,44 @@ class CallRow:
     room_name: str
     dispatch_id: str | None
     detail: dict[str, Any] | UndecodedJson
+
+
+@dataclass(frozen=True)
+class WebhookRow:
+    """The batch's webhook deliveries to one endpoint, by status, as of the report (the daemon
+    may still be sending the pending ones: it retries for about a day). ``disabled_reason``:
+    why the endpoint is switched off (a 410, or a whole failed retry schedule), None while on."""
+
+    url: str
+    delivered: int
+    pending: int
+    failed: int
+    disabled_reason: str | None
+
+
+# One grouped scan of the (batch_id, status) index; the caller's rights (row-level security
+# keeps a tenant login to its own rows). Never the endpoint's secret.
+_WEBHOOKS = """
+    SELECT w.url,
+           count(*) FILTER (WHERE d.status = 'delivered')::integer AS delivered,
+           count(*) FILTER (WHERE d.status = 'pending')::integer AS pending,
+           count(*) FILTER (WHERE d.status = 'failed')::integer AS failed,
+           CASE WHEN w.disabled_at IS NOT NULL
+                THEN coalesce(w.disabled_reason, 'switched off') END AS disabled_reason
+      FROM batchctl.webhook_deliveries d
+      JOIN batchctl.webhook_endpoints w ON w.tenant_id = d.tenant_id AND w.id = d.endpoint_id
+     WHERE d.batch_id = %s AND d.tenant_id = %s
+     GROUP BY w.tenant_id, w.id
+     ORDER BY w.created_at, w.id"""
+
+
+async def read_webhooks(
+    conn: psycopg.AsyncConnection[Any], summary: BatchSummary
+) -> list[WebhookRow]:
+    """Per endpoint that has deliveries of the batch (none: an empty list)."""
+    async with conn.cursor(row_factory=class_row(WebhookRow)) as cur:
+        await cur.execute(_WEBHOOKS, (summary.batch_id, summary.tenant_id))
+        return await cur.fetchall()
 
 
 async def read_summary(conn: psycopg.AsyncConnection[Any], batch_id: UUID) -> BatchSummary:

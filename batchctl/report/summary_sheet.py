@@ -1,11 +1,12 @@
-"""The Summary sheet: who and what the batch was, its figures, and a chart of the outcomes.
+"""The Summary sheet: who and what the batch was, its figures, its webhook deliveries (when it
+has any), and a chart of the outcomes.
 
 A label/value list (column A/B, rates in C) that reads top to bottom; the chart sits beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from openpyxl.chart import BarChart, Reference
@@ -13,8 +14,13 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from batchctl.client.summary import BatchSummary
 from batchctl.report.cells import PERCENT_FORMAT, SECONDS_FORMAT, cell, formatted, heading
+from batchctl.report.data import WebhookRow
 
 NEVER_CALLED = "(never called)"
+# The report is built soon after the batch finishes: its last events' deliveries may still be
+# pending (the daemon retries for about a day), hence "as of the report".
+WEBHOOKS_HEADING = "Webhook deliveries (as of the report)"
+WEBHOOK_COLUMNS = ("Delivered", "Pending", "Failed", "Endpoint switched off")
 
 
 class _Rows:
@@ -42,10 +48,13 @@ class _Rows:
         return first, self.last
 
 
-def write_summary(ws: WriteOnlyWorksheet, s: BatchSummary) -> None:
+def write_summary(
+    ws: WriteOnlyWorksheet, s: BatchSummary, webhooks: Sequence[WebhookRow] = ()
+) -> None:
     ws.column_dimensions["A"].width = 34
     ws.column_dimensions["B"].width = 40
     ws.column_dimensions["C"].width = 10
+    ws.column_dimensions["D"].width = 10
     rows = _Rows(ws)
     rows.heading("Batch report", "final" if s.finished else "interim: the batch is not finished")
     rows.add("Tenant", s.tenant_name)
@@ -87,6 +96,13 @@ def write_summary(ws: WriteOnlyWorksheet, s: BatchSummary) -> None:
         ("Total talk time", s.total_duration_s),
     ):
         rows.add(label, None if seconds is None else formatted(ws, seconds, SECONDS_FORMAT))
+
+    if webhooks:
+        rows.add()
+        rows.heading(WEBHOOKS_HEADING, *WEBHOOK_COLUMNS)
+        for w in webhooks:
+            # Why the endpoint is off explains its failed (and its stuck pending) deliveries.
+            rows.add(w.url, w.delivered, w.pending, w.failed, w.disabled_reason)
 
     rows.add()
     rows.heading("Options", "Value")

@@ -1,9 +1,10 @@
 """The report workbook, written in openpyxl's write-only mode: rows go to temporary files as they
 are appended, so memory stays flat however many entries the batch has.
 
-Sheets: Summary (summary_sheet.py), Calls (one row per entry, the last call's summary, its
-analysis and the lead's context flattened into columns: key_columns.py), Attempts (one row per
-call log), Compliance (compliance_sheet.py: policy, rules, deferrals, opt-outs, refusals).
+Sheets: Summary (summary_sheet.py, with the batch's webhook deliveries), Calls (one row per
+entry, the last call's summary, its analysis and the lead's context flattened into columns:
+key_columns.py), Attempts (one row per call log), Compliance (compliance_sheet.py: policy,
+rules, deferrals, opt-outs, refusals).
 Blocking and CPU-bound: the daemon calls it from a worker thread, one call at a time.
 """
 
@@ -23,7 +24,7 @@ from batchctl.client.summary import BatchSummary
 from batchctl.report.cells import SECONDS_FORMAT, cell, formatted, heading
 from batchctl.report.compliance_data import Compliance, Refusal
 from batchctl.report.compliance_sheet import ComplianceSheet
-from batchctl.report.data import CallRow, EntryRow
+from batchctl.report.data import CallRow, EntryRow, WebhookRow
 from batchctl.report.key_columns import KeyColumns, unique_headers
 from batchctl.report.summary_sheet import write_summary
 
@@ -107,9 +108,9 @@ class _Table:
 
 
 class ReportWorkbook:
-    def __init__(self, summary: BatchSummary) -> None:
+    def __init__(self, summary: BatchSummary, webhooks: Sequence[WebhookRow] = ()) -> None:
         self._book = Workbook(write_only=True)
-        write_summary(self._book.create_sheet("Summary"), summary)
+        write_summary(self._book.create_sheet("Summary"), summary, webhooks)
         self._analysis = KeyColumns.of(
             summary.analysis_keys, limit=MAX_ANALYSIS_COLUMNS, prefix="", width=KEY_WIDTH,
             rest_header=OTHER_ANALYSIS, rest_width=REST_WIDTH,

@@ -1,15 +1,24 @@
 """`batchctl demo` end to end, as a newcomer runs it (a smaller campaign): it creates and follows
-a real batch through the daemon and the LiveKit simulator, the e-mailed report opens, and
-nothing it started is left running."""
+a real batch through the daemon and the LiveKit simulator, the e-mailed report opens, the local
+webhook receiver gets the campaign's events with verified signatures, and nothing it started is
+left running."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.error import HTTPError
+from urllib.request import ProxyHandler, Request, build_opener
 
 import openpyxl
 import psutil
+from standardwebhooks import Webhook
+
+from batchctl.demo.receiver import Receiver, new_secret
 
 
 def test_demo_runs_a_campaign_and_saves_the_emailed_report(tmp_path: Path) -> None:
@@ -23,10 +32,26 @@ def test_demo_runs_a_campaign_and_saves_the_emailed_report(tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    for step in ("$ batchctl tenant create", "$ batchctl batch create", "$ batchctl batch watch"):
+    steps = ("$ batchctl tenant create", "$ batchctl endpoint add", "$ batchctl batch create",
+             "$ batchctl batch watch")  # fmt: skip
+    for step in steps:
         assert step in out
     assert "completed" in out and "the e-mail the mail server received: to ops@demo.example" in out
     assert "LiveKit SIMULATOR (not a real LiveKit server)" in done.stderr
+
+    webhooks = re.search(
+        r"^webhooks: (\d+) events received at http://127\.0\.0\.1:\d+/hooks, "
+        r"all signatures verified: (.+)$",
+        out,
+        re.MULTILINE,
+    )
+    assert webhooks, out
+    assert "still pending" not in out, "the demo printed its counts before the last deliveries"
+    counts = {t: int(n) for t, n in (part.rsplit(" ", 1) for part in webhooks[2].split(", "))}
+    assert sum(counts.values()) == int(webhooks[1])
+    # One lead, one entry.finished after its call.ended (two when a busy line is retried).
+    assert counts["entry.finished"] == 12 and counts["call.ended"] >= 12, counts
+    assert counts["batch.started"] == counts["batch.finished"] == counts["report.sent"] == 1
 
     calls = openpyxl.load_workbook(report, read_only=True)["Calls"]
     assert len(list(calls.iter_rows())) == 1 + 12, "a header and one row per lead"
@@ -37,3 +62,27 @@ def test_demo_runs_a_campaign_and_saves_the_emailed_report(tmp_path: Path) -> No
         if p.pid not in before and "batchctl-demo-" in " ".join(p.info["cmdline"] or [])
     ]
     assert left == [], "the demo left processes running"
+
+
+def test_the_demo_receiver_counts_signed_events_once_and_rejects_forged_ones() -> None:
+    secret = new_secret()
+    direct = build_opener(ProxyHandler({}))
+    with Receiver(secret) as receiver:
+
+        def post(signer: str, message_id: str) -> int:
+            body = json.dumps({"type": "call.ended", "timestamp": "now", "data": {}}).encode()
+            now = datetime.now(UTC)
+            sent = Webhook(signer).sign(message_id, now, body.decode())
+            head = {"webhook-id": message_id, "webhook-timestamp": str(int(now.timestamp())),
+                    "webhook-signature": sent, "content-type": "application/json"}  # fmt: skip
+            try:
+                # No proxy from the environment: the receiver is on this machine.
+                with direct.open(Request(receiver.url, body, head, method="POST"), timeout=5) as r:
+                    return int(r.status)
+            except HTTPError as exc:
+                return exc.code
+
+        assert post(secret, "msg_1") == 204
+        assert post(secret, "msg_1") == 204, "a resent event is acknowledged, counted once"
+        assert post(new_secret(), "msg_2") == 401
+    assert receiver.counts == {"call.ended": 1} and receiver.rejected == 1

@@ -29,6 +29,9 @@ TABLES = (
     "trunks",
     "caller_ids",
     "caller_id_days",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_attempts",
 )
 REPORT_TO = {"report_to": ["ops@example.com"]}
 

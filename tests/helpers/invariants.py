@@ -54,6 +54,21 @@ CHECKS: dict[str, str] = {
           join (select tenant_id, phone, min(daily_cap) as cap from batchctl.caller_ids
                  group by tenant_id, phone) n on n.tenant_id = d.tenant_id and n.phone = d.phone
          where d.calls > n.cap""",
+    "a webhook event is queued once per endpoint": """
+        select format('endpoint %s has %s deliveries of %s', endpoint_id, count(*), message_id)
+          from batchctl.webhook_deliveries
+         group by endpoint_id, message_id having count(*) > 1""",
+    "every audited webhook event has its delivery to each endpoint that was on": """
+        select format('event %s (%s) has no delivery to endpoint %s', e.id, k.type, w.id)
+          from batchctl.events e
+         cross join lateral (
+             select batchctl.webhook_event_type(e.object, e.from_status, e.to_status) as type) k
+          join batchctl.webhook_endpoints w
+            on w.tenant_id = e.tenant_id and w.disabled_at is null and e.at > w.created_at
+           and (w.events is null or k.type = any (w.events))
+         where not e.ignored and k.type is not null
+           and not exists (select from batchctl.webhook_deliveries d
+                            where d.endpoint_id = w.id and d.message_id = 'msg_' || e.id)""",
     "no number is on two live calls of one tenant": """
         select format('number %s has %s live calls', e.to_phone, count(*))
           from batchctl.call_logs c join batchctl.batch_entries e on e.id = c.entry_id

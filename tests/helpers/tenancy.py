@@ -18,11 +18,13 @@ Tenant = dict[str, Any]
 
 
 def populate_tenant(api: SqlApi, name: str, phone_start: int) -> Tenant:
-    """A tenant with a DNC number, a trunk with a caller ID, a finished batch (with a report
-    and a lead row refused at its intake) and a running one with a live call and a cancelled
-    call's hang-up: a row in every table."""
+    """A tenant with a DNC number, a trunk with a caller ID, a webhook endpoint, a finished
+    batch (with a report and a lead row refused at its intake) and a running one with a live
+    call and a cancelled call's hang-up, their webhook deliveries and an attempt: a row in
+    every table."""
     tenant = api.create_tenant(name, 5)
     api.add_dnc(tenant, f"+1999555{phone_start:04d}")
+    endpoint = api.add_webhook(tenant, f"https://hooks.example.com/{name}")["endpoint_id"]
     trunk = api.create_trunk(tenant, "main", f"ST_{name.replace('-', '_')}", 5)
     assert api.add_caller_ids(tenant, trunk, [f"+1305555{phone_start:04d}"], 100) == 1
     done = api.create_batch(tenant, phones(2, phone_start), {"wave_size": 2})
@@ -42,6 +44,13 @@ def populate_tenant(api: SqlApi, name: str, phone_start: int) -> Tenant:
         )
     ]
     assert api.cancel_entry(tenant, entries[1]) is False  # live: its room is queued for hang-up
+    # As the daemon records an attempt (record_webhook_attempt).
+    api.conn.execute(
+        """insert into batchctl.webhook_attempts (tenant_id, delivery_id, attempt, status_code)
+           select tenant_id, id, 1, 500 from batchctl.webhook_deliveries
+            where tenant_id = %s order by id limit 1""",
+        (tenant,),
+    )
     return {
         "tenant": tenant,
         "done": done,
@@ -49,6 +58,7 @@ def populate_tenant(api: SqlApi, name: str, phone_start: int) -> Tenant:
         "call": calls[0],
         "entry": entries[0],
         "trunk": trunk,
+        "endpoint": UUID(endpoint),
     }
 
 

@@ -43,12 +43,14 @@ SHAPES = {
     "tenant and batch ids": _is_tenant_batch_json,
     "room name": lambda p: re.fullmatch(rf"batchctl-{UUID_RE}-[1-9][0-9]*", p) is not None,
     "uuid": lambda p: re.fullmatch(UUID_RE, p) is not None,
+    "empty": lambda p: p == "",  # a wake-up: the daemon claims what is due
 }
 ALLOWED_SHAPES = {
     "batchctl_dispatch": {"tenant and batch ids"},
     "batchctl_hangup": {"room name"},
     "batchctl_report": {"uuid"},
     "batchctl_progress": {"uuid"},
+    "batchctl_webhook": {"empty"},
 }
 CHANNELS = sorted(ALLOWED_SHAPES)
 # Notified last by the test itself: every notification committed before it has arrived when it
@@ -108,9 +110,11 @@ def run_campaign(api: SqlApi) -> dict[str, set[Any]]:
     """A tenant's campaign through the SQL API, as the tenant, the daemon and the voice agent
     call it: claims, a failed dispatch, calls and their reports, a retry, a cancelled entry, a
     pause, added entries, a cancel with live calls and their hang-ups, a sweep time-out, a
-    completion and two reports. Returns the ids a payload may name."""
+    completion and two reports, with a webhook endpoint receiving all of it (the payloads go
+    to the outbox, never into a notification). Returns the ids a payload may name."""
     tenant = api.create_tenant(TENANT_NAME, 3, "Europe/Berlin")
     api.add_dnc(tenant, DNC_NUMBER)
+    api.add_webhook(tenant, "https://hooks.example.com/qzx")
     options = {
         "metadata": METADATA,
         "report_to": REPORT_TO,
@@ -201,7 +205,7 @@ def test_a_whole_campaign_notifies_ids_only(db_url: str, api: SqlApi) -> None:
         elif shapes[0] == "room name":
             entry = re.fullmatch(rf"batchctl-({UUID_RE})-[0-9]+", payload)
             assert entry is not None and entry[1] in ids["entries"], (channel, payload)
-        else:
+        elif shapes[0] == "uuid":
             assert payload in ids["batches"], (channel, payload)
 
     leaks = [
@@ -224,6 +228,7 @@ ALLOWED_PAYLOADS = {
     "batchctl_hangup": {"room_name"},  # call_logs.room_name: mark_dispatched checks it
     "batchctl_report": {"NEW.id::text"},  # batches.id
     "batchctl_progress": {"NEW.id::text"},
+    "batchctl_webhook": {"''"},
 }
 
 

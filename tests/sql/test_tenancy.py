@@ -9,6 +9,7 @@ batchctl reads as the session's role; one connects as the login itself."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -87,6 +88,17 @@ def tenant_calls(api: SqlApi, tenant: Tenant, other: Tenant) -> dict[str, Callab
         "batchctl.remove_caller_ids(uuid,uuid,text[])": lambda: api.remove_caller_ids(
             o, other["trunk"], ["+13055550100"]
         ),
+        "batchctl.add_webhook(uuid,text,text[],text)": lambda: api.add_webhook(
+            o, "https://stolen.example.com/"
+        ),
+        "batchctl.remove_webhook(uuid,uuid)": lambda: api.remove_webhook(t, other["endpoint"]),
+        "batchctl.list_webhooks(uuid)": lambda: api.list_webhooks(o),
+        "batchctl.webhook_deliveries(uuid,uuid,integer)": lambda: api.webhook_deliveries(
+            t, other["endpoint"]
+        ),
+        "batchctl.replay_webhooks(uuid,uuid,timestamptz)": lambda: api.replay_webhooks(
+            t, other["endpoint"], datetime(2000, 1, 1, tzinfo=UTC)
+        ),
         # Tells a session its own tenant only: nothing of another's to refuse.
         "batchctl.session_tenant()": lambda: None,
     }
@@ -98,14 +110,17 @@ def granted_to_tenants(conn: psycopg.Connection[Any]) -> set[str]:
             where p.pronamespace = 'batchctl'::regnamespace
               and has_function_privilege('batchctl_tenant', p.oid, 'EXECUTE')"""
     ).fetchall()
-    return {r["f"].replace(" ", "") for r in rows}
+    return {r["f"].replace(" ", "").replace("timestampwithtimezone", "timestamptz") for r in rows}
 
 
 def still_untouched(conn: psycopg.Connection[Any], b: Tenant) -> None:
     conn.execute("reset role")
     status = SqlApi(conn).batch_status(b["tenant"], b["running"])
     assert (status["status"], status["dispatched"], status["queued"]) == ("running", 2, 1)
-    for table, rows in (("batches", 2), ("dnc_numbers", 1), ("trunks", 1), ("caller_ids", 1)):
+    for table, rows in (
+        ("batches", 2), ("dnc_numbers", 1), ("trunks", 1), ("caller_ids", 1),
+        ("webhook_endpoints", 1),
+    ):  # fmt: skip
         count = sql.SQL("select count(*) from batchctl.{} where tenant_id = %s")
         found = conn.execute(count.format(sql.Identifier(table)), (b["tenant"],)).fetchone()
         assert _val(found) == rows, table
