@@ -9,21 +9,13 @@ from uuid import UUID
 
 from checks import Conn
 from clitools import invoke
-from sqlapi import SqlApi, phones
+from sqlapi import SqlApi
 
 GOOD = "https://hooks.example.com/good"
 GONE = "https://hooks.example.com/gone"
 FLAKY = "https://hooks.example.com/flaky"
 GONE_REASON = "the receiver answered 410 Gone"
 FLAKY_REASON = "delivery 9 failed every attempt for 1 day: connection refused"
-
-
-def run_batch(api: SqlApi, tenant: UUID) -> UUID:
-    """A 2-lead batch dialled to its end: the triggers queue its deliveries."""
-    batch = api.create_batch(tenant, phones(2))
-    for call in api.dispatch_all():
-        api.finish_call(call)
-    return batch
 
 
 # A failed delivery's last status code and error.
@@ -63,7 +55,7 @@ def with_deliveries(api: SqlApi, conn: Conn) -> UUID:
     api.add_webhook(tenant, GOOD)
     api.add_webhook(tenant, GONE, ["call.ended"])
     api.add_webhook(tenant, FLAKY, ["entry.finished"])
-    batch = run_batch(api, tenant)
+    batch = api.run_batch(tenant)
     # batch.started, call.ended, entry.finished (twice), batch.finished
     settle(conn, GOOD, ["delivered"] * 5 + ["pending"], {})
     settle(conn, GONE, ["delivered", "failed"], {1: (410, None)})
@@ -89,7 +81,7 @@ def test_show_counts_each_endpoint_s_deliveries_and_names_the_failures(
     # Another batch of the tenant's, and another tenant's: not this batch's deliveries.
     other = api.create_tenant("other", 10)
     api.add_webhook(other, "https://hooks.example.com/other")
-    run_batch(api, other)
+    api.run_batch(other)
 
     doc = json.loads(show(db_url, batch, "--json"))
     hooks: list[dict[str, Any]] = doc["webhooks"]
@@ -124,7 +116,7 @@ def test_show_counts_each_endpoint_s_deliveries_and_names_the_failures(
 def test_show_of_a_batch_without_deliveries_says_none(db_url: str, conn: Conn) -> None:
     api = SqlApi(conn)
     quiet = api.create_tenant("quiet", 10)
-    batch = run_batch(api, quiet)
+    batch = api.run_batch(quiet)
     assert json.loads(show(db_url, batch, "--json"))["webhooks"] == []
     text = show(db_url, batch)
     assert text.rstrip().endswith("webhooks: none")
@@ -135,7 +127,7 @@ def test_show_of_deliveries_all_still_pending(db_url: str, conn: Conn) -> None:
     api = SqlApi(conn)
     tenant = api.create_tenant("acme", 10)
     api.add_webhook(tenant, GOOD)
-    batch = run_batch(api, tenant)
+    batch = api.run_batch(tenant)
     (hook,) = json.loads(show(db_url, batch, "--json"))["webhooks"]
     assert (hook["delivered"], hook["pending"], hook["failed"]) == (0, 6, 0)
     assert (hook["disabled_reason"], hook["last_error"]) == (None, None)

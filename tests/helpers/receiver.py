@@ -1,6 +1,7 @@
 """A webhook receiver on 127.0.0.1 for the tests: every request's Standard Webhooks signature is
-verified with the `standardwebhooks` library, as a tenant's server would; it can answer 503 for
-a while (an outage) and keeps what it received."""
+verified with the `standardwebhooks` library, as a tenant's server would (401 when it does not
+verify); it can answer 503 for a while (an outage) or slowly, answers 500 on a path ending in
+/fail, and keeps what it received."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 
 @dataclass
@@ -21,6 +23,8 @@ class Received:
     message_id: str
     type: str
     data: dict[str, Any]
+    path: str
+    headers: dict[str, str]
 
 
 @dataclass
@@ -34,18 +38,23 @@ class Receiver:
     unverified: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def accept(self, body: bytes, headers: dict[str, str]) -> int:
+    def accept(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """The answer's status and body."""
         with self.lock:
             if self.down:
                 self.refused += 1
-                return 503
+                return 503, b"down"
             try:
                 event = Webhook(self.secret).verify(body, headers)
-            except Exception:
+            except WebhookVerificationError:
                 self.unverified += 1
-                return 400
-            self.received.append(Received(headers["webhook-id"], event["type"], event["data"]))
-            return 200
+                return 401, b"bad signature"
+            self.received.append(
+                Received(headers["webhook-id"], event["type"], event["data"], path, headers)
+            )
+        if path.endswith("/fail"):
+            return 500, b"no  such\nluck"  # an error page's lines and spaces
+        return 200, json.dumps({"status": 200}).encode()
 
     def snapshot(self) -> list[Received]:
         with self.lock:
@@ -54,16 +63,19 @@ class Receiver:
 
 @contextmanager
 def run_receiver(secret: str) -> Iterator[Receiver]:
+    """``receiver.url`` is its /hooks path."""
     receiver = Receiver(secret)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             time.sleep(receiver.delay_s)
-            status = receiver.accept(body, {k.lower(): v for k, v in self.headers.items()})
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, answer = receiver.accept(self.path, body, headers)
             self.send_response(status)
+            self.send_header("content-length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(json.dumps({"status": status}).encode())
+            self.wfile.write(answer)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # quiet
@@ -77,3 +89,4 @@ def run_receiver(secret: str) -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+        thread.join(5)

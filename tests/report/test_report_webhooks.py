@@ -15,20 +15,12 @@ from batchctl.report.build import build_report
 from batchctl.report.summary_sheet import WEBHOOK_COLUMNS, WEBHOOKS_HEADING
 from checks import Conn
 from report_helpers import built_workbook, open_workbook, summary_section
-from sqlapi import SqlApi, phones
+from sqlapi import SqlApi
 from tenant_logins import login_role
 
 GOOD = "https://hooks.example.com/good"
 GONE = "https://hooks.example.com/gone"
 GONE_REASON = "the receiver answered 410 Gone"
-
-
-def run_batch(api: SqlApi, tenant: UUID) -> UUID:
-    """A 2-lead batch dialled to its end: the triggers queue its deliveries."""
-    batch = api.create_batch(tenant, phones(2))
-    for call in api.dispatch_all():
-        api.finish_call(call)
-    return batch
 
 
 def set_status(conn: Conn, url: str, status: str, event_type: str | None = None) -> None:
@@ -64,7 +56,7 @@ def test_each_endpoint_s_deliveries_and_a_switched_off_one_s_reason(
     tenant = api.create_tenant("acme", 10)
     api.add_webhook(tenant, GOOD)
     api.add_webhook(tenant, GONE, ["call.ended"])
-    batch = run_batch(api, tenant)
+    batch = api.run_batch(tenant)
     # batch.started, call.ended and entry.finished twice, batch.finished: the last still pending
     set_status(conn, GOOD, "delivered")
     set_status(conn, GOOD, "pending", "batch.finished")
@@ -76,7 +68,7 @@ def test_each_endpoint_s_deliveries_and_a_switched_off_one_s_reason(
     )
     other = api.create_tenant("other", 10)  # its deliveries are its batch's only
     api.add_webhook(other, "https://hooks.example.com/other")
-    run_batch(api, other)
+    api.run_batch(other)
 
     book = built_workbook(db_url, batch)
     assert WEBHOOKS_HEADING == "Webhook deliveries (as of the report)"
@@ -100,11 +92,11 @@ def test_a_batch_without_deliveries_has_no_webhook_section(
     db_url: str, api: SqlApi, conn: Conn
 ) -> None:
     quiet = api.create_tenant("quiet", 10)
-    batch = run_batch(api, quiet)
+    batch = api.run_batch(quiet)
     # Another tenant's endpoint gets nothing of this batch.
     busy = api.create_tenant("busy", 10)
     api.add_webhook(busy, GOOD)
-    run_batch(api, busy)
+    api.run_batch(busy)
 
     labels = summary_labels(built_workbook(db_url, batch))
     assert WEBHOOKS_HEADING not in labels and GOOD not in labels
@@ -116,7 +108,7 @@ def test_a_tenant_login_and_the_daemon_s_role_see_the_section(
 ) -> None:
     tenant = api.create_tenant("acme", 10)
     api.add_webhook(tenant, GOOD, ["batch.finished"])
-    batch = run_batch(api, tenant)
+    batch = api.run_batch(tenant)
     with login_role(conn, tenant) as role:
         section = summary_section(build_as(db_url, batch, role), WEBHOOKS_HEADING)
     assert section == {GOOD: (0, 1, 0, None)}
