@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,14 @@ from invariants import assert_invariants
 from pgtools import one_row, set_calling_hours_aside
 from polling import wait_until
 from ports import free_port
+from receiver import (
+    SECRET,
+    all_delivered,
+    assert_in_order_per_entry,
+    audited,
+    first_occurrences,
+    run_receiver,
+)
 from services import Service, daemon_command, running, wait_finished
 from simulator import assert_one_dispatch_per_attempt, run_simulator
 from sqlapi import ENTRY_FOR_CALL, SqlApi, phones
@@ -388,21 +397,23 @@ def test_a_call_whose_agent_died_gets_its_outcome_from_webhooks(
 
 def test_the_daemon_rides_out_a_postgresql_restart(tmp_path: Path) -> None:
     """PostgreSQL stops (fast shutdown: every connection is cut) mid-batch and comes back: the
-    daemon, the LISTEN connection and the agents' reports reconnect and the batch completes.
+    daemon, the LISTEN connection and the agents' reports reconnect and the batch completes,
+    and every webhook event its transitions queued reaches the receiver.
     A server of its own: the session's shared one must not go away under other tests."""
     url = start_embedded(tmp_path / "pgdata", dbname="batchctl", cleanup_mode="delete")
     try:
         upgrade(url)
         set_calling_hours_aside(url)  # dials at any hour (tests/conftest.py)
         scenario = Scenario.from_dict({**QUICK_CALLS, "seed": 3, "call_length_s": [0.1, 0.3]})
-        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
-            api = SqlApi(conn)
-            tenant = api.create_tenant("acme", 4)
-            batch = api.create_batch(tenant, phones(60))
-        with run_simulator(url, scenario) as sim:
+        with run_receiver(SECRET) as receiver, run_simulator(url, scenario) as sim:
+            with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+                api = SqlApi(conn)
+                tenant = api.create_tenant("acme", 4)
+                api.add_webhook(tenant, receiver.url, secret=SECRET)
+                batch = api.create_batch(tenant, phones(60))
             # Leases outlast the outage: a claim whose lease ran out while its daemon could not
             # reach the database is handed out again, and its call may be over by then.
-            command = daemon_command(url, sim.url, "--lease", "15")
+            command = daemon_command(url, sim.url, "--lease", "15", "--allow-private-webhooks")
             daemon = Service(command, tmp_path / "daemon.log")
             with running(daemon):
                 wait_until(lambda: len(sim.stats().reports) > 30, timeout=20, what="calls")
@@ -422,6 +433,12 @@ def test_the_daemon_rides_out_a_postgresql_restart(tmp_path: Path) -> None:
                             scenario, phone
                         )
                     assert_one_dispatch_per_attempt(sim, conn)
+                    # Webhooks too: every event the audit holds, each verified, in order.
+                    wait_until(lambda: all_delivered(conn), 30, what="every webhook delivery")
+                    firsts = first_occurrences(receiver.snapshot())
+                    assert Counter(e.type for e in firsts) == audited(conn)
+                    assert_in_order_per_entry(firsts)
+                    assert receiver.unverified == 0
                     assert_invariants(conn)
     finally:
         url.cleanup()

@@ -14,12 +14,18 @@ from batchctl.sim import Scenario
 from campaigns import QUICK_CALLS
 from invariants import assert_invariants
 from polling import wait_until
-from receiver import run_receiver
+from receiver import (
+    SECRET,
+    all_delivered,
+    assert_in_order_per_entry,
+    audited,
+    first_occurrences,
+    run_receiver,
+)
 from services import Service, daemon_command, running, wait_finished
 from simulator import run_simulator
 from sqlapi import SqlApi, phones
 
-SECRET = "whsec_" + "c2VjcmV0LW9mLXRoZS10ZXN0cy1yZWNlaXZlci0zMmI="
 ENDED = {**QUICK_CALLS, "outcomes": {"ended": 1}}
 PRIVATE = ("--allow-private-webhooks",)
 
@@ -38,37 +44,6 @@ def daemons(
             yield services
 
 
-def audited(api: SqlApi) -> Counter[str]:
-    """The webhook events the audit says happened: calls and entries ended, batches started."""
-    rows = api.conn.execute(
-        """select batchctl.webhook_event_type(object, from_status, to_status) as type, count(*)
-             from batchctl.events where not ignored group by 1"""
-    ).fetchall()
-    found = Counter({r["type"]: r["count"] for r in rows if r["type"]})
-    finished = api.conn.execute("select count(*) as n from batchctl.reports").fetchone()
-    assert finished is not None
-    found["batch.finished"] = finished["n"]
-    return found
-
-
-def all_delivered(api: SqlApi) -> bool:
-    row = api.conn.execute(
-        """select count(*) filter (where status <> 'delivered') as left, count(*) as n
-             from batchctl.webhook_deliveries"""
-    ).fetchone()
-    return row is not None and row["n"] > 0 and row["left"] == 0
-
-
-def assert_in_order_per_entry(received: list[Any]) -> None:
-    seen: dict[str, list[str]] = {}
-    for event in received:
-        if event.type in ("call.ended", "entry.finished"):
-            seen.setdefault(event.data["entry_id"], []).append(event.type)
-    for entry, types in seen.items():
-        assert types[-1] == "entry.finished" and "entry.finished" not in types[:-1], (entry, types)
-        assert types.count("call.ended") == len(types) - 1, (entry, types)
-
-
 def test_a_campaigns_events_reach_the_receiver_signed_once_each_in_order(
     db_url: str, api: SqlApi, tmp_path: Path
 ) -> None:
@@ -80,10 +55,10 @@ def test_a_campaigns_events_reach_the_receiver_signed_once_each_in_order(
         batch = api.create_batch(tenant, rows, {**retry, "metadata": {"campaign": "spring"}})
         with daemons(db_url, tmp_path, {**QUICK_CALLS, "seed": 3}, *PRIVATE, count=2) as both:
             wait_finished(api.conn, [batch], timeout=60, services=both)
-            wait_until(lambda: all_delivered(api), 30, what="every delivery")
+            wait_until(lambda: all_delivered(api.conn), 30, what="every delivery")
         received = receiver.snapshot()
     assert receiver.unverified == 0
-    assert Counter(e.type for e in received) == audited(api)
+    assert Counter(e.type for e in received) == audited(api.conn)
     assert len({e.message_id for e in received}) == len(received), "each event once"
     assert_in_order_per_entry(received)
     ended = [e for e in received if e.type == "call.ended"]
@@ -104,25 +79,17 @@ def test_an_outage_of_the_receiver_delays_its_events_and_loses_none(
             wait_finished(api.conn, [batch], timeout=60, services=[daemon])
             wait_until(lambda: receiver.refused >= 3, 30, what="refused deliveries")
             receiver.down = False  # back: the retries (5 s on) get through
-            wait_until(lambda: all_delivered(api), 40, what="every delivery", details=daemon.tail)
+            wait_until(
+                lambda: all_delivered(api.conn), 40, what="every delivery", details=daemon.tail
+            )
         received = receiver.snapshot()
-    assert Counter(e.type for e in received) == audited(api)
+    assert Counter(e.type for e in received) == audited(api.conn)
     assert len({e.message_id for e in received}) == len(received)
     assert_in_order_per_entry(received)
     tries = api.conn.execute(
         "select count(*) as n from batchctl.webhook_attempts where status_code = 503"
     ).fetchone()
     assert tries is not None and tries["n"] >= 3
-
-
-def first_occurrences(received: list[Any]) -> list[Any]:
-    seen: set[str] = set()
-    firsts = []
-    for event in received:
-        if event.message_id not in seen:
-            seen.add(event.message_id)
-            firsts.append(event)
-    return firsts
 
 
 def test_two_daemons_one_killed_mid_delivery_lose_nothing_and_resend_with_the_same_id(
@@ -147,11 +114,13 @@ def test_two_daemons_one_killed_mid_delivery_lose_nothing_and_resend_with_the_sa
             ).fetchone()
             doomed.kill()
             wait_finished(api.conn, [batch], timeout=60, services=[survivor])
-            wait_until(lambda: all_delivered(api), 40, what="every delivery", details=survivor.tail)
+            wait_until(
+                lambda: all_delivered(api.conn), 40, what="every delivery", details=survivor.tail
+            )
         received = receiver.snapshot()
     assert receiver.unverified == 0
     firsts = first_occurrences(received)
-    assert Counter(e.type for e in firsts) == audited(api)
+    assert Counter(e.type for e in firsts) == audited(api.conn)
     assert_in_order_per_entry(firsts)
     resent = len(received) - len(firsts)
     assert in_hand is not None and resent <= in_hand["n"], (resent, in_hand)
@@ -168,11 +137,11 @@ def test_a_slow_endpoint_holds_only_its_own_deliveries(
         batch = api.create_batch(tenant, phones(4))
         with daemons(db_url, tmp_path, ENDED, *PRIVATE) as (daemon,):
             wait_finished(api.conn, [batch], timeout=60, services=[daemon])
-            expected = sum(audited(api).values())
+            expected = sum(audited(api.conn).values())
             wait_until(lambda: len(fast.snapshot()) == expected, 20, what="the fast endpoint")
             # Each entry's events go one after another: the slow endpoint is far behind.
             assert len(slow.snapshot()) < expected
-            wait_until(lambda: all_delivered(api), 60, what="the slow endpoint too")
+            wait_until(lambda: all_delivered(api.conn), 60, what="the slow endpoint too")
 
 
 def test_a_private_address_is_refused_unless_the_owner_allows_it(
