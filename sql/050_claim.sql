@@ -58,7 +58,7 @@ BEGIN
                CASE WHEN b.options ->> 'dispatch_mode' = 'wave' AND f.in_flight > 0 THEN 0
                     -- No more than its trunk can take now (sql/051).
                     ELSE least((b.options ->> 'wave_size')::integer - f.in_flight,
-                               trunk_room(p_tenant_id, (b.options ->> 'trunk')::uuid, p_now))
+                               trunk_room(p_tenant_id, call_trunk(p_tenant_id, b.options), p_now))
                END AS free
           FROM batches b CROSS JOIN tenant_free tf
          CROSS JOIN LATERAL (

@@ -31,8 +31,29 @@ CREATE OR REPLACE FUNCTION batchctl.next_local_day(p_zone text, p_at timestamptz
 RETURNS timestamptz LANGUAGE sql STABLE PARALLEL SAFE
 RETURN ((p_at AT TIME ZONE p_zone)::date OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE p_zone;
 
--- How many more calls the trunk a batch dials on (p_trunk_id, its option; null: its tenant's
--- default) can take in this claim, at most: none in back-off, else its max_concurrent less its
+-- The trunk a batch's calls go out on: its option trunk (an id, sql/058 trunk_ref), else its
+-- tenant's default, the first trunk it made; null when the tenant has none. The one place that
+-- says which trunk is the default (trunk_status asks it too).
+CREATE OR REPLACE FUNCTION batchctl.call_trunk(p_tenant_id uuid, p_options jsonb)
+RETURNS uuid LANGUAGE sql STABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT coalesce((p_options OPERATOR(pg_catalog.->>) 'trunk')::uuid,
+                    (SELECT t.id FROM batchctl.trunks t
+                      WHERE t.tenant_id OPERATOR(pg_catalog.=) p_tenant_id
+                      ORDER BY t.created_at, t.id LIMIT 1));
+END;
+
+-- A trunk's calls in flight, as its max_concurrent counts them: entries claimed or dispatched
+-- on it (entries_in_flight_by_trunk).
+CREATE OR REPLACE FUNCTION batchctl.trunk_in_flight(p_trunk_id uuid)
+RETURNS integer LANGUAGE sql STABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT count(*)::integer FROM batchctl.batch_entries f
+     WHERE f.trunk_id OPERATOR(pg_catalog.=) p_trunk_id
+       AND f.status OPERATOR(pg_catalog.=) ANY (ARRAY['running', 'dispatched']::batchctl.entry_status[]);
+END;
+
+-- How many more calls the trunk p_trunk_id (call_trunk) can take in this claim, at most: none in back-off, else its max_concurrent less its
 -- calls in flight, and the pacing slots left within the look-ahead. Null when the tenant has no
 -- trunk (no limit). choose_claims offers no more of a batch's entries than this, so that a
 -- trunk that cannot take them does not use up picks its tenant's other batches could have had;
@@ -42,14 +63,11 @@ RETURNS integer LANGUAGE sql STABLE
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN t.backoff_until > p_now THEN 0 ELSE greatest(0, least(
-               t.max_concurrent - (SELECT count(*) FROM batch_entries f
-                                    WHERE f.trunk_id = t.id AND f.status IN ('running', 'dispatched')),
+               t.max_concurrent - trunk_in_flight(t.id),
                ceil(extract(epoch FROM p_now + pacing_lookahead() - greatest(t.next_start_at, p_now))
                     / extract(epoch FROM trunk_spacing(t.max_cps))))::integer) END
       FROM trunks t
-     WHERE t.tenant_id = p_tenant_id
-       AND t.id = coalesce(p_trunk_id, (SELECT d.id FROM trunks d WHERE d.tenant_id = p_tenant_id
-                                         ORDER BY d.created_at, d.id LIMIT 1))
+     WHERE t.tenant_id = p_tenant_id AND t.id = p_trunk_id
 $$;
 
 -- For the entries p_entry_ids (the claim's choice, in its order; their batches locked by the
@@ -78,13 +96,11 @@ DECLARE
 BEGIN
     FOR v_call IN
         SELECT e.id, e.tenant_id, e.to_phone, tn.timezone,
-               coalesce((b.options ->> 'trunk')::uuid, d.id) AS trunk_id, i.ord
+               call_trunk(e.tenant_id, b.options) AS trunk_id, i.ord
           FROM unnest(p_entry_ids) WITH ORDINALITY AS i (id, ord)
           JOIN batch_entries e ON e.id = i.id AND e.status = 'queued'
           JOIN batches b ON b.id = e.batch_id AND b.tenant_id = e.tenant_id
           JOIN tenants tn ON tn.id = e.tenant_id
-          LEFT JOIN LATERAL (SELECT t.id FROM trunks t WHERE t.tenant_id = e.tenant_id
-                              ORDER BY t.created_at, t.id LIMIT 1) d ON true
          ORDER BY i.ord
     LOOP
         v_grant := ROW(v_call.id, v_call.trunk_id, NULL, NULL, NULL);
@@ -97,9 +113,7 @@ BEGIN
         IF NOT v_state ? v_trunk.id::text THEN
             v_state := v_state || jsonb_build_object(v_trunk.id::text, jsonb_build_object(
                 'next', greatest(v_trunk.next_start_at, p_now),
-                'in_flight', (SELECT count(*) FROM batch_entries f
-                               WHERE f.trunk_id = v_trunk.id
-                                 AND f.status IN ('running', 'dispatched'))));
+                'in_flight', trunk_in_flight(v_trunk.id)));
         END IF;
         v_next := (v_state -> v_trunk.id::text ->> 'next')::timestamptz;
         v_taken := (v_state -> v_trunk.id::text ->> 'in_flight')::integer;

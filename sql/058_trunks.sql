@@ -166,12 +166,8 @@ BEGIN
     RETURN jsonb_build_object(
         'trunk_id', v_trunk.id, 'name', v_trunk.name, 'livekit_trunk_id', v_trunk.livekit_trunk_id,
         'max_cps', v_trunk.max_cps, 'max_concurrent', v_trunk.max_concurrent,
-        'default', NOT EXISTS (SELECT FROM trunks o WHERE o.tenant_id = p_tenant_id
-                                  AND (o.created_at, o.id) < (v_trunk.created_at, v_trunk.id)),
-        -- As the claim counts them (sql/051): claimed, dispatched, or with a call under way.
-        'in_flight', (SELECT count(*) FROM batch_entries e
-                       WHERE e.trunk_id = p_trunk_id AND e.tenant_id = p_tenant_id
-                         AND e.status IN ('running', 'dispatched')),
+        'default', call_trunk(p_tenant_id, '{}') = v_trunk.id,
+        'in_flight', trunk_in_flight(v_trunk.id),  -- as max_concurrent counts them (sql/051)
         'started_last_second', (SELECT count(*) FROM call_logs c
                                  WHERE c.trunk_id = p_trunk_id AND c.tenant_id = p_tenant_id
                                    AND c.started_at > v_now - interval '1 second'
