@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 
 from batchctl.migrate import upgrade
 from invariants import assert_invariants
+from packages import missing_package
 from pgcluster import Cluster, cluster, debian_bin
 from pgtools import set_calling_hours_aside
 from polling import wait_until
@@ -52,9 +53,9 @@ def pg15_with_pg_cron() -> Path:
     """Debian's PostgreSQL 15 binaries, with its pg_cron package; else the test skips."""
     bin_dir = debian_bin(15)
     if bin_dir is None:
-        pytest.skip(f"needs Debian's PostgreSQL 15 with pg_cron: apt-get install {PACKAGE}")
+        missing_package("Debian's PostgreSQL 15 with pg_cron", PACKAGE)
     if not (bin_dir.parent / "lib" / "pg_cron.so").exists():
-        pytest.skip(f"needs pg_cron for PostgreSQL 15: apt-get install {PACKAGE}")
+        missing_package("pg_cron for PostgreSQL 15", PACKAGE)
     return bin_dir
 
 

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from batchctl.conninfo import conninfo_params
+from packages import missing_package
 from ports import free_port
 
 PACKAGE = "pgbouncer"
@@ -50,10 +50,7 @@ def require_pgbouncer() -> str:
     """The binary, else the test skips naming the package (CI installs it: there it fails)."""
     binary = pgbouncer_binary()
     if binary is None:
-        message = f"needs PgBouncer: install the {PACKAGE} package (apt-get install {PACKAGE})"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):  # as .ci/run reads it
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_package("PgBouncer", PACKAGE)
     return binary
 
 
