@@ -50,9 +50,17 @@ bench: install
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/report_build.py
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/dashboard_reads.py
 
 # claim_entries with every compliance rule over 1M call logs against the same claim with no
 # policy, then the flat-cost table (bench/RESULTS.md, section 9). Needs no PgQueuer.
 .PHONY: bench-compliance
 bench-compliance: install
 	$(BIN)/python bench/claim_compliance.py
+
+# The dashboard's reads on a 100k-entry batch over 300k entries of history: the entries table's
+# keyset pages, the live part and the whole batch page over HTTP, against the 100 ms target
+# (bench/RESULTS.md, section 11). Needs no PgQueuer.
+.PHONY: bench-dashboard
+bench-dashboard: install
+	$(BIN)/python bench/dashboard_reads.py

@@ -26,6 +26,7 @@ from batchctl.migrate import UpgradeError
 COMMANDS = {
     "batch": "batchctl.cli.batch:batch",
     "daemon": "batchctl.cli.daemon:daemon",
+    "dashboard": "batchctl.cli.dashboard:dashboard",
     "db": "batchctl.cli.db:db",
     "demo": "batchctl.cli.demo:demo",
     "dnc": "batchctl.cli.dnc:dnc",

@@ -21,7 +21,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from batchctl.client.calls import Call, dispatch, report, upkeep, webhooks
+from batchctl.client.calls import Call, batches, dispatch, report, upkeep, webhooks
 from batchctl.client.rows import (
     Ack,
     AckResult,
@@ -173,3 +173,14 @@ class AsyncClient:
 
     async def report_summary(self, batch_id: UUID) -> BatchSummary:
         return await self.run(report.report_summary(batch_id))
+
+    # A batch's life (sql/044), for the dashboard's buttons.
+
+    async def pause_batch(self, tenant_id: UUID, batch_id: UUID) -> None:
+        await self.run(batches.pause_batch(tenant_id, batch_id))
+
+    async def resume_batch(self, tenant_id: UUID, batch_id: UUID) -> None:
+        await self.run(batches.resume_batch(tenant_id, batch_id))
+
+    async def cancel_batch(self, tenant_id: UUID, batch_id: UUID, reason: str | None = None) -> int:
+        return await self.run(batches.cancel_batch(tenant_id, batch_id, reason))

@@ -17,13 +17,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
 from batchctl.config import LiveKitCredentials
+from batchctl.dashboard.app import DashboardSettings
+from batchctl.dashboard.auth import OPERATOR, Token
+from batchctl.dashboard.auth import new_secret as new_token
+from batchctl.dashboard.threaded import run_dashboard
 from batchctl.demo.mailbox import Mailbox
 from batchctl.demo.receiver import Receiver, new_secret
 from batchctl.embedded import start_embedded
@@ -42,6 +46,7 @@ SCENARIO = {
     "call_length_s": [1.0, 3.5],
 }
 TENANT = "Demo Dental"
+DASHBOARD_PORT = 8090  # `batchctl dashboard`'s default
 REPORT_TO = "ops@demo.example"
 # The order the webhook line lists event types in (docs/webhooks.md); others follow.
 EVENT_TYPES = ("call.ended", "entry.finished", "batch.started", "batch.paused", "batch.resumed",
@@ -60,7 +65,11 @@ class DemoResult:
     webhooks: str  # what the local receiver got, as shown
 
 
-def run_demo(leads: int, report_path: Path, echo: Echo) -> DemoResult:
+def run_demo(
+    leads: int, report_path: Path, echo: Echo, *, keep_dashboard: Callable[[], None] | None = None
+) -> DemoResult:
+    """The whole demo. ``keep_dashboard``: called once the campaign is over, with the dashboard
+    still up (it returns when the person is done looking); None: everything stops at once."""
     with tempfile.TemporaryDirectory(prefix="batchctl-demo-") as scratch:
         workdir = Path(scratch)
         database = start_embedded(workdir / "pgdata", dbname="batchctl", cleanup_mode="delete")
@@ -72,6 +81,7 @@ def run_demo(leads: int, report_path: Path, echo: Echo) -> DemoResult:
                 run_simulator(database, scenario, CREDENTIALS) as sim,
                 Mailbox() as mailbox,
                 Receiver(secret) as receiver,
+                demo_dashboard(database, echo) as board,
             ):
                 echo(f"e-mail: a local mail server on 127.0.0.1:{mailbox.port}")
                 echo(f"webhooks: a local receiver at {receiver.url}")
@@ -81,6 +91,9 @@ def run_demo(leads: int, report_path: Path, echo: Echo) -> DemoResult:
                     message = mailbox.wait_for_message(timeout=30)
                     undelivered = wait_for_deliveries(database, DELIVERIES_TIMEOUT)
                 webhooks = webhook_summary(receiver, undelivered)
+                if keep_dashboard is not None:
+                    echo(f"\nthe dashboard stays up at {board}")
+                    keep_dashboard()
         finally:
             database.cleanup()
         if message is None:
@@ -94,6 +107,20 @@ def run_demo(leads: int, report_path: Path, echo: Echo) -> DemoResult:
         echo(f"the report: {report_path.resolve()}")
         echo(f"\n{webhooks}")
         return DemoResult(status, report_path, webhooks)
+
+
+@contextmanager
+def demo_dashboard(database: str, echo: Echo) -> Iterator[str]:
+    """`batchctl dashboard` on the demo's database, at 8090 if free; yields its sign-in link."""
+    settings = DashboardSettings(database, [Token(OPERATOR, new_token())])
+    with ExitStack() as stack:
+        try:
+            board = stack.enter_context(run_dashboard(settings, port=DASHBOARD_PORT))
+        except OSError:  # the port is taken (a dashboard of the user's own, say): any free one
+            board = stack.enter_context(run_dashboard(settings))
+        link = f"{board.url}/login?token={settings.tokens[0].secret}"
+        echo(f"dashboard: {link} (open it to watch the campaign live)")
+        yield link
 
 
 def sample_leads(count: int, workdir: Path) -> Path:

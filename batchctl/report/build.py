@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 
 from batchctl.client.summary import BatchSummary
 from batchctl.report.compliance_data import read_compliance, stream_refusals
@@ -29,14 +30,19 @@ class BuiltReport:
         return f"batch-{self.summary.batch_id}.xlsx"
 
 
-async def build_report(conn: psycopg.AsyncConnection[Any], batch_id: UUID) -> BuiltReport:
+async def build_report(
+    conn: psycopg.AsyncConnection[Any], batch_id: UUID, *, role: str | None = None
+) -> BuiltReport:
     """The report of any batch the connection can see, finished or not (the Summary sheet says
-    which). Raises BC002 (psycopg error) for an unknown batch."""
+    which), read as ``role`` when given (a tenant login: row-level security decides what it
+    sees). Raises BC002 (psycopg error) for an unknown batch."""
     book: ReportWorkbook | None = None
     try:
         async with conn.transaction():
             # One snapshot: the figures and the sheets agree even while the batch runs.
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if role is not None:
+                await conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
             summary = await read_summary(conn, batch_id)
             webhooks = await read_webhooks(conn, summary)
             book = await asyncio.to_thread(ReportWorkbook, summary, webhooks)

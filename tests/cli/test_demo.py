@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ import psutil
 from standardwebhooks import Webhook
 
 from batchctl.demo.receiver import Receiver, new_secret
+from webclient import WebClient
 
 
 def test_demo_runs_a_campaign_and_saves_the_emailed_report(tmp_path: Path) -> None:
@@ -38,6 +40,7 @@ def test_demo_runs_a_campaign_and_saves_the_emailed_report(tmp_path: Path) -> No
         assert step in out
     assert "completed" in out and "the e-mail the mail server received: to ops@demo.example" in out
     assert "LiveKit SIMULATOR (not a real LiveKit server)" in done.stderr
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/login\?token=\S+ ", out, re.MULTILINE)
 
     webhooks = re.search(
         r"^webhooks: (\d+) events received at http://127\.0\.0\.1:\d+/hooks, "
@@ -86,3 +89,31 @@ def test_the_demo_receiver_counts_signed_events_once_and_rejects_forged_ones() -
         assert post(secret, "msg_1") == 204, "a resent event is acknowledged, counted once"
         assert post(new_secret(), "msg_2") == 401
     assert receiver.counts == {"call.ended": 1} and receiver.rejected == 1
+
+
+def test_demo_dashboard_shows_the_campaign_and_stays_up_until_stopped(tmp_path: Path) -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "batchctl", "demo", "--leads", "3", "--dashboard",
+         "--report", str(tmp_path / "report.xlsx")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert demo.stdout is not None
+    try:
+        lines: list[str] = []
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith("the dashboard stays up at"):
+                break
+        link = lines[-1].split()[-1]
+        assert link.startswith("http://127.0.0.1:") and "/login?token=" in link, lines
+        # The link signs in; the campaigns page then lists the demo's finished batch.
+        client = WebClient(link.split("/login")[0])
+        assert client.get(link[len(client.base) :]).status == 303
+        page = client.get("/")
+        assert page.status == 200 and "Demo Dental" in page.text and "s-completed" in page.text
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(60) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()

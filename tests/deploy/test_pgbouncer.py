@@ -22,6 +22,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from batchctl.conninfo import conninfo_params
+from batchctl.dashboard.app import DashboardSettings
+from batchctl.dashboard.auth import Token
+from batchctl.dashboard.threaded import run_dashboard
 from batchctl.database import async_pool, connect
 from batchctl.sim import Scenario
 from campaigns import QUICK_CALLS, Plan, assert_calls_as_planned, calls_by_phone
@@ -32,6 +35,7 @@ from smtp_sink import SmtpSink
 from sqlapi import SqlApi, phones
 from tenancy import RELATIONS, populate_tenant, tenant_ids_in
 from tenant_logins import login_role
+from webclient import WebClient
 
 
 def dbname(url: str) -> str:
@@ -362,3 +366,42 @@ def test_pgbouncer_is_stopped_when_the_test_fails(pg_server_url: str, tmp_path: 
         raise RuntimeError("boom")
     (stopped,) = started
     assert stopped.process is not None and stopped.process.poll() is not None
+
+
+def test_the_dashboard_through_pgbouncer_keeps_each_sign_in_to_its_rights(
+    db_url: str, pg_server_url: str, api: SqlApi, tmp_path: Path
+) -> None:
+    """The dashboard's pool through PgBouncer with one server connection, its LISTEN direct: the
+    operator's and a tenant token's requests take turns on that connection, and each sees what
+    its role may (SET LOCAL ROLE ends with each transaction, so nothing leaks to the next);
+    an action is the tenant login's in the audit."""
+    ours, theirs = api.create_tenant("ours"), api.create_tenant("theirs")
+    our_batch = api.create_batch(ours, phones(2))
+    their_batch = api.create_batch(theirs, phones(2, 10))
+    with (
+        login_role(api.conn, ours) as role,
+        running_pgbouncer(pg_server_url, pool_size=1, log=tmp_path / "pgbouncer.log") as bouncer,
+    ):
+        settings = DashboardSettings(
+            url=bouncer.url(dbname(db_url)), listen_url=db_url, pool_size=2,
+            tokens=[Token("operator", "op-secret"), Token(role, "tenant-secret", role)],
+        )  # fmt: skip
+        with run_dashboard(settings) as board:
+            operator, tenant = WebClient(board.url), WebClient(board.url)
+            assert operator.sign_in("op-secret").status == tenant.sign_in("tenant-secret").status
+            for _ in range(5):
+                assert str(their_batch)[:8] in operator.get("/").text
+                assert tenant.get(f"/batches/{their_batch}").status == 404
+                assert str(our_batch)[:8] in tenant.get("/").text
+                assert operator.get(f"/batches/{our_batch}").status == 200
+            events = tenant.events(f"/batches/{our_batch}/live", 1)
+            assert events[0][0] == "update"
+            token = tenant.csrf(f"/batches/{our_batch}")
+            assert tenant.post(f"/batches/{our_batch}/pause", {"csrf": token}).status == 303
+            servers = bouncer.servers(dbname(db_url))
+    assert len(servers) == 1, "one server connection served both sign-ins"
+    actor = api.conn.execute(
+        "select actor from batchctl.events where object_id = %s and to_status = 'paused'",
+        (our_batch,),
+    ).fetchone()
+    assert actor == {"actor": f"{role} via dashboard: {role}"}
