@@ -145,7 +145,7 @@ class LiveHub:
                             batch_id = UUID(note.payload)
                             if batch_id in self._watchers:
                                 self._mark([batch_id])
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:
                 log.warning("dashboard: LISTEN lost (%s), again in %.1f s",
                             error_message(exc), delay)  # fmt: skip
             self.listening.clear()
@@ -170,6 +170,8 @@ class LiveHub:
                 except psycopg.Error as exc:  # the next tick tries again
                     log.warning("dashboard: reading batch %s failed: %s", batch_id,
                                 error_message(exc))  # fmt: skip
+                except Exception:  # a bug in one batch's page must not stop every page's updates
+                    log.exception("dashboard: updating batch %s failed", batch_id)
             self._busy = False
 
     async def _update(self, batch_id: UUID) -> None:

@@ -2,8 +2,9 @@
 row-level security decides which batches exist for it, so a query never filters by tenant for
 safety's sake, only when the viewer asks to. Every read is bounded by an index: the batch row by
 its key, live calls by entries_in_flight, the per-minute chart by call_logs_by_batch_started and
-_ended, errors by entries_errors, entries by entries_by_batch_index or, filtered by status,
-entries_by_batch_status_index (keyset, never OFFSET)."""
+_ended, errors by entries_errors, entries by entries_by_batch_index or, filtered by a final status,
+entries_finished_by_batch_index (a live status: the claim's partial indexes), keyset, never
+OFFSET."""
 
 from __future__ import annotations
 

@@ -108,6 +108,11 @@ HISTORY_INDEXES = {
     "batch_entries_batch_id_to_phone_tenant_id_key",
     "call_logs_by_batch",
     "call_logs_by_room",
+    # The dashboard's (migration 0024).
+    "entries_by_batch_index",
+    "entries_finished_by_batch_index",
+    "call_logs_by_batch_started",
+    "call_logs_by_batch_ended",
 }
 
 
