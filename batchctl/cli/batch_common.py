@@ -12,9 +12,9 @@ import psycopg
 
 from batchctl.cli.errors import UserError
 from batchctl.cli.output import print_table
+from batchctl.statuses import ENTRY_STATUSES
 
 # The entry statuses in the order an entry moves through them (batch_status has a count of each).
-ENTRY_STATUSES = ("queued", "running", "dispatched", "completed", "failed", "declined", "cancelled")
 COUNT_COLUMNS = [
     ("total", "TOTAL"),
     *((status, status.upper()) for status in ENTRY_STATUSES),

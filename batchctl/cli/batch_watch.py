@@ -18,7 +18,6 @@ import click
 import psycopg
 
 from batchctl.cli.batch_common import (
-    ENTRY_STATUSES,
     batch_id_argument,
     batch_tenant,
     print_counts,
@@ -27,6 +26,7 @@ from batchctl.cli.context import AppContext
 from batchctl.cli.output import format_duration, json_option, to_json
 from batchctl.client.sync import Client
 from batchctl.database import connect
+from batchctl.statuses import ENTRY_STATUSES
 
 BAR_WIDTH = 30
 # Redraw at most this often: a busy batch notifies on every transaction.

@@ -10,8 +10,6 @@ from uuid import UUID
 # Every place that colours an outcome uses this order and the CSS class ``o-<name>``, so a
 # colour means one thing on every page.
 OUTCOMES = ("completed", "declined", "failed", "cancelled", "in_progress", "queued")
-BATCH_STATUSES = ("pending", "running", "paused", "completed", "cancelled", "failed")
-ENTRY_STATUSES = ("queued", "running", "dispatched", "completed", "failed", "declined", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ class EntryRow:
 @dataclass(frozen=True)
 class EntriesPage:
     rows: list[EntryRow]
-    status: str | None  # the filter, one of ENTRY_STATUSES or None for all
+    status: str | None  # the filter, an entry status, or None for all
     after: int | None  # this page starts after this entry_index (None: the first page)
     next_after: int | None  # the cursor of the next page; None when this is the last
 

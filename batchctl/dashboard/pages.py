@@ -29,8 +29,6 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from batchctl.dashboard import charts
 from batchctl.dashboard.models import (
-    BATCH_STATUSES,
-    ENTRY_STATUSES,
     OUTCOMES,
     BatchLive,
     BatchRow,
@@ -39,6 +37,7 @@ from batchctl.dashboard.models import (
     EntriesPage,
     Viewer,
 )
+from batchctl.statuses import BATCH_STATUSES, ENTRY_STATUSES
 
 ROW_PARTS = ("status", "progress", "live", "times", "report")
 BATCH_REGIONS = {

@@ -13,8 +13,8 @@ from aiohttp import web
 from batchctl.dashboard import queries
 from batchctl.dashboard.access import acting_as
 from batchctl.dashboard.context import batch_id, dashboard, viewer
-from batchctl.dashboard.models import BATCH_STATUSES, ENTRY_STATUSES
 from batchctl.report.build import build_report
+from batchctl.statuses import BATCH_STATUSES, ENTRY_STATUSES
 
 NOT_FOUND = "No such batch, or not one this sign-in may see."
 

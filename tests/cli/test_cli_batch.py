@@ -14,8 +14,8 @@ from uuid import UUID
 
 import pytest
 
-from batchctl.cli.batch_common import ENTRY_STATUSES
 from batchctl.cli.batch_watch import Progress
+from batchctl.statuses import ENTRY_STATUSES
 from checks import Conn
 from clitools import UNREACHABLE, count, create_tenant, invoke, one_line_error, run_batchctl
 from invariants import assert_invariants

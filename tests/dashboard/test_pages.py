@@ -30,7 +30,6 @@ from batchctl.dashboard.charts import (
     y_ticks,
 )
 from batchctl.dashboard.models import (
-    BATCH_STATUSES,
     OUTCOMES,
     BatchLive,
     BatchRow,
@@ -45,6 +44,7 @@ from batchctl.dashboard.models import (
     Viewer,
 )
 from batchctl.dashboard.pages import BATCH_REGIONS, ROW_PARTS, Pages, eta, relative
+from batchctl.statuses import BATCH_STATUSES
 
 NOW = datetime(2025, 3, 12, 14, 20, 5, tzinfo=UTC)
 HOSTILE = "<script>alert(1)</script>\"onmouseover=alert(2) x='"

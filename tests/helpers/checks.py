@@ -12,7 +12,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from invariants import ENTRY_STATUSES
+from batchctl.statuses import ENTRY_STATUSES
 
 Conn = psycopg.Connection[dict[str, Any]]
 

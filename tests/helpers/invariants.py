@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-ENTRY_STATUSES = ("queued", "running", "dispatched", "completed", "failed", "declined", "cancelled")
+from batchctl.statuses import ENTRY_STATUSES
 
 _COUNTERS = ", ".join(f"b.{s}_count" for s in ENTRY_STATUSES)
 _REAL_COUNTS = ", ".join(

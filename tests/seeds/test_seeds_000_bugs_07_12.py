@@ -13,6 +13,7 @@ from uuid import UUID
 
 import pytest
 
+from batchctl.statuses import ENTRY_STATUSES
 from checks import (
     REPORT_TO,
     Conn,
@@ -28,7 +29,6 @@ from checks import (
     tally,
 )
 from concurrent_calls import connect, run_threads
-from invariants import ENTRY_STATUSES
 from pgtools import one_row
 from sqlapi import ENTRY_FOR_CALL, Claim, SqlApi, phones
 

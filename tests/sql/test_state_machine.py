@@ -44,6 +44,7 @@ from hypothesis.stateful import (
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from batchctl.statuses import ENTRY_STATUSES
 from invariants import assert_invariants
 from sqlapi import ENTRY_FOR_CALL, SqlApi
 
@@ -67,7 +68,6 @@ RETRYABLE = (
     "busy",
     "voicemail",
 )
-ENTRY_STATUSES = ("queued", "running", "dispatched", "completed", "failed", "declined", "cancelled")
 PENDING_ENTRY = ("queued", "running", "dispatched")
 TERMINAL_ENTRY = ("completed", "failed", "declined", "cancelled")
 TERMINAL_BATCH = ("completed", "cancelled", "failed")
