@@ -220,26 +220,29 @@ BEGIN
 END
 $$;
 
--- What became of attempt p_attempt of a delivery (batchctl/outbound: p_outcome delivered, gone
--- or retry, with p_retry_in_s the schedule's next delay, null when it is over). Every attempt is
--- recorded; a delivery moves only on its current attempt's record (a late one of an attempt
--- whose lease ran out changes nothing). Delivered: done. Retry: due again after the delay. Gone
--- (410) or the schedule over: the delivery failed and its endpoint is switched off, with the
--- reason (replay_webhooks turns it back on). Returns the delivery's status after.
+-- What attempt p_attempt of a delivery got: the receiver's status code and the start of its
+-- reply, or the sender's error when there was no answer (p_status_code null). The database
+-- decides what that makes of the delivery (sql/028: webhook_reply_outcome, webhook_retry_wait).
+-- Every attempt is recorded; a delivery moves only on its current attempt's record (a late one
+-- of an attempt whose lease ran out changes nothing). Delivered: done. Retry: due again after
+-- the schedule's wait. Gone (410) or the schedule over: the delivery failed and its endpoint is
+-- switched off, with the reason (replay_webhooks turns it back on). Returns the delivery's
+-- status after.
 CREATE OR REPLACE FUNCTION batchctl.record_webhook_attempt(
     p_tenant_id uuid, p_delivery_id bigint, p_attempt integer, p_status_code integer,
-    p_error text, p_elapsed_ms numeric, p_outcome text, p_retry_in_s numeric DEFAULT NULL)
+    p_error text, p_reply text, p_elapsed_ms numeric)
 RETURNS text LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = batchctl, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_delivery webhook_deliveries;
-    v_error constant text := left(p_error, max_text_length());
+    v_outcome constant text := webhook_reply_outcome(p_status_code);
+    -- What went wrong: the sender's own error (no answer), else the answer itself.
+    v_error constant text := left(coalesce(p_error, CASE WHEN v_outcome <> 'delivered'
+                                        THEN format('HTTP %s: %s', p_status_code, left(p_reply, 200)) END),
+                                  max_text_length());
+    v_wait constant interval := webhook_retry_wait(p_attempt);
 BEGIN
-    IF p_outcome IS NULL OR p_outcome NOT IN ('delivered', 'gone', 'retry') THEN
-        RAISE EXCEPTION 'p_outcome: expected delivered, gone or retry, got %', coalesce(p_outcome, 'null')
-            USING ERRCODE = 'BC001';
-    END IF;
     SELECT * INTO v_delivery FROM webhook_deliveries
      WHERE tenant_id = p_tenant_id AND id = p_delivery_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -251,17 +254,16 @@ BEGIN
     IF v_delivery.status <> 'pending' OR v_delivery.attempts <> p_attempt THEN
         RETURN v_delivery.status;
     END IF;
-    IF p_outcome = 'delivered' THEN
+    IF v_outcome = 'delivered' THEN
         UPDATE webhook_deliveries
            SET status = 'delivered', delivered_at = now(), last_status_code = p_status_code,
                last_error = NULL, claimed_by = NULL, lease_until = NULL
          WHERE tenant_id = p_tenant_id AND id = p_delivery_id;
         RETURN 'delivered';
-    ELSIF p_outcome = 'retry' AND p_retry_in_s IS NOT NULL THEN
+    ELSIF v_outcome = 'retry' AND v_wait IS NOT NULL THEN
         UPDATE webhook_deliveries
-           SET next_attempt_at = now() + make_interval(secs => p_retry_in_s::double precision),
-               last_status_code = p_status_code, last_error = v_error, claimed_by = NULL,
-               lease_until = NULL
+           SET next_attempt_at = now() + v_wait, last_status_code = p_status_code,
+               last_error = v_error, claimed_by = NULL, lease_until = NULL
          WHERE tenant_id = p_tenant_id AND id = p_delivery_id;
         RETURN 'pending';
     END IF;
@@ -271,10 +273,10 @@ BEGIN
      WHERE tenant_id = p_tenant_id AND id = p_delivery_id;
     UPDATE webhook_endpoints
        SET disabled_at = now(),
-           disabled_reason = CASE WHEN p_outcome = 'gone' THEN 'the receiver answered 410 Gone'
+           disabled_reason = CASE WHEN v_outcome = 'gone' THEN 'the receiver answered 410 Gone'
                                   ELSE format('delivery %s failed every attempt for %s: %s',
                                               p_delivery_id, date_trunc('second', now() - v_delivery.created_at),
-                                              coalesce(v_error, 'HTTP ' || p_status_code)) END
+                                              v_error) END
      WHERE tenant_id = p_tenant_id AND id = v_delivery.endpoint_id AND disabled_at IS NULL;
     RETURN 'failed';
 END

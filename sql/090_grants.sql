@@ -51,7 +51,7 @@ GRANT EXECUTE ON FUNCTION
     batchctl.room_call_over(text, text),
     batchctl.call_log_id(text),
     batchctl.claim_webhook_deliveries(text, integer, integer),
-    batchctl.record_webhook_attempt(uuid, bigint, integer, integer, text, numeric, text, numeric)
+    batchctl.record_webhook_attempt(uuid, bigint, integer, integer, text, text, numeric)
 TO batchctl_worker;
 
 -- The voice agent reports its calls' statuses and nothing else.

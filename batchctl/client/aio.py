@@ -134,14 +134,11 @@ class AsyncClient:
         delivery: WebhookDelivery,
         status_code: int | None,
         error: str | None,
+        reply: str,
         elapsed_ms: float,
-        outcome: str,
-        retry_in_s: float | None,
     ) -> str:
         return await self.run(
-            webhooks.record_webhook_attempt(
-                delivery, status_code, error, elapsed_ms, outcome, retry_in_s
-            )
+            webhooks.record_webhook_attempt(delivery, status_code, error, reply, elapsed_ms)
         )
 
     async def hangup_done(self, room_name: str) -> None:

@@ -20,8 +20,7 @@ import aiohttp
 from batchctl.client.aio import AsyncClient
 from batchctl.client.rows import WebhookDelivery
 from batchctl.daemon.tasks import InHand
-from batchctl.outbound.schedule import next_delay
-from batchctl.outbound.sender import outcome, post
+from batchctl.outbound.sender import post
 from batchctl.outbound.signing import headers
 
 log = logging.getLogger(__name__)
@@ -75,15 +74,10 @@ class DeliveryLoop:
             self.session, delivery.url, signed, body,
             allow_private=self.allow_private, timeout_s=self.timeout_s,
         )  # fmt: skip
-        verdict = outcome(response)
-        delay = next_delay(delivery.attempt) if verdict == "retry" else None
-        error = response.error or (
-            None if verdict == "delivered" else f"HTTP {response.status}: {response.body[:200]}"
-        )
+        # The database decides what the answer makes of the delivery, and when it is retried.
         status = await self.client.record_webhook_attempt(
-            delivery, response.status, error, response.elapsed_ms, verdict,
-            None if delay is None else delay.total_seconds(),
-        )  # fmt: skip
+            delivery, response.status, response.error, response.body, response.elapsed_ms
+        )
         if status == "delivered":
             # The next event of its entry (or batch) may have waited for it: claim it now,
             # not at the next poll.
@@ -91,6 +85,7 @@ class DeliveryLoop:
             return
         log.warning(
             "delivery %s (%s) to %s: %s; %s",
-            delivery.delivery_id, delivery.event_type, delivery.url, error,
-            f"again in {delay}" if status == "pending" and delay else status,
+            delivery.delivery_id, delivery.event_type, delivery.url,
+            response.error or f"HTTP {response.status}",
+            "to be tried again" if status == "pending" else status,
         )  # fmt: skip

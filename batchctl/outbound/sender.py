@@ -15,14 +15,11 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 import aiohttp
 from multidict import CIMultiDict
 
 from batchctl.outbound.destinations import Destination, UnsafeDestination, resolve
-
-Outcome = Literal["delivered", "gone", "retry"]
 
 
 @dataclass(frozen=True)
@@ -69,16 +66,6 @@ async def post(
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return _failed(_one_line(exc), started)
     return Response(status, None, text, _since(started))
-
-
-def outcome(response: Response) -> Outcome:
-    """What the delivery row becomes: 2xx delivered; 410 gone (the receiver asks us to stop:
-    disable the endpoint); anything else, 3xx and errors included, retry later."""
-    if response.status is not None and 200 <= response.status < 300:
-        return "delivered"
-    if response.status == 410:
-        return "gone"
-    return "retry"
 
 
 async def _send(

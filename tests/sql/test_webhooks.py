@@ -5,6 +5,7 @@ attempt's answer does."""
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -51,15 +52,15 @@ def claim(conn: Conn, limit: int = 50, worker: str = "w") -> list[dict[str, Any]
 def record(
     conn: Conn,
     row: dict[str, Any],
-    outcome: str,
     code: int | None = 200,
-    retry_in: float | None = None,
+    reply: str = "",
     error: str | None = None,
 ) -> str:
+    """What the daemon records of an attempt: the answer (or its own error), nothing more."""
     return one_value(
         conn,
-        "select batchctl.record_webhook_attempt(%s, %s, %s, %s, %s, 12.5, %s, %s)",
-        (row["tenant_id"], row["delivery_id"], row["attempt"], code, error, outcome, retry_in),
+        "select batchctl.record_webhook_attempt(%s, %s, %s, %s, %s, %s, 12.5)",
+        (row["tenant_id"], row["delivery_id"], row["attempt"], code, error, reply),
     )  # fmt: skip
 
 
@@ -226,10 +227,10 @@ def test_an_entrys_events_are_claimed_one_after_another_and_daemons_share_the_re
     first = claim(conn)
     assert sorted(r["event_type"] for r in first) == ["call.ended", "call.ended"]
     assert claim(conn, worker="other") == []  # each entry's next waits for its call.ended
-    assert record(conn, first[0], "delivered") == "delivered"
+    assert record(conn, first[0]) == "delivered"
     (second,) = claim(conn, worker="other")
     assert second["event_type"] == "entry.finished" and second["attempt"] == 1
-    assert record(conn, second, "delivered") == "delivered"
+    assert record(conn, second) == "delivered"
     assert claim(conn) == []  # the other entry's call.ended is leased
 
 
@@ -238,19 +239,19 @@ def test_a_retry_waits_its_delay_and_a_late_record_changes_nothing(api: SqlApi, 
     add(conn, tenant, events=["batch.started"])
     api.create_batch(tenant, phones(1))
     (row,) = claim(conn)
-    assert record(conn, row, "retry", 503, retry_in=3600, error="HTTP 503") == "pending"
+    assert record(conn, row, 503, reply="try later") == "pending"
     assert claim(conn) == []
     conn.execute("update batchctl.webhook_deliveries set next_attempt_at = now()")
     (again,) = claim(conn)
     assert (again["attempt"], again["message_id"]) == (2, row["message_id"])
-    assert record(conn, row, "delivered") == "pending"  # attempt 1's answer, too late
-    assert record(conn, again, "delivered") == "delivered"
+    assert record(conn, row) == "pending"  # attempt 1's answer, too late
+    assert record(conn, again, 204) == "delivered"
     (listed,) = one_value(
         conn, "select batchctl.webhook_deliveries(%s, %s)", (tenant, row["endpoint_id"])
     )
     # The late answer of attempt 1 is not a second record of it.
     assert [(t["attempt"], t["status_code"], t["error"]) for t in listed["tries"]] == [
-        (1, 503, "HTTP 503"), (2, 200, None)
+        (1, 503, "HTTP 503: try later"), (2, 204, None)
     ]  # fmt: skip
 
 
@@ -264,12 +265,15 @@ def test_a_410_or_the_end_of_the_schedule_switches_the_endpoint_off_and_replay_r
     api.pause_batch(tenant, batch)
     first, *_ = claim(conn, limit=1)
     if why == "gone":
-        assert record(conn, first, "gone", 410) == "failed"
+        assert record(conn, first, 410) == "failed"
     else:
-        assert (
-            record(conn, first, "retry", None, retry_in=None, error="connection refused")
-            == "failed"
+        # The twelfth attempt, the schedule's last, gets no answer either.
+        conn.execute(
+            "update batchctl.webhook_deliveries set attempts = 12 where id = %s",
+            (first["delivery_id"],),
         )
+        last = {**first, "attempt": 12}
+        assert record(conn, last, None, error="connection refused") == "failed"
     (listed,) = one_value(conn, "select batchctl.list_webhooks(%s)", (tenant,))
     assert listed["enabled"] is False and (listed["failed"], listed["pending"]) == (1, 1)
     assert ("410 Gone" if why == "gone" else "connection refused") in listed["disabled_reason"]
@@ -296,16 +300,14 @@ def test_an_expired_lease_lets_another_daemon_send_it_with_the_same_id(
 
 
 def test_worker_functions_check_their_arguments(conn: Conn) -> None:
-    def attempt(outcome: str) -> object:
+    def attempt() -> object:
         return one_value(
             conn,
-            "select batchctl.record_webhook_attempt(gen_random_uuid(), 1, 1, 200, null, 1, %s)",
-            (outcome,),
+            "select batchctl.record_webhook_attempt(gen_random_uuid(), 1, 1, 200, null, '', 1)",
         )
 
     rejected(conn, "BC001", lambda: claim(conn, limit=0), "p_limit")
-    rejected(conn, "BC001", lambda: attempt("maybe"), "p_outcome")
-    rejected(conn, "BC002", lambda: attempt("delivered"), "not found")
+    rejected(conn, "BC002", attempt, "not found")
 
 
 def test_a_payload_is_rendered_by_its_first_claim_and_sent_the_same_on_every_attempt(
@@ -327,6 +329,49 @@ def test_a_payload_is_rendered_by_its_first_claim_and_sent_the_same_on_every_att
     first = {r["event_type"]: r for r in claim(conn)}
     sent = first["call.ended"]["payload"]
     assert sent["data"]["call_log_id"] == str(call) and sent["data"]["status"] == "ended"
-    assert record(conn, first["call.ended"], "retry", 500, retry_in=0) == "pending"
+    assert record(conn, first["call.ended"], 500) == "pending"
+    conn.execute("update batchctl.webhook_deliveries set next_attempt_at = now()")
     (again,) = [r for r in claim(conn) if r["event_type"] == "call.ended"]
     assert again["payload"] == sent
+
+
+# --- what an answer makes of a delivery: decided in the database (sql/028) -----------------
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [(200, "delivered"), (204, "delivered"), (299, "delivered"), (410, "gone"), (302, "retry"),
+     (404, "retry"), (500, "retry"), (None, "retry")],
+)  # fmt: skip
+def test_answers_are_classified(conn: Conn, code: int | None, expected: str) -> None:
+    assert one_value(conn, "select batchctl.webhook_reply_outcome(%s)", (code,)) == expected
+
+
+def test_the_schedule_covers_a_day_even_at_the_shortest_jitter_then_gives_up(conn: Conn) -> None:
+    delays = [
+        one_value(conn, "select batchctl.webhook_retry_delay(%s)", (attempt,))
+        for attempt in range(1, 13)
+    ]
+    steps = delays[:11]
+    assert delays[11] is None, "the twelfth failed attempt is the last"
+    assert steps == sorted(steps) and steps[0] == timedelta(seconds=5)
+    assert sum(steps, timedelta()) * 0.8 >= timedelta(hours=24)
+    waits = [
+        one_value(conn, "select batchctl.webhook_retry_wait(3)") for _ in range(50)
+    ]  # fmt: skip
+    assert all(timedelta(minutes=1.6) <= w <= timedelta(minutes=2.4) for w in waits)
+    assert len(set(waits)) > 40, "failures at the same time do not all retry at the same time"
+
+
+def test_a_retry_is_due_after_the_schedules_wait(api: SqlApi, conn: Conn) -> None:
+    tenant = api.create_tenant()
+    add(conn, tenant, events=["batch.started"])
+    api.create_batch(tenant, phones(1))
+    (row,) = claim(conn)
+    assert record(conn, row, None, error="timed out after 10 s") == "pending"
+    due = one_value(
+        conn,
+        """select next_attempt_at - now() from batchctl.webhook_deliveries where id = %s""",
+        (row["delivery_id"],),
+    )
+    assert timedelta(seconds=4) <= due <= timedelta(seconds=6)

@@ -52,14 +52,14 @@ def record_webhook_attempt(
     delivery: WebhookDelivery,
     status_code: int | None,
     error: str | None,
+    reply: str,
     elapsed_ms: float,
-    outcome: str,
-    retry_in_s: float | None,
 ) -> Call[str]:
-    """The delivery's status after (pending, delivered or failed)."""
+    """The delivery's status after (pending, delivered or failed): the database decides it from
+    the answer."""
     q = """SELECT batchctl.record_webhook_attempt(%s, %s::bigint, %s::integer, %s::integer, %s,
-                                                   %s::numeric, %s, %s::numeric)"""
+                                                   %s, %s::numeric)"""
     return scalar(
-        q, delivery.tenant_id, delivery.delivery_id, delivery.attempt, status_code, error,
-        elapsed_ms, outcome, retry_in_s,
+        q, delivery.tenant_id, delivery.delivery_id, delivery.attempt, status_code, error, reply,
+        elapsed_ms,
     )  # fmt: skip
